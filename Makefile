@@ -1,0 +1,24 @@
+# Set-up and entry points. Both targets create the virtual environment on a fresh machine
+# (CPU build of torch pinned: an unpinned torch would pull several GB of CUDA packages).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fcnkit-installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+## Main job: compile the bundled FCN-8s deploy prototxt and print its layer/offset table.
+demo: $(STAMP)
+	$(VENV)/bin/fcnkit compile
+
+## The test suite (CPU only; GPU/TensorRT tests skip with a reason).
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

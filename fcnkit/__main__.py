@@ -1,0 +1,5 @@
+import sys
+
+from fcnkit.cli.main import main
+
+sys.exit(main())

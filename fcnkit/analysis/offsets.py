@@ -1,0 +1,139 @@
+"""The per-layer scale factor / offset table and Crop-layer offset checking and fixing.
+
+The table has the columns of Table 2 of the NVIDIA DIGITS 5 semantic-segmentation article
+(layer, stride, pad, kernel size, scaling factor, cumulative scaling factor, offset,
+cumulative offset), with the cumulative offset computed correctly (from the input, see
+coord_maps.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from fractions import Fraction
+
+from fcnkit.analysis.coord_maps import CoordAnalysis, analyse_coord_maps, crop_offset
+from fcnkit.errors import OffsetError
+from fcnkit.graph import Net
+from fcnkit.layers import CoordMap
+
+
+@dataclass
+class OffsetRow:
+    """One row of the offset table; per-axis values are (y, x) tuples, None when undefined."""
+
+    name: str
+    type: str
+    kernel: tuple[int, int] | None
+    stride: tuple[int, int] | None
+    pad: tuple[int, int] | None
+    factor: tuple[Fraction, Fraction] | None
+    offset: tuple[Fraction, Fraction] | None
+    cumulative_factor: tuple[Fraction, Fraction] | None
+    cumulative_offset: tuple[Fraction, Fraction] | None
+    note: str = ""
+
+
+@dataclass
+class CropRow:
+    """A Crop layer's declared offsets and the ones computed from the coordinate maps."""
+
+    layer: str
+    axis: int
+    declared: list[int]
+    computed: list[int] | None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.computed is not None and self.declared == self.computed
+
+
+def _attr(impl, name):
+    v = getattr(impl, name, None)
+    if v is None:
+        return None
+    return tuple(int(x) for x in v)
+
+
+def offset_table(net: Net, coords: CoordAnalysis | None = None) -> list[OffsetRow]:
+    """One row per non-input layer, in net order."""
+    coords = coords or analyse_coord_maps(net)
+    rows = []
+    for node in net.layers:
+        if node.role == "input":
+            continue
+        lm = coords.layer_maps[node.name]
+        bm = coords.blob_maps[node.tops[0]] if node.tops else None
+        own = lm if isinstance(lm, CoordMap) else None
+        note = lm if isinstance(lm, str) else ""
+        if own is not None and bm is not None and bm.map is None:
+            note = bm.reason
+        rows.append(OffsetRow(
+            node.name, node.type,
+            _attr(node.impl, "kernel"), _attr(node.impl, "stride"), _attr(node.impl, "pad"),
+            own.factor if own else None, own.offset if own else None,
+            bm.map.factor if bm is not None and bm.map is not None else None,
+            bm.map.offset if bm is not None and bm.map is not None else None,
+            note))
+    return rows
+
+
+def _crop_axis_and_declared(node, ndim: int) -> tuple[int, list[int]]:
+    p = node.param.crop_param
+    axis = p.axis + ndim if p.axis < 0 else p.axis
+    n = ndim - axis
+    offs = list(p.offset)
+    if not offs:
+        declared = [0] * n
+    elif len(offs) == 1:
+        declared = offs * n
+    else:
+        declared = offs
+    return axis, [int(o) for o in declared]
+
+
+def crop_table(net: Net, ndim: int = 4) -> list[CropRow]:
+    """Declared and computed offsets of every Crop layer (per cropped axis).
+
+    Computed offsets exist for the spatial axes (2 and 3 of an N, C, H, W blob); a crop
+    along N or C keeps its declared offset there.
+    """
+    rows = []
+    for node in net.layers:
+        if node.type != "Crop":
+            continue
+        axis, declared = _crop_axis_and_declared(node, ndim)
+        try:
+            oy, ox = crop_offset(net, node.bottoms[0], node.bottoms[1])
+        except OffsetError as e:
+            rows.append(CropRow(node.name, axis, declared, None, f"{node.where()}: {e}"))
+            continue
+        spatial = {2: oy, 3: ox}
+        computed = [spatial.get(a, declared[i]) for i, a in enumerate(range(axis, ndim))]
+        rows.append(CropRow(node.name, axis, declared, computed))
+    return rows
+
+
+def fix_crop_offsets(net: Net, param=None):
+    """A copy of the net's NetParameter with every Crop layer's offsets set to the computed
+    ones (one value when all axes agree, else one per cropped axis).
+
+    ``param`` defaults to ``net.param`` (the unfiltered V2 NetParameter: layers of other
+    phases keep their offsets unless a layer of the same name in this phase was fixed).
+
+    Raises:
+        OffsetError: an offset cannot be computed (the message names the layer).
+    """
+    param = copy.deepcopy(param if param is not None else net.param)
+    fixes = {}
+    for row in crop_table(net):
+        if row.computed is None:
+            raise OffsetError(row.error)
+        fixes[row.layer] = row.computed
+    for lp in param.layer:
+        if lp.type == "Crop" and lp.name in fixes:
+            vals = fixes[lp.name]
+            del lp.crop_param.offset[:]
+            lp.crop_param.offset.extend([vals[0]] if len(set(vals)) == 1 else vals)
+    return param

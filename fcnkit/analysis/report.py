@@ -1,0 +1,98 @@
+"""Rendering of analysis tables as Markdown, CSV, HTML and JSON (plain strings).
+
+The offset table follows the layout of Table 2 of the NVIDIA DIGITS 5 article; the layer
+table of ``fcnkit compile`` adds shapes, parameters and FLOPs. Per-axis values print as one
+number when y and x agree, else as ``y,x``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from fractions import Fraction
+from typing import Any, Sequence
+
+from fcnkit.analysis.coord_maps import fmt
+from fcnkit.analysis.offsets import CropRow, OffsetRow
+
+FORMATS = ("markdown", "csv", "html", "json")
+
+
+def pair(v) -> str:
+    """(y, x) -> "y" when equal else "y,x"; None -> "-"."""
+    if v is None:
+        return "-"
+    vals = [fmt(x) if isinstance(x, Fraction) else str(x) for x in v]
+    return vals[0] if len(set(vals)) == 1 else ",".join(vals)
+
+
+def _num(x: Fraction) -> float | int:
+    x = Fraction(x)
+    return x.numerator if x.denominator == 1 else float(x)
+
+
+OFFSET_HEADER = ["layer", "type", "kernel", "stride", "pad", "factor", "cumulative factor",
+                 "offset", "cumulative offset"]
+
+
+def offset_rows_as_cells(rows: Sequence[OffsetRow]) -> list[list[str]]:
+    return [[r.name, r.type, pair(r.kernel), pair(r.stride), pair(r.pad), pair(r.factor),
+             pair(r.cumulative_factor), pair(r.offset), pair(r.cumulative_offset)] for r in rows]
+
+
+def table(header: Sequence[str], cells: Sequence[Sequence[str]], fmt_: str, title: str = "") -> str:
+    """Render a header + rows in ``markdown``, ``csv`` or ``html``."""
+    if fmt_ == "markdown":
+        out = [f"**{title}**", ""] if title else []
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "|".join("---" for _ in header) + "|")
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+        return "\n".join(out) + "\n"
+    if fmt_ == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(cells)
+        return buf.getvalue()
+    if fmt_ == "html":
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                         for row in cells)
+        cap = f"<caption>{html.escape(title)}</caption>" if title else ""
+        return f"<table>{cap}\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
+    raise ValueError(f"unknown table format '{fmt_}'")
+
+
+def offsets_json(rows: Sequence[OffsetRow], crops: Sequence[CropRow]) -> dict[str, Any]:
+    """The JSON document of ``fcnkit offsets --format json`` (numbers as decimals)."""
+
+    def vec(v):
+        return None if v is None else [_num(x) for x in v]
+
+    return {
+        "layers": [{"name": r.name, "type": r.type, "factor": vec(r.factor), "offset": vec(r.offset),
+                    "cumulative_factor": vec(r.cumulative_factor),
+                    "cumulative_offset": vec(r.cumulative_offset),
+                    **({"note": r.note} if r.note else {})} for r in rows],
+        "crops": [{"layer": c.layer, "axis": c.axis, "declared": list(c.declared),
+                   "computed": None if c.computed is None else list(c.computed),
+                   **({"error": c.error} if c.error else {})} for c in crops],
+    }
+
+
+def render_offsets(rows: Sequence[OffsetRow], crops: Sequence[CropRow], fmt_: str = "markdown",
+                   title: str = "") -> str:
+    """The full ``fcnkit offsets`` report in one format."""
+    if fmt_ == "json":
+        return json.dumps(offsets_json(rows, crops), indent=2) + "\n"
+    text = table(OFFSET_HEADER, offset_rows_as_cells(rows), fmt_, title)
+    if crops:
+        crop_cells = [[c.layer, str(c.axis), ",".join(map(str, c.declared)),
+                       "-" if c.computed is None else ",".join(map(str, c.computed)),
+                       "ok" if c.ok else (c.error or "MISMATCH")] for c in crops]
+        sep = "\n" if fmt_ != "csv" else "\n"
+        text += sep + table(["crop layer", "axis", "declared offset", "computed offset", "status"],
+                            crop_cells, fmt_, "Crop layers" if fmt_ != "csv" else "")
+    return text

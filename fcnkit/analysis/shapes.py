@@ -1,0 +1,106 @@
+"""Shape inference for every blob version of a net, with Caffe's rounding rules.
+
+The rules themselves live with each layer type (``Layer.output_shapes``); this module walks
+the net in order, feeds input shapes (declared by the input layers or given by the user)
+and checks the results (positive dimensions, no absurd sizes).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from fcnkit.errors import InputError, ShapeError
+from fcnkit.graph import Net
+from fcnkit.layers import MAX_BLOB_ELEMENTS, Shape, prod
+
+
+def parse_shape(text: str) -> Shape:
+    """``"1,8,512,512"`` (or ``1x8x512x512``) -> (1, 8, 512, 512).
+
+    Raises:
+        InputError: not a list of positive integers.
+    """
+    parts = [p for p in text.replace("x", ",").replace(" ", "").split(",") if p]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise InputError(f"bad shape '{text}': expected comma-separated integers like 1,3,500,500") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise InputError(f"bad shape '{text}': dimensions must be positive integers")
+    return shape
+
+
+def parse_input_shapes(specs: Sequence[str] | None) -> dict[str | None, Shape]:
+    """CLI ``--input-shape`` values: ``N,C,H,W`` (the only/first input) or ``name=N,C,H,W``.
+
+    Returns a dict keyed by blob name (None = the first input).
+    """
+    out: dict[str | None, Shape] = {}
+    for spec in specs or ():
+        if "=" in spec:
+            name, _, shape = spec.partition("=")
+            out[name.strip()] = parse_shape(shape)
+        else:
+            out[None] = parse_shape(spec)
+    return out
+
+
+def input_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) -> dict[str, Shape]:
+    """Shapes of the net's input blobs: declared by the input layers, or overridden.
+
+    ``overrides`` is keyed by Caffe blob name; the key None means the first input blob.
+
+    Raises:
+        InputError: an override names no input blob.
+        ShapeError: an input shape is unknown (say which ``--input-shape`` to give).
+    """
+    overrides = dict(overrides or {})
+    names = [net.blob_name[b] for b in net.inputs]
+    if None in overrides:
+        if not names:
+            raise InputError("the net has no input layer to give a shape to")
+        overrides.setdefault(names[0], overrides.pop(None))
+    unknown = [k for k in overrides if k not in names]
+    if unknown:
+        raise InputError(f"--input-shape names {', '.join(map(repr, unknown))}, but the net's "
+                         f"inputs are: {', '.join(names) or 'none'}")
+    shapes: dict[str, Shape] = {}
+    for node in net.input_layers():
+        declared = node.impl.declared_shapes()
+        for bid, tname, dshape in zip(node.tops, node.param.top, declared):
+            shape = overrides.get(tname, dshape)
+            if shape is None:
+                raise node.impl.error(
+                    f"the shape of top '{tname}' is not declared in the prototxt; give it with "
+                    f"--input-shape {tname}=N,C,H,W", ShapeError)
+            shapes[bid] = tuple(int(d) for d in shape)
+    return shapes
+
+
+def infer_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) -> dict[str, Shape]:
+    """Shape of every blob version of ``net`` (blob id -> shape, Caffe axis order).
+
+    Raises:
+        ShapeError: a layer cannot take its bottoms' shapes, a dimension is not positive,
+            or a blob is absurdly large (more than 2**40 elements); the layer is named.
+        InputError: see :func:`input_shapes`.
+    """
+    shapes: dict[str, Shape] = dict(input_shapes(net, overrides))
+    for node in net.layers:
+        if node.role == "input":
+            tops = [shapes[t] for t in node.tops]
+        else:
+            tops = node.impl.output_shapes([shapes[b] for b in node.bottoms])
+        if len(tops) != len(node.tops):
+            raise node.impl.error(f"computed {len(tops)} top shapes for {len(node.tops)} tops", ShapeError)
+        for bid, shape in zip(node.tops, tops):
+            shape = tuple(int(d) for d in shape)
+            if any(d <= 0 for d in shape):
+                raise node.impl.error(f"top '{net.blob_name[bid]}' would have shape {shape}; every "
+                                      "dimension must be positive", ShapeError)
+            if prod(shape) > MAX_BLOB_ELEMENTS:
+                raise node.impl.error(f"top '{net.blob_name[bid]}' would have shape {shape} "
+                                      f"({prod(shape):.3g} elements), which is absurdly large; "
+                                      "check the declared input shape", ShapeError)
+            shapes[bid] = shape
+    return shapes

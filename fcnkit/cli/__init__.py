@@ -1,0 +1,1 @@
+"""The fcnkit command line (see fcnkit.cli.main)."""

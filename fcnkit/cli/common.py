@@ -1,0 +1,39 @@
+"""Options and helpers shared by the CLI commands (the CLI stays thin: each command parses
+its options, calls the library, prints)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+PhaseOpt = typer.Option("TEST", "--phase", help="Net phase: TRAIN or TEST (Caffe NetState).")
+StageOpt = typer.Option(None, "--stage", help="NetState stage (repeatable).")
+LevelOpt = typer.Option(0, "--level", help="NetState level.")
+InputShapeOpt = typer.Option(
+    None, "--input-shape",
+    help="Input shape N,C,H,W for the first input, or name=N,C,H,W (repeatable).")
+
+
+def default_prototxt() -> Path:
+    """The bundled FCN-8s deploy prototxt (fcn.berkeleyvision.org)."""
+    return Path(str(resources.files("fcnkit") / "data" / "voc-fcn8s-deploy.prototxt"))
+
+
+def load_net_cli(path: Path, phase: str, stage: Optional[List[str]], level: int):
+    from fcnkit.graph import NetState, load_net
+
+    state = NetState.make(phase, level, stage or ())
+    return load_net(path, state)
+
+
+def input_shapes_cli(specs: Optional[List[str]]):
+    from fcnkit.analysis import parse_input_shapes
+
+    return parse_input_shapes(specs)

@@ -1,0 +1,251 @@
+"""Core commands: compile, offsets, run, verify, layers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from fcnkit.cli.common import (InputShapeOpt, LevelOpt, PhaseOpt, StageOpt, console,
+                               default_prototxt, input_shapes_cli, load_net_cli)
+from fcnkit.errors import InputError
+
+
+def _rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for i, h in enumerate(header):
+        t.add_column(h, justify="left" if i < 2 else "right")
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+def _print_md_table(markdown_text: str, title: str) -> None:
+    lines = [ln for ln in markdown_text.strip().splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip().replace("\\|", "|") for c in ln.strip().strip("|").split(" | ")] for ln in lines[2:]]
+    console.print(_rich_table(title, header, rows))
+
+
+def compile_cmd(
+    net_path: Optional[Path] = typer.Argument(None, help="prototxt (default: bundled FCN-8s deploy)"),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="caffemodel with trained weights"),
+    input_shape: Optional[List[str]] = InputShapeOpt,
+    out: Optional[Path] = typer.Option(None, "-o", "--output", help="write the compiled model directory"),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="also export ONNX to this file"),
+    deploy: bool = typer.Option(False, "--deploy", help="drop loss/metric layers and label inputs"),
+    fmt: str = typer.Option("table", "--format", help="table (terminal), markdown, csv, html or json"),
+    phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+):
+    """Compile a Caffe net to a torch.fx module; print the layer table (shapes, params,
+    FLOPs, scale factors, offsets); write it with -o DIR (code, safetensors, prototxt)."""
+    from fcnkit import caffe
+    from fcnkit.analysis import analyze, crop_table
+    from fcnkit.compile import compile_net, save_compiled
+
+    if net_path is None:
+        net_path = default_prototxt()
+        console.print(f"[dim]no prototxt given: compiling the bundled FCN-8s deploy net ({net_path.name})[/dim]")
+    net = load_net_cli(net_path, phase, stage, level)
+    analysis = analyze(net, input_shapes_cli(input_shape))
+    model = caffe.read_caffemodel(weights) if weights else None
+    compiled = compile_net(net, model, deploy=deploy, analysis=analysis)
+    crops = crop_table(net)
+    if fmt == "json":
+        doc = {
+            "name": net.name,
+            "layers": [{"name": n.name, "type": n.type,
+                        "tops": {net.blob_name[t]: list(analysis.shapes[t]) for t in n.tops},
+                        "params": analysis.costs[n.name].params, "flops": analysis.costs[n.name].flops}
+                       for n in net.layers],
+            "total_params": analysis.total_params, "total_flops": analysis.total_flops,
+            "inputs": compiled.inputs, "outputs": compiled.outputs,
+            "crops": [{"layer": c.layer, "declared": c.declared, "computed": c.computed} for c in crops],
+        }
+        console.print_json(json.dumps(doc))
+    elif fmt == "table":
+        _print_md_table(analysis.layer_table("markdown"), f"{net.name or net_path.name} "
+                        f"({net.state.phase_name})")
+    else:
+        console.print(analysis.layer_table(fmt), end="", markup=False)
+    if fmt in ("table", "markdown"):
+        console.print(f"total: {analysis.total_params:,} learnable parameters, "
+                      f"{analysis.total_flops / 1e9:,.2f} GFLOP per forward pass")
+        console.print(f"inputs: {', '.join(f'{k} {v}' for k, v in compiled.input_shapes.items())}; "
+                      f"outputs: {', '.join(compiled.outputs)}")
+        for c in crops:
+            status = "ok" if c.ok else (c.error or "MISMATCH: run `fcnkit offsets --fix`")
+            console.print(f"crop {c.layer}: declared {c.declared}, computed {c.computed} -> {status}",
+                          markup=False)
+        console.print(f"weights: {compiled.weights.summary()}")
+    if out is not None:
+        save_compiled(compiled, out)
+        console.print(f"wrote {out}/ (model.py, weights.safetensors, net.prototxt, fcnkit.json)")
+    if onnx is not None:
+        from fcnkit.deploy.onnx import export_onnx
+
+        result = export_onnx(compiled, onnx)
+        console.print(f"wrote {onnx} ({result.summary()})")
+
+
+def offsets_cmd(
+    net_path: Path = typer.Argument(..., help="prototxt"),
+    fmt: str = typer.Option("markdown", "--format", help="markdown, csv, html or json"),
+    check: bool = typer.Option(False, "--check", help="exit 1 if a Crop layer's declared offset differs from the computed one"),
+    fix: bool = typer.Option(False, "--fix", help="write the computed offsets into every Crop layer (needs -o)"),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", help="with --fix: the prototxt to write; else: the report file"),
+    phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+):
+    """Print the per-layer scale factor / offset table (DIGITS Table 2 layout) and the Crop
+    layers' declared vs computed offsets; --check, --fix."""
+    from fcnkit import caffe
+    from fcnkit.analysis import FORMATS, crop_table, fix_crop_offsets, offset_table, render_offsets
+    from fcnkit.atomic import write_text
+    from fcnkit.graph import NetState, load_net
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+    if fix and out is None:
+        raise InputError("--fix needs -o OUT.prototxt (the input file is never overwritten in place)")
+    source = caffe.read_prototxt(net_path)
+    net = load_net(source, NetState.make(phase, level, stage or ()), allow_unsupported=True)
+    rows = offset_table(net)
+    crops = crop_table(net)
+    text = render_offsets(rows, crops, fmt, title=f"{net.name or net_path.name}: scale factors and offsets")
+    if fix:
+        fixed = fix_crop_offsets(net, source.param)
+        caffe.write_prototxt(out, fixed, header=f"crop offsets computed by fcnkit offsets --fix from {net_path.name}")
+        for c in crops:
+            console.print(f"crop {c.layer}: offset {c.declared} -> {c.computed}", markup=False)
+        console.print(f"wrote {out}")
+        return
+    if out is not None:
+        write_text(out, text)
+        console.print(f"wrote {out}")
+    else:
+        console.print(text, end="", markup=False, soft_wrap=True)
+    if check:
+        bad = [c for c in crops if not c.ok]
+        for c in bad:
+            console.print(f"crop {c.layer}: declared {c.declared}, computed {c.computed} {c.error}",
+                          markup=False)
+        if bad:
+            raise typer.Exit(1)
+
+
+def _load_inputs(specs: List[str], input_names: list[str]) -> dict[str, np.ndarray]:
+    arrays = {}
+    for spec in specs:
+        if "=" in spec and not Path(spec).exists():
+            name, _, path = spec.partition("=")
+        else:
+            if len(specs) > 1:
+                raise InputError("with several --input options each must be name=file.npy")
+            name, path = (input_names[0] if input_names else "data"), spec
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"input file {p} does not exist")
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except ValueError as e:
+            raise InputError(f"{p}: not a plain .npy array ({e}); fcnkit never unpickles data") from None
+        arrays[name] = np.ascontiguousarray(arr, dtype=np.float32)
+    return arrays
+
+
+def _compile_for_inputs(net, weights, inputs: dict[str, np.ndarray], deploy: bool):
+    from fcnkit import caffe
+    from fcnkit.compile import compile_net
+
+    names = [net.blob_name[b] for b in net.inputs]
+    missing = [n for n in inputs if n not in names]
+    if missing:
+        raise InputError(f"--input names {missing}, but the net's inputs are {names}")
+    model = caffe.read_caffemodel(weights) if weights else None
+    shapes = {k: tuple(v.shape) for k, v in inputs.items()}
+    return compile_net(net, model, shapes, deploy=deploy)
+
+
+def run_cmd(
+    net_path: Path = typer.Argument(..., help="prototxt"),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w"),
+    inputs: List[str] = typer.Option(..., "--input", "-i", help="x.npy, or name=x.npy once per input"),
+    out: Path = typer.Option(..., "-o", "--output", help="output .npz"),
+    all_blobs: bool = typer.Option(False, "--all-blobs", help="save every blob, not only the net outputs"),
+    phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+):
+    """Run a forward pass on .npy inputs and save the net outputs (keyed by Caffe blob name)."""
+    import torch
+
+    from fcnkit.atomic import atomic_open
+    from fcnkit.compile import to_numpy
+
+    net = load_net_cli(net_path, phase, stage, level)
+    arrays = _load_inputs(inputs, [net.blob_name[b] for b in net.inputs])
+    compiled = _compile_for_inputs(net, weights, arrays, deploy=True)
+    tensors = [torch.from_numpy(arrays[n]) for n in compiled.inputs]
+    if all_blobs:
+        values = compiled.run_all(*tensors)
+        result = {bid: v for bid, v in values.items()}
+    else:
+        with torch.no_grad():
+            result = compiled.module(*tensors)
+    result = to_numpy(result)
+    with atomic_open(out, "wb") as f:
+        np.savez(f, **result)
+    for k, v in result.items():
+        if all_blobs and k not in compiled.outputs:
+            continue
+        console.print(f"{k}: shape {v.shape}, min {v.min():.6g}, max {v.max():.6g}", markup=False)
+    console.print(f"wrote {out} ({len(result)} arrays)")
+
+
+def verify_cmd(
+    net_path: Path = typer.Argument(..., help="prototxt"),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w"),
+    reference: Path = typer.Option(..., "--reference", help="npz of per-layer outputs keyed by layer name"),
+    inputs: List[str] = typer.Option(..., "--input", "-i", help="x.npy, or name=x.npy once per input"),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="max |diff| / max |reference| per layer"),
+    phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+):
+    """Compare every layer's output against a reference dump; exit 1 beyond tolerance."""
+    import torch
+
+    from fcnkit.compile.verify import compare_layers
+
+    net = load_net_cli(net_path, phase, stage, level)
+    arrays = _load_inputs(inputs, [net.blob_name[b] for b in net.inputs])
+    compiled = _compile_for_inputs(net, weights, arrays, deploy=True)
+    try:
+        ref = dict(np.load(reference, allow_pickle=False))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{reference}: cannot read the reference npz ({e})") from None
+    rows = compare_layers(compiled, [torch.from_numpy(arrays[n]) for n in compiled.inputs], ref)
+    table = [[r.layer, r.type, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.relative:.3g}",
+              "ok" if r.relative <= tolerance else "FAIL"] for r in rows]
+    console.print(_rich_table(f"{net_path.name} vs {reference.name}",
+                              ["layer", "type", "shape", "max |diff|", "relative", "status"], table))
+    skipped = [k for k in ref if k not in {r.layer for r in rows}]
+    if skipped:
+        console.print(f"not in the compiled net: {', '.join(skipped)}", markup=False)
+    worst = max((r.relative for r in rows), default=0.0)
+    if not rows:
+        raise InputError(f"{reference}: no key matches a layer of the net")
+    if worst > tolerance:
+        console.print(f"[red]FAIL[/red]: worst relative error {worst:.3g} > {tolerance:g}")
+        raise typer.Exit(1)
+    console.print(f"ok: {len(rows)} layers within {tolerance:g} (worst {worst:.3g})")
+
+
+def layers_cmd():
+    """List the supported Caffe layer types (and how to register a custom one)."""
+    from fcnkit import layers
+
+    console.print(", ".join(layers.registered_types()))
+    console.print("Custom types: subclass fcnkit.layers.Layer and decorate it with "
+                  "@fcnkit.layers.register (see `help(fcnkit.layers)`), then import the module "
+                  "before loading the net, or name it in FCNKIT_PLUGINS=module1,module2.")

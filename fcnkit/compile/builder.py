@@ -1,0 +1,189 @@
+"""Compile a checked net into one torch.fx GraphModule.
+
+Every non-input layer becomes a submodule named after the Caffe layer (``conv1``), so
+parameters are named ``conv1.weight``; the graph calls them in prototxt order, with one fx
+value per blob version. ``forward`` takes one tensor per net input (in the order of the
+input layers' tops) and returns a dict of the net outputs keyed by Caffe blob name.
+
+``model.eval()`` is Caffe's TEST phase and ``model.train()`` its TRAIN phase (Dropout,
+BatchNorm ``use_global_stats``); the module starts in the mode of the net's phase.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.fx
+
+from fcnkit.analysis import NetAnalysis, analyze
+from fcnkit.compile.weights import WeightReport, initialise
+from fcnkit.graph import TRAIN, Net
+from fcnkit.layers import Shape
+
+#: Layer types that compute nothing: their tops alias their bottom (Split) or they have
+#: no top at all (Silence).
+_ALIAS_TYPES = {"Split"}
+_SINK_TYPES = {"Silence"}
+
+
+def module_name(layer_name: str) -> str:
+    """Submodule name for a Caffe layer: the layer name, with '.' (which torch reserves
+    for nesting) replaced by '_'."""
+    return layer_name.replace(".", "_")
+
+
+@dataclass
+class CompiledNet:
+    """The result of :func:`compile_net`.
+
+    Attributes:
+        module: the torch.fx GraphModule; ``module(*inputs)`` -> {blob name: tensor}.
+        net: the checked net it was compiled from.
+        analysis: shapes, coordinate maps and costs for the compile-time input shapes.
+        inputs: Caffe names of the module's inputs, in argument order.
+        outputs: Caffe names of the module's outputs (the dict keys).
+        weights: what was loaded from the caffemodel and what was initialised by fillers.
+        blob_of_node: fx node name -> blob version id (for per-blob dumps).
+        deploy: loss and metric layers (and inputs only they used) were dropped.
+    """
+
+    module: torch.fx.GraphModule
+    net: Net
+    analysis: NetAnalysis
+    inputs: list[str]
+    outputs: list[str]
+    weights: WeightReport
+    blob_of_node: dict[str, str] = field(default_factory=dict)
+    deploy: bool = False
+
+    @property
+    def input_shapes(self) -> dict[str, Shape]:
+        """Compile-time shapes of the inputs, keyed by Caffe blob name."""
+        return {self.net.blob_name[b]: self.analysis.shapes[b] for b in self.net.inputs
+                if self.net.blob_name[b] in self.inputs}
+
+    def __call__(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def run_all(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run forward and return every blob version (blob id -> tensor), in-place
+        intermediate versions included (id ``blob@layer``)."""
+        values: dict[str, torch.Tensor] = {}
+        blob_of = self.blob_of_node
+
+        class Recorder(torch.fx.Interpreter):
+            def run_node(self, n):
+                out = super().run_node(n)
+                if n.name in blob_of:
+                    values[blob_of[n.name]] = out
+                return out
+
+        with torch.no_grad():
+            Recorder(self.module).run(*inputs)
+        return values
+
+
+def _kept_layers(net: Net, deploy: bool):
+    """Layers to compile: all, or without loss/metric layers (deploy)."""
+    if not deploy:
+        return list(net.layers)
+    kept = [n for n in net.layers if n.role not in ("loss", "metric")]
+    used = {b for n in kept if n.role != "input" for b in n.bottoms}
+    # Keep an input layer's top only if something still uses it (drops 'label').
+    return [n for n in kept if n.role != "input" or any(t in used for t in n.tops)]
+
+
+def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None, Shape] | None = None,
+                *, deploy: bool = False, seed: int = 0, analysis: NetAnalysis | None = None) -> CompiledNet:
+    """Compile ``net`` into a torch.fx GraphModule with weights.
+
+    Args:
+        net: a checked :class:`fcnkit.graph.Net`.
+        weights: a :class:`fcnkit.caffe.CaffeModel`, a caffemodel path, a
+            ``{layer: [np.ndarray, ...]}`` dict of Caffe blobs, or None (fillers only).
+        input_shapes: overrides of the input shapes ({blob name or None: (N, C, H, W)}).
+        deploy: drop loss/metric layers and the inputs only they use (labels).
+        seed: seed of the random fillers.
+
+    Raises:
+        ShapeError, InputError: shapes cannot be inferred.
+        WeightsError: a weights blob does not fit its layer.
+        NetDefinitionError: a layer cannot be compiled.
+    """
+    from fcnkit import caffe
+
+    if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__"):
+        weights = caffe.read_caffemodel(weights)
+    blobs = weights.blobs if hasattr(weights, "blobs") else (weights or {})
+
+    analysis = analysis or analyze(net, input_shapes)
+    shapes = analysis.shapes
+    layers = _kept_layers(net, deploy)
+
+    root = torch.nn.Module()
+    graph = torch.fx.Graph()
+    value: dict[str, torch.fx.Node] = {}
+    blob_of_node: dict[str, str] = {}
+    inputs: list[str] = []
+    for node in layers:
+        if node.role != "input":
+            continue
+        for t in node.tops:
+            if deploy and not any(t in n.bottoms for n in layers if n.role != "input"):
+                continue
+            ph = graph.placeholder(_ident(net.blob_name[t]))
+            value[t] = ph
+            blob_of_node[ph.name] = t
+            inputs.append(net.blob_name[t])
+
+    modules: dict[str, torch.nn.Module] = {}
+    for node in layers:
+        if node.role == "input":
+            continue
+        args = tuple(value[b] for b in node.bottoms)
+        if node.type in _SINK_TYPES:
+            continue
+        if node.type in _ALIAS_TYPES:
+            for t in node.tops:
+                value[t] = args[0]
+            continue
+        bshapes = [shapes[b] for b in node.bottoms]
+        mod = node.impl.build_module(bshapes)
+        name = module_name(node.name)
+        root.add_module(name, mod)
+        modules[node.name] = mod
+        call = graph.call_module(name, args)
+        if len(node.tops) == 1:
+            value[node.tops[0]] = call
+            blob_of_node[call.name] = node.tops[0]
+        else:
+            for i, t in enumerate(node.tops):
+                item = graph.call_function(operator.getitem, (call, i))
+                value[t] = item
+                blob_of_node[item.name] = t
+
+    consumed = {b for n in layers if n.role != "input" for b in n.bottoms}
+    outputs = [t for n in layers for t in n.tops if t not in consumed and t in value
+               and (n.role != "input" or not deploy)]
+    out_names = [net.blob_name[t] for t in outputs]
+    graph.output({net.blob_name[t]: value[t] for t in outputs})
+    graph.lint()
+
+    report = initialise(net, layers, modules, shapes, blobs, seed)
+    gm = torch.fx.GraphModule(root, graph, class_name=_ident(net.name or "CaffeNet"))
+    gm.train(net.state.phase == TRAIN)
+    return CompiledNet(gm, net, analysis, inputs, out_names, report, blob_of_node, deploy)
+
+
+def _ident(name: str) -> str:
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return out if out and not out[0].isdigit() else f"_{out}"
+
+
+def to_numpy(outputs: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """{name: tensor} -> {name: float32 numpy array} (detached, on the CPU)."""
+    return {k: v.detach().cpu().float().numpy() for k, v in outputs.items()}

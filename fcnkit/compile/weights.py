@@ -1,0 +1,115 @@
+"""Weights of a compiled net: Caffe blobs matched by layer name, or the layers' fillers.
+
+Rules (Caffe's Net::CopyTrainedLayersFrom): blobs are matched by layer name; layers in
+the weights file that the net lacks are ignored (and reported); blob count and element
+count must match (legacy 4-D shapes compare right-aligned, i.e. by element count). Layers
+without weights are initialised by their fillers (constant 0 when none is given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from fcnkit.errors import WeightsError
+from fcnkit.fillers import fill
+from fcnkit.layers import Shape
+
+
+@dataclass
+class WeightReport:
+    """What happened to each layer's weights.
+
+    Attributes:
+        loaded: layers whose blobs came from the weights file.
+        initialised: layer -> filler type per blob, for layers filled by their fillers.
+        unused: layer names in the weights file that the compiled net does not have.
+    """
+
+    loaded: list[str] = field(default_factory=list)
+    initialised: dict[str, list[str]] = field(default_factory=dict)
+    unused: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.loaded)} layer(s) loaded from weights"]
+        if self.initialised:
+            parts.append(f"{len(self.initialised)} initialised by fillers "
+                         f"({', '.join(self.initialised)})")
+        if self.unused:
+            parts.append(f"{len(self.unused)} unused in the weights file ({', '.join(self.unused)})")
+        return "; ".join(parts)
+
+
+def assign(module: torch.nn.Module, arrays: Mapping[str, np.ndarray], where: str) -> None:
+    """Copy arrays into the module's parameters/buffers of the same names.
+
+    Raises:
+        WeightsError: a name is missing on the module or the element counts differ.
+    """
+    own = dict(module.named_parameters(recurse=False)) | dict(module.named_buffers(recurse=False))
+    for name, arr in arrays.items():
+        if name not in own:
+            raise WeightsError(f"{where}: the torch module has no tensor named '{name}'")
+        t = own[name]
+        if t.numel() != arr.size:
+            raise WeightsError(f"{where}: '{name}' needs {tuple(t.shape)} ({t.numel()} values), "
+                               f"got {arr.shape} ({arr.size} values)")
+        with torch.no_grad():
+            t.copy_(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).reshape(t.shape))
+
+
+def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapping[str, Shape],
+               blobs: Mapping[str, list[np.ndarray]], seed: int = 0) -> WeightReport:
+    """Load or fill the weights of every compiled layer; see the module docstring.
+
+    Raises:
+        WeightsError: a blob does not fit (message names layer, blob and both shapes).
+    """
+    report = WeightReport()
+    rng = np.random.default_rng(seed)
+    compiled = set()
+    for node in layers:
+        mod = modules.get(node.name)
+        if mod is None:
+            continue
+        compiled.add(node.name)
+        names = node.impl.blob_names()
+        if not names:
+            continue
+        bshapes = [shapes[b] for b in node.bottoms]
+        stored = blobs.get(node.name)
+        if stored:
+            arrays = node.impl.blobs_to_torch(list(stored), bshapes)
+            report.loaded.append(node.name)
+        else:
+            fillers = node.impl.fillers()
+            filled = [fill(f, s, rng, node.where())
+                      for f, s in zip(fillers, node.impl.blob_shapes(bshapes))]
+            arrays = node.impl.blobs_to_torch(filled, bshapes)
+            report.initialised[node.name] = [(f.type or "constant") if f is not None else "constant 0"
+                                             for f in fillers]
+        assign(mod, arrays, node.where())
+    report.unused = [name for name, b in blobs.items() if name not in compiled and len(b)]
+    return report
+
+
+def export_blobs(compiled) -> dict[str, list[np.ndarray]]:
+    """Caffe blobs of every layer of a compiled net with weights: {layer: [arrays]} in
+    Caffe's shapes (the inverse of loading; used to write a caffemodel)."""
+    out = {}
+    gm = compiled.module
+    from fcnkit.compile.builder import module_name
+
+    for node in compiled.net.layers:
+        if not node.impl.blob_names() or not hasattr(gm, module_name(node.name)):
+            continue
+        mod = getattr(gm, module_name(node.name))
+        tensors = {k: v.detach().cpu().numpy()
+                   for k, v in (dict(mod.named_parameters(recurse=False))
+                                | dict(mod.named_buffers(recurse=False))).items()}
+        bshapes = [compiled.analysis.shapes[b] for b in node.bottoms]
+        out[node.name] = node.impl.torch_to_blobs(tensors, bshapes)
+    return out

@@ -1,0 +1,88 @@
+"""The one exception hierarchy of fcnkit.
+
+Every error that bad input can cause is a :class:`FcnkitError`. Its message says where
+(file, line and column for text, layer name for graphs), what is wrong and what to do.
+The CLI prints ``error: <message>`` and exits with status 2 for any of these; anything
+else reaching the CLI is a bug in fcnkit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class FcnkitError(Exception):
+    """Base class of every error fcnkit raises on bad input or an unavailable feature."""
+
+    exit_code = 2
+
+
+def _where(path: str | Path | None, line: int | None = None, column: int | None = None) -> str:
+    if path is None:
+        return ""
+    where = str(path)
+    if line is not None:
+        where += f":{line}"
+        if column is not None:
+            where += f":{column}"
+    return where + ": "
+
+
+class CaffeFormatError(FcnkitError):
+    """A prototxt or caffemodel cannot be read (syntax, unknown field, truncated file, ...).
+
+    Attributes:
+        path: the file, or None for in-memory text.
+        line, column: 1-based position in a text file, when known.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None,
+                 line: int | None = None, column: int | None = None):
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.column = column
+        self.reason = message
+        super().__init__(_where(path, line, column) + message)
+
+
+class UpgradeError(CaffeFormatError):
+    """A legacy (V0/V1) net cannot be upgraded to V2, or mixes `layer` and `layers`."""
+
+
+class NetDefinitionError(FcnkitError):
+    """The net is well-formed text but not a valid net: duplicate tops, missing bottoms,
+    cycles, bad layer parameters. The message names the layer (and its line when known)."""
+
+
+class UnsupportedLayerError(NetDefinitionError):
+    """One or more layer types are not in the registry. Lists every such layer."""
+
+
+class ShapeError(NetDefinitionError):
+    """Shapes do not fit: a layer cannot take the shapes of its bottoms."""
+
+
+class OffsetError(FcnkitError):
+    """A crop offset cannot be computed (factor != 1, negative or fractional offset,
+    blobs without a common ancestor) or a coordinate map does not exist."""
+
+
+class WeightsError(FcnkitError):
+    """Weights do not fit the net (blob count, element count) or a weights file is bad."""
+
+
+class SurgeryError(FcnkitError):
+    """A net-surgery step cannot be carried out on this net."""
+
+
+class ExportError(FcnkitError):
+    """ONNX export or its check failed (unsupported opset, parity beyond tolerance, ...)."""
+
+
+class BackendUnavailableError(FcnkitError):
+    """An optional backend (TensorRT, CUDA, onnxruntime-gpu) is not installed or has no device.
+    The message says what to install."""
+
+
+class InputError(FcnkitError):
+    """A user-supplied input (array file, option value, raster) is unusable."""

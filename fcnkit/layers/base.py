@@ -1,0 +1,313 @@
+"""The contract of a layer type: what fcnkit knows about one Caffe layer type.
+
+Each supported Caffe type is one subclass of :class:`Layer` in its own module under
+``fcnkit/layers/``, registered with :func:`fcnkit.layers.register`. A subclass answers, for
+its type: normalised parameters (``setup``), top shapes from bottom shapes
+(``output_shapes``), the coordinate map (``coord_map``), the learnable blobs and their
+Caffe shapes (``blob_shapes``), their fillers, parameter and FLOP counts, and the torch
+module that computes it (``build_module``, torch imported lazily so that analysis never
+needs torch).
+
+Shapes are tuples of ints in Caffe's axis order: (N, C, H, W) for images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import numpy as np
+
+from fcnkit.errors import NetDefinitionError, ShapeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+Shape = tuple[int, ...]
+
+#: Largest number of elements fcnkit accepts for one blob (2**40, ~4 TB of float32). A
+#: larger declared shape is almost certainly a typo; refusing it early gives a clear
+#: message instead of an allocation failure deep inside numpy or torch.
+MAX_BLOB_ELEMENTS = 2**40
+
+
+# --------------------------------------------------------------------------------------
+# Coordinate maps
+# --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CoordMap:
+    """An affine map of spatial coordinates from a bottom blob to a top blob, per axis.
+
+    ``x_top = factor * x_bottom + offset`` for each spatial axis (y, x), in pixels of the
+    top blob. For convolution and pooling ``factor = 1/s`` and
+    ``offset = (p - (k_eff - 1)/2) / s``; for deconvolution ``factor = s`` and
+    ``offset = (k_eff - 1)/2 - p`` (Long et al., FCN; Caffe python/caffe/coord_map.py,
+    with the opposite sign convention; NVIDIA DIGITS 5 article, Table 2).
+
+    Values are exact fractions.
+    """
+
+    factor: tuple[Fraction, Fraction] = (Fraction(1), Fraction(1))
+    offset: tuple[Fraction, Fraction] = (Fraction(0), Fraction(0))
+
+    @staticmethod
+    def make(factor: Sequence, offset: Sequence) -> "CoordMap":
+        """Build from per-axis numbers (ints, Fractions or exact decimal strings)."""
+        return CoordMap(tuple(Fraction(f) for f in factor), tuple(Fraction(o) for o in offset))
+
+    def then(self, after: "CoordMap") -> "CoordMap":
+        """The map of ``self`` followed by ``after`` (``after`` is the upper layer).
+
+        ``x2 = F2 (F1 x0 + O1) + O2 = (F2 F1) x0 + (F2 O1 + O2)``.
+        """
+        return CoordMap(
+            tuple(a * b for a, b in zip(after.factor, self.factor)),
+            tuple(fa * o + oa for fa, o, oa in zip(after.factor, self.offset, after.offset)),
+        )
+
+    def inverse(self) -> "CoordMap":
+        """The map from the top back to the bottom: ``x0 = (x1 - O) / F``."""
+        return CoordMap(tuple(1 / f for f in self.factor),
+                        tuple(-o / f for f, o in zip(self.factor, self.offset)))
+
+    def is_identity(self) -> bool:
+        return all(f == 1 for f in self.factor) and all(o == 0 for o in self.offset)
+
+
+IDENTITY = CoordMap()
+
+
+class NoCoordMap(Exception):
+    """Raised by :meth:`Layer.coord_map` when the layer has no spatial coordinate map
+    (InnerProduct, global pooling, Flatten, ...). ``str(exc)`` is the reason."""
+
+
+# --------------------------------------------------------------------------------------
+# Helpers for parameter normalisation
+# --------------------------------------------------------------------------------------
+
+def prod(shape: Sequence[int]) -> int:
+    """Number of elements of a shape (1 for a scalar shape ``()``)."""
+    return int(math.prod(int(d) for d in shape))
+
+
+def canonical_axis(axis: int, ndim: int, layer: "Layer") -> int:
+    """Caffe's Blob::CanonicalAxisIndex: negative axes count from the end.
+
+    Raises:
+        ShapeError: axis out of range for a blob of ``ndim`` axes.
+    """
+    if not -ndim <= axis < ndim:
+        raise layer.error(f"axis {axis} is out of range for a {ndim}-D bottom", ShapeError)
+    return axis + ndim if axis < 0 else axis
+
+
+def spatial_pair(scalar_repeated: Sequence[int], h: int | None, w: int | None,
+                 default: int | None, what: str, layer: "Layer") -> tuple[int, int]:
+    """Resolve Caffe's ``kernel_size``/``kernel_h``/``kernel_w`` style parameters for 2-D.
+
+    ``scalar_repeated`` is the repeated field (0, 1 or 2 values); ``h``/``w`` the explicit
+    per-axis fields (None when unset). Rules of Caffe's BaseConvolutionLayer/PoolingLayer
+    LayerSetUp: either the repeated field or both *_h and *_w, never both.
+
+    Raises:
+        NetDefinitionError: both forms given, only one of *_h/*_w, or too many values.
+    """
+    if h is not None or w is not None:
+        if scalar_repeated:
+            raise layer.error(f"{what} given both as {what} and as {what}_h/{what}_w; use one form")
+        if h is None or w is None:
+            raise layer.error(f"{what}_h and {what}_w must be given together")
+        return int(h), int(w)
+    vals = list(scalar_repeated)
+    if len(vals) == 0:
+        if default is None:
+            raise layer.error(f"{what} is required")
+        return default, default
+    if len(vals) == 1:
+        return int(vals[0]), int(vals[0])
+    if len(vals) == 2:
+        return int(vals[0]), int(vals[1])
+    raise layer.error(f"{what} has {len(vals)} values; fcnkit supports 2-D spatial layers "
+                      "(1 value, or 2 for (h, w))")
+
+
+# --------------------------------------------------------------------------------------
+# The layer base class
+# --------------------------------------------------------------------------------------
+
+class Layer:
+    """One Caffe layer of a given type, with its parameters normalised.
+
+    Subclasses set the class attributes and override the methods below. Instances are
+    created by the graph for every layer of a net (``Layer(param, line)``), so ``setup``
+    must check the parameters and raise :class:`NetDefinitionError` (via :meth:`error`)
+    for bad values.
+
+    Attributes:
+        type: the Caffe type string this class handles (e.g. ``"Convolution"``).
+        role: ``"input"`` (produces net inputs), ``"compute"``, ``"loss"`` or ``"metric"``.
+        bottoms: allowed number of bottoms, as (min, max); max None = unbounded.
+        tops: allowed number of tops, as (min, max).
+        param: the LayerParameter (V2) of this layer.
+        line: the 1-based line of the layer in its prototxt, or None.
+    """
+
+    type: ClassVar[str] = ""
+    role: ClassVar[str] = "compute"
+    bottoms: ClassVar[tuple[int, int | None]] = (1, 1)
+    tops: ClassVar[tuple[int, int | None]] = (1, 1)
+
+    def __init__(self, param: Any, line: int | None = None):
+        self.param = param
+        self.name: str = param.name
+        self.line = line
+        self.setup()
+
+    # ---- errors --------------------------------------------------------------------
+
+    def where(self) -> str:
+        """``layer 'conv1' (Convolution, line 12)`` — used at the start of messages."""
+        loc = f", line {self.line}" if self.line else ""
+        return f"layer '{self.name}' ({self.type}{loc})"
+
+    def error(self, message: str, cls: type[NetDefinitionError] = NetDefinitionError) -> NetDefinitionError:
+        """An error naming this layer; ``raise layer.error("...")``."""
+        return cls(f"{self.where()}: {message}")
+
+    # ---- parameters ----------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Normalise and check this type's parameters (override)."""
+
+    @property
+    def phase_dependent(self) -> bool:
+        """True when the torch module behaves differently in train() and eval()."""
+        return False
+
+    def loss_weights(self) -> list[float]:
+        """Weight of each top in the net's objective (Caffe Layer::SetLossWeights).
+
+        ``loss_weight`` as given (once per top); when unset, 1 for the first top of a
+        loss layer (role ``"loss"``, LossLayer::LayerSetUp) and 0 for every other top.
+        The top blobs hold the unweighted values, as in Caffe.
+
+        Raises:
+            NetDefinitionError: ``loss_weight`` is given, but not once per top.
+        """
+        n = len(self.param.top)
+        given = [float(w) for w in self.param.loss_weight]
+        if given:
+            if len(given) != n:
+                raise self.error(f"loss_weight is given {len(given)} times for {n} tops; give "
+                                 "it once per top or not at all")
+            return given
+        if self.role == "loss" and n:
+            return [1.0] + [0.0] * (n - 1)
+        return [0.0] * n
+
+    # ---- shapes --------------------------------------------------------------------
+
+    def output_shapes(self, bottom_shapes: list[Shape]) -> list[Shape]:
+        """Top shapes from bottom shapes, with Caffe's exact rounding rules.
+
+        Raises:
+            ShapeError: the bottoms do not fit this layer.
+        """
+        raise NotImplementedError
+
+    def blob_shapes(self, bottom_shapes: list[Shape]) -> list[Shape]:
+        """Caffe shapes of this layer's ``blobs[i]`` (weights, biases, statistics)."""
+        return []
+
+    def blob_names(self) -> list[str]:
+        """Torch names of ``blobs[i]`` (``weight``, ``bias``, ``running_mean``, ...)."""
+        return []
+
+    def learnable(self) -> list[bool]:
+        """Whether each blob is a learnable parameter (BatchNorm statistics are not)."""
+        return [True] * len(self.blob_names())
+
+    def fillers(self) -> list[Any]:
+        """FillerParameter for each blob (None = constant 0, Caffe's default)."""
+        return [None] * len(self.blob_names())
+
+    # ---- coordinate map ------------------------------------------------------------
+
+    def coord_map(self) -> CoordMap:
+        """The spatial coordinate map from each mappable bottom to the tops.
+
+        Raises:
+            NoCoordMap: the layer has none (the reason is the exception's message).
+        """
+        raise NoCoordMap(f"{self.type} has no spatial coordinate map")
+
+    def coord_bottoms(self) -> list[int]:
+        """Indices of the bottoms the coordinate map applies to (Crop: only bottom 0)."""
+        n = len(self.param.bottom)
+        return list(range(n))
+
+    # ---- cost ----------------------------------------------------------------------
+
+    def param_count(self, bottom_shapes: list[Shape]) -> int:
+        """Number of learnable parameters (elements of learnable blobs)."""
+        return sum(prod(s) for s, l in zip(self.blob_shapes(bottom_shapes), self.learnable()) if l)
+
+    def flops(self, bottom_shapes: list[Shape], top_shapes: list[Shape]) -> int:
+        """Floating-point operations of one forward pass, 2 per multiply-add.
+
+        Only layers with multiply-adds (convolutions, inner products, ...) count, the
+        convention of torch.utils.flop_counter.FlopCounterMode.
+        """
+        return 0
+
+    # ---- torch ---------------------------------------------------------------------
+
+    def build_module(self, bottom_shapes: list[Shape]) -> "torch.nn.Module":
+        """The torch module computing this layer; ``forward(*bottoms)`` returns one tensor
+        per top (a tuple when there are several). Parameters are named after
+        :meth:`blob_names`."""
+        raise NotImplementedError(f"{self.type} cannot be compiled to torch")
+
+    def blobs_to_torch(self, blobs: list[np.ndarray], bottom_shapes: list[Shape]) -> dict[str, np.ndarray]:
+        """Caffe blobs (as stored; legacy 4-D shapes allowed) -> {torch name: array}.
+
+        The default reshapes ``blobs[i]`` to :meth:`blob_shapes` (the element counts must
+        match, Caffe compares legacy shapes right-aligned) and names it by
+        :meth:`blob_names`. Override for layouts that differ (InnerProduct transpose,
+        BatchNorm scale factor).
+
+        Raises:
+            WeightsError: blob count or element count differs.
+        """
+        from fcnkit.errors import WeightsError
+
+        names = self.blob_names()
+        shapes = self.blob_shapes(bottom_shapes)
+        if len(blobs) != len(names):
+            raise WeightsError(f"{self.where()}: the weights file has {len(blobs)} blobs, "
+                               f"the layer expects {len(names)} ({', '.join(names) or 'none'})")
+        out = {}
+        for name, blob, shape in zip(names, blobs, shapes):
+            if blob.size != prod(shape):
+                raise WeightsError(
+                    f"{self.where()}: blob '{name}' has shape {tuple(blob.shape)} "
+                    f"({blob.size} values) in the weights file, the net needs {shape} "
+                    f"({prod(shape)} values)")
+            out[name] = np.asarray(blob, dtype=np.float32).reshape(shape)
+        return out
+
+    def torch_to_blobs(self, tensors: dict[str, np.ndarray], bottom_shapes: list[Shape]) -> list[np.ndarray]:
+        """Inverse of :meth:`blobs_to_torch`: arrays in Caffe's blob shapes, in order."""
+        return [np.asarray(tensors[n], dtype=np.float32).reshape(s)
+                for n, s in zip(self.blob_names(), self.blob_shapes(bottom_shapes))]
+
+
+def check_bottoms(layer: Layer, bottom_shapes: list[Shape], same: bool = False) -> None:
+    """Raise ShapeError if ``same`` and the bottom shapes differ."""
+    if same and any(s != bottom_shapes[0] for s in bottom_shapes[1:]):
+        shapes = ", ".join(f"{b}={s}" for b, s in zip(layer.param.bottom, bottom_shapes))
+        raise layer.error(f"bottoms must have equal shapes, got {shapes}", ShapeError)

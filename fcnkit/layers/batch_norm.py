@@ -1,0 +1,125 @@
+"""BatchNorm: Caffe src/caffe/layers/batch_norm_layer.cpp.
+
+Blobs: ``b0 = mean * s``, ``b1 = var * s`` (per channel, axis 1) and ``s``, a 1-element
+scale factor; the statistics are ``mean = b0 / s``, ``var = b1 / s`` (0 when ``s == 0``).
+``y = (x - mean) / sqrt(var + eps)``; there is no affine part (a following Scale layer
+has it).
+
+Which statistics: ``use_global_stats`` when set, in both phases; unset, the stored ones
+in TEST (eval()) and the batch's in TRAIN (train()). With batch statistics the biased
+batch variance normalises, and the stored blobs are updated as Caffe does::
+
+    s'  = s * maf + 1
+    b0' = b0 * maf + batch_mean
+    b1' = b1 * maf + m / (m - 1) * batch_var      (m = count / C; factor 1 when m == 1)
+
+The torch module keeps the normalised ``running_mean``, ``running_var`` and the
+``scale_factor`` s as buffers (none learnable), so that update is exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fcnkit.layers import register
+from fcnkit.layers._common import ElementwiseLayer, lazy
+
+
+@register
+class BatchNorm(ElementwiseLayer):
+    """Caffe ``BatchNorm`` (statistics only)."""
+
+    type = "BatchNorm"
+
+    def setup(self) -> None:
+        p = self.param.batch_norm_param
+        self.use_global_stats = bool(p.use_global_stats) if p.HasField("use_global_stats") else None
+        self.maf = float(p.moving_average_fraction)
+        self.eps = float(p.eps)
+        if self.eps <= 0:
+            raise self.error(f"eps must be positive, got {self.eps}")
+
+    @property
+    def phase_dependent(self) -> bool:
+        return self.use_global_stats is None
+
+    @staticmethod
+    def _channels(bottom_shapes) -> int:
+        s = bottom_shapes[0]
+        return 1 if len(s) == 1 else int(s[1])
+
+    def blob_shapes(self, bottom_shapes):
+        c = self._channels(bottom_shapes)
+        return [(c,), (c,), (1,)]
+
+    def blob_names(self):
+        return ["running_mean", "running_var", "scale_factor"]
+
+    def learnable(self):
+        return [False, False, False]
+
+    def blobs_to_torch(self, blobs, bottom_shapes):
+        raw = super().blobs_to_torch(blobs, bottom_shapes)
+        s = float(raw["scale_factor"][0])
+        inv = np.float32(0 if s == 0 else 1 / s)
+        return {"running_mean": raw["running_mean"] * inv,
+                "running_var": raw["running_var"] * inv,
+                "scale_factor": raw["scale_factor"]}
+
+    def torch_to_blobs(self, tensors, bottom_shapes):
+        s = np.asarray(tensors["scale_factor"], dtype=np.float32).reshape(1)
+        return super().torch_to_blobs({"running_mean": np.asarray(tensors["running_mean"]) * s[0],
+                                       "running_var": np.asarray(tensors["running_var"]) * s[0],
+                                       "scale_factor": s}, bottom_shapes)
+
+    def build_module(self, bottom_shapes):
+        return _torch().CaffeBatchNorm(self._channels(bottom_shapes), len(bottom_shapes[0]),
+                                       self.eps, self.maf, self.use_global_stats)
+
+
+@lazy
+def _torch():
+    import types
+
+    import torch
+
+    class CaffeBatchNorm(torch.nn.Module):
+        """Caffe's BatchNorm; see the module docstring of fcnkit.layers.batch_norm."""
+
+        def __init__(self, channels, ndim, eps, maf, use_global_stats):
+            super().__init__()
+            self.channels, self.eps, self.maf = channels, eps, maf
+            self.use_global_stats = use_global_stats
+            # statistics broadcast along axis 1 (the whole blob for a 1-axis bottom)
+            self.view = (channels,) + (1,) * (ndim - 2) if ndim > 1 else (1,)
+            self.dims = tuple(i for i in range(ndim) if i != 1) if ndim > 1 else (0,)
+            self.register_buffer("running_mean", torch.zeros(channels))
+            self.register_buffer("running_var", torch.zeros(channels))
+            self.register_buffer("scale_factor", torch.zeros(1))
+
+        def forward(self, x):
+            use_global = (not self.training) if self.use_global_stats is None else self.use_global_stats
+            if use_global:
+                mean, var = self.running_mean, self.running_var
+            else:
+                mean = x.mean(dim=self.dims)
+                var = torch.square(x - mean.view(self.view)).mean(dim=self.dims)
+                self._update(mean.detach(), var.detach(), x.numel() // self.channels)
+            return (x - mean.view(self.view)) / torch.sqrt(var.view(self.view) + self.eps)
+
+        @torch.no_grad()
+        def _update(self, mean, var, m):
+            s = self.scale_factor
+            s_new = s * self.maf + 1
+            correction = m / (m - 1) if m > 1 else 1.0
+            b0 = self.running_mean * s * self.maf + mean
+            b1 = self.running_var * s * self.maf + var * correction
+            self.running_mean.copy_(b0 / s_new)
+            self.running_var.copy_(b1 / s_new)
+            self.scale_factor.copy_(s_new)
+
+        def extra_repr(self):
+            return (f"{self.channels}, eps={self.eps}, moving_average_fraction={self.maf}, "
+                    f"use_global_stats={self.use_global_stats}")
+
+    return types.SimpleNamespace(CaffeBatchNorm=CaffeBatchNorm)

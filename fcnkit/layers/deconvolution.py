@@ -1,0 +1,70 @@
+"""Deconvolution: Caffe src/caffe/layers/deconv_layer.cpp, base_conv_layer.cpp.
+
+The transpose of Convolution (its forward pass is Convolution's backward pass).
+Top size per spatial axis: ``s(i - 1) + d(k - 1) + 1 - 2p``.
+Weights ``(C_in, num_output / group, kh, kw)`` (torch ConvTranspose2d's layout), bias
+``(num_output,)``.
+Coordinate map: ``F = s``, ``O = (k_eff - 1)/2 - p`` with ``k_eff = d(k-1)+1``.
+FLOPs (as FlopCounterMode counts conv_transpose): ``2 N C_in H_in W_in (num_output/group) kh kw``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from fcnkit.errors import ShapeError
+from fcnkit.layers import CoordMap, prod, register
+from fcnkit.layers.convolution import ConvolutionBase, _multi
+
+
+@register
+class Deconvolution(ConvolutionBase):
+    """Caffe ``Deconvolution``: grouped, dilated 2-D transposed convolution."""
+
+    type = "Deconvolution"
+
+    def setup(self) -> None:
+        super().setup()
+        if len(self.param.bottom) != len(self.param.top):
+            raise self.error("needs as many tops as bottoms")
+
+    def output_shapes(self, bottom_shapes):
+        self._check_input(bottom_shapes)
+        tops = []
+        for n, c, h, w in bottom_shapes:
+            hw = []
+            for i, k, s, p in zip((h, w), self.kernel_extent, self.stride, self.pad):
+                o = s * (i - 1) + k - 2 * p
+                if o <= 0:
+                    raise self.error(f"input {h}x{w} with kernel extent {self.kernel_extent}, "
+                                     f"stride {self.stride} and pad {self.pad} gives an empty "
+                                     "output", ShapeError)
+                hw.append(o)
+            tops.append((n, self.num_output, *hw))
+        return tops
+
+    def blob_shapes(self, bottom_shapes):
+        c = bottom_shapes[0][1]
+        shapes = [(c, self.num_output // self.group, *self.kernel)]
+        if self.bias_term:
+            shapes.append((self.num_output,))
+        return shapes
+
+    def coord_map(self):
+        return CoordMap(
+            tuple(Fraction(s) for s in self.stride),
+            tuple(Fraction(k - 1, 2) - p for k, p in zip(self.kernel_extent, self.pad)),
+        )
+
+    def flops(self, bottom_shapes, top_shapes):
+        macs = sum(prod(b) * (self.num_output // self.group) * prod(self.kernel)
+                   for b in bottom_shapes)
+        return 2 * macs
+
+    def build_module(self, bottom_shapes):
+        import torch
+
+        cls = torch.nn.ConvTranspose2d if len(bottom_shapes) == 1 else _multi(torch.nn.ConvTranspose2d)
+        return cls(bottom_shapes[0][1], self.num_output, self.kernel, self.stride, self.pad,
+                   output_padding=0, groups=self.group, bias=self.bias_term,
+                   dilation=self.dilation)

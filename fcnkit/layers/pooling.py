@@ -1,0 +1,217 @@
+"""Pooling: Caffe src/caffe/layers/pooling_layer.cpp.
+
+Top size per axis: ``ceil((i + 2p - k) / s) + 1`` (``floor`` with ``round_mode: FLOOR``),
+then, only when some pad is non-zero, ``if (o - 1) * s >= i + p: o -= 1`` (the last window
+must start inside the image or its left padding). ``global_pooling`` uses the whole map.
+
+MAX ignores padding. AVE divides by the window's overlap with ``[-p, i + p)``: real
+padding counts, the ceil overhang does not. STOCHASTIC is computed with Caffe's TEST-phase
+rule (``sum(x^2) / sum(x)`` over the window) in both phases.
+
+Coordinate map: ``F = 1/s``, ``O = (p - (k - 1)/2) / s``; global pooling has none.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from fcnkit.errors import ShapeError
+from fcnkit.layers import CoordMap, Layer, NoCoordMap, register
+
+MAX, AVE, STOCHASTIC = 0, 1, 2
+CEIL, FLOOR = 0, 1
+#: Caffe starts a MAX window at -FLT_MAX; an empty window (possible only for stride >
+#: kernel without padding) keeps that value.
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _opt(msg, field):
+    return getattr(msg, field) if msg.HasField(field) else None
+
+
+def caffe_pooled_size(i: int, k: int, s: int, p: int, ceil: bool, any_pad: bool) -> int:
+    """Caffe's pooled output size along one axis (pixels), clip rule included."""
+    o = (-(-(i + 2 * p - k) // s) if ceil else (i + 2 * p - k) // s) + 1
+    if any_pad and (o - 1) * s >= i + p:
+        o -= 1
+    return o
+
+
+def torch_pooled_size(i: int, k: int, s: int, p: int, ceil: bool) -> int:
+    """PyTorch's pooled size (aten pooling_output_shape): the clip rule always applies."""
+    o = (i + 2 * p - k + (s - 1 if ceil else 0)) // s + 1
+    if ceil and (o - 1) * s >= i + p:
+        o -= 1
+    return o
+
+
+@register
+class Pooling(Layer):
+    """Caffe ``Pooling``: MAX, AVE, STOCHASTIC; global; CEIL or FLOOR rounding."""
+
+    type = "Pooling"
+    tops = (1, 2)  # MAX may output its argmax mask as a second top
+
+    def setup(self) -> None:
+        p = self.param.pooling_param
+        self.pool = int(p.pool)
+        self.global_pooling = bool(p.global_pooling)
+        self.ceil = p.round_mode == CEIL
+        self.pad = (int(_opt(p, "pad_h") if p.HasField("pad_h") else p.pad),
+                    int(_opt(p, "pad_w") if p.HasField("pad_w") else p.pad))
+        if p.HasField("pad_h") != p.HasField("pad_w"):
+            raise self.error("pad_h and pad_w must be given together")
+        if p.HasField("stride_h") != p.HasField("stride_w"):
+            raise self.error("stride_h and stride_w must be given together")
+        if p.HasField("kernel_h") != p.HasField("kernel_w"):
+            raise self.error("kernel_h and kernel_w must be given together")
+        self.stride = (int(p.stride_h), int(p.stride_w)) if p.HasField("stride_h") else (int(p.stride),) * 2
+        if self.global_pooling:
+            if p.HasField("kernel_size") or p.HasField("kernel_h"):
+                raise self.error("with global_pooling the kernel size must not be given")
+            if any(self.pad) or any(s != 1 for s in self.stride):
+                raise self.error("with global_pooling, pad must be 0 and stride 1")
+            self.kernel = None
+        else:
+            if p.HasField("kernel_h"):
+                self.kernel = (int(p.kernel_h), int(p.kernel_w))
+            elif p.HasField("kernel_size"):
+                self.kernel = (int(p.kernel_size),) * 2
+            else:
+                raise self.error("pooling_param needs kernel_size (or kernel_h and kernel_w, "
+                                 "or global_pooling: true)")
+            if min(self.kernel) <= 0:
+                raise self.error(f"kernel size must be positive, got {self.kernel}")
+            if any(pd >= k for pd, k in zip(self.pad, self.kernel)):
+                raise self.error(f"pad {self.pad} must be smaller than the kernel {self.kernel}")
+        if min(self.stride) <= 0:
+            raise self.error(f"stride must be positive, got {self.stride}")
+        if self.pool not in (MAX, AVE, STOCHASTIC):
+            raise self.error(f"unknown pool method {self.pool}")
+        if len(self.param.top) == 2 and self.pool != MAX:
+            raise self.error("only MAX pooling has a second (mask) top")
+
+    def geometry(self, bottom_shape) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(kernel, output size) for a bottom shape (N, C, H, W), in pixels."""
+        if len(bottom_shape) != 4:
+            raise self.error(f"bottom has shape {bottom_shape}; pooling needs N, C, H, W", ShapeError)
+        hw = bottom_shape[2:]
+        if self.global_pooling:
+            return tuple(hw), (1, 1)
+        any_pad = any(self.pad)
+        out = tuple(caffe_pooled_size(i, k, s, p, self.ceil, any_pad)
+                    for i, k, s, p in zip(hw, self.kernel, self.stride, self.pad))
+        if min(out) <= 0:
+            raise self.error(f"input {hw[0]}x{hw[1]} is smaller than the kernel {self.kernel}",
+                             ShapeError)
+        return self.kernel, out
+
+    def output_shapes(self, bottom_shapes):
+        n, c = bottom_shapes[0][:2]
+        _, out = self.geometry(bottom_shapes[0])
+        return [(n, c, *out)] * len(self.param.top)
+
+    def coord_map(self):
+        if self.global_pooling:
+            raise NoCoordMap("global pooling collapses the spatial axes")
+        return CoordMap(
+            tuple(Fraction(1, s) for s in self.stride),
+            tuple(Fraction(2 * p - (k - 1), 2 * s) for p, k, s in zip(self.pad, self.kernel, self.stride)),
+        )
+
+    def build_module(self, bottom_shapes):
+        import torch
+
+        if len(self.param.top) == 2:
+            raise self.error("the MAX pooling mask top cannot be compiled; remove the second top")
+        kernel, out = self.geometry(bottom_shapes[0])
+        hw = bottom_shapes[0][2:]
+        if self.global_pooling:
+            return _torch().GlobalPool(self.pool)
+        native = (self.pool != STOCHASTIC
+                  and all(2 * p <= k for p, k in zip(self.pad, kernel))
+                  and all(torch_pooled_size(i, k, s, p, self.ceil) == o
+                          for i, k, s, p, o in zip(hw, kernel, self.stride, self.pad, out)))
+        if native and self.pool == MAX:
+            return torch.nn.MaxPool2d(kernel, self.stride, self.pad, ceil_mode=self.ceil)
+        if native and self.pool == AVE:
+            return torch.nn.AvgPool2d(kernel, self.stride, self.pad, ceil_mode=self.ceil,
+                                      count_include_pad=True)
+        # General path: pad explicitly so that exactly Caffe's windows exist, pool without
+        # padding, and (AVE) divide by Caffe's divisor map.
+        extra = tuple(max(0, (o - 1) * s + k - i - p)
+                      for i, k, s, p, o in zip(hw, kernel, self.stride, self.pad, out))
+        divisor = None
+        if self.pool == AVE:
+            divisor = _caffe_ave_divisor(hw, kernel, self.stride, self.pad, out)
+        empty = any((o - 1) * s - p >= i for i, s, p, o in zip(hw, self.stride, self.pad, out))
+        return _torch().PaddedPool(self.pool, kernel, self.stride, self.pad, extra, out,
+                                   divisor, empty)
+
+
+def _caffe_ave_divisor(hw, kernel, stride, pad, out) -> np.ndarray:
+    """Caffe's AVE pool_size per output pixel, shape (OH, OW) (pooling_layer.cpp)."""
+    axes = []
+    for i, k, s, p, o in zip(hw, kernel, stride, pad, out):
+        start = np.arange(o) * s - p
+        end = np.minimum(start + k, i + p)
+        axes.append((end - start).astype(np.float32))
+    return np.outer(axes[0], axes[1]).astype(np.float32)
+
+
+_TORCH = None
+
+
+def _torch():
+    """Torch modules for the non-native pooling paths (built on first use)."""
+    global _TORCH
+    if _TORCH is not None:
+        return _TORCH
+    import types
+
+    import torch
+    import torch.nn.functional as F
+
+    class GlobalPool(torch.nn.Module):
+        def __init__(self, pool):
+            super().__init__()
+            self.pool = pool
+
+        def forward(self, x):
+            if self.pool == MAX:
+                return torch.amax(x, dim=(2, 3), keepdim=True)
+            if self.pool == AVE:
+                return torch.mean(x, dim=(2, 3), keepdim=True)
+            return (x * x).sum(dim=(2, 3), keepdim=True) / x.sum(dim=(2, 3), keepdim=True)
+
+    class PaddedPool(torch.nn.Module):
+        def __init__(self, pool, kernel, stride, pad, extra, out, divisor, empty):
+            super().__init__()
+            self.pool, self.kernel, self.stride = pool, tuple(kernel), tuple(stride)
+            # F.pad order: (left, right, top, bottom)
+            self.padding = (pad[1], extra[1], pad[0], extra[0])
+            self.out = tuple(out)
+            self.empty = empty
+            if divisor is not None:
+                self.register_buffer("divisor", torch.from_numpy(divisor)[None, None], persistent=False)
+            else:
+                self.divisor = None
+
+        def forward(self, x):
+            if self.pool == MAX:
+                y = F.max_pool2d(F.pad(x, self.padding, value=float("-inf")), self.kernel, self.stride)
+                y = y[:, :, : self.out[0], : self.out[1]]
+                return y.clamp_min(-FLT_MAX) if self.empty else y
+            if self.pool == AVE:
+                s = F.avg_pool2d(F.pad(x, self.padding), self.kernel, self.stride, divisor_override=1)
+                return s[:, :, : self.out[0], : self.out[1]] / self.divisor
+            xp = F.pad(x, self.padding)
+            num = F.avg_pool2d(xp * xp, self.kernel, self.stride, divisor_override=1)
+            den = F.avg_pool2d(xp, self.kernel, self.stride, divisor_override=1)
+            return (num / den)[:, :, : self.out[0], : self.out[1]]
+
+    _TORCH = types.SimpleNamespace(GlobalPool=GlobalPool, PaddedPool=PaddedPool)
+    return _TORCH

@@ -1,0 +1,132 @@
+"""Acceptance 3: crop offsets computed from the coordinate maps.
+
+Copies of the official FCN nets with their Crop offsets removed get them back from
+`fcnkit offsets --fix`; the per-layer factors and offsets of convolutionalised AlexNet
+agree with Table 2 of the NVIDIA DIGITS 5 article."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import pytest
+
+from fcnkit import caffe
+from fcnkit.analysis import crop_offset, crop_table, offset_table
+from fcnkit.cli.main import main
+from fcnkit.errors import OffsetError
+from fcnkit.graph import load_net
+from tests.conftest import DATA
+
+FCN = {
+    "fcn_berkeleyvision/voc-fcn32s/val.prototxt": {"score": [19, 19]},
+    "fcn_berkeleyvision/voc-fcn16s/val.prototxt": {"score_pool4c": [5, 5], "score": [27, 27]},
+    "fcn_berkeleyvision/voc-fcn8s/val.prototxt": {"score_pool4c": [5, 5], "score_pool3c": [9, 9],
+                                                  "score": [31, 31]},
+    "fcn_berkeleyvision/voc-fcn8s/deploy.prototxt": {"score_pool4c": [5, 5], "score_pool3c": [9, 9],
+                                                     "score": [31, 31]},
+    "fcn_berkeleyvision/voc-fcn-alexnet/val.prototxt": {"score": [18, 18]},
+    "digits_nvidia/examples/semantic-segmentation/fcn_alexnet.prototxt": {"score": [18, 18]},
+    "digits_nvidia/examples/semantic-segmentation/fcn_alexnet.deploy.prototxt": {"score": [18, 18]},
+}
+
+
+def _strip_offsets(src: str, dst):
+    param = caffe.read_prototxt(DATA / src).param
+    n = 0
+    for lp in param.layer:
+        if lp.type == "Crop":
+            del lp.crop_param.offset[:]
+            n += 1
+    assert n
+    caffe.write_prototxt(dst, param)
+
+
+@pytest.mark.parametrize("rel", sorted(FCN))
+def test_fix_restores_official_offsets(rel, tmp_path, capsys):
+    stripped = tmp_path / "stripped.prototxt"
+    fixed = tmp_path / "fixed.prototxt"
+    _strip_offsets(rel, stripped)
+    # the stripped copy fails the check ...
+    assert main(["offsets", str(stripped), "--check"]) == 1
+    # ... --fix writes the offsets back ...
+    assert main(["offsets", str(stripped), "--fix", "-o", str(fixed)]) == 0
+    net = load_net(fixed, allow_unsupported=True)
+    got = {lp.name: list(lp.crop_param.offset) for lp in caffe.read_prototxt(fixed).param.layer
+           if lp.type == "Crop"}
+    assert {k: v[:1] * 2 if len(v) == 1 else v for k, v in got.items()} == FCN[rel]
+    # ... and the original and fixed nets pass the check
+    assert main(["offsets", str(fixed), "--check"]) == 0
+    assert main(["offsets", str(DATA / rel), "--check"]) == 0
+    assert all(c.ok for c in crop_table(net))
+
+
+# Table 2 of the DIGITS article: layer, stride, pad, kernel, factor, offset (per layer).
+TABLE2 = [
+    ("conv1", 4, 100, 11, Fraction(1, 4), Fraction("23.75")),
+    ("pool1", 2, 0, 3, Fraction(1, 2), Fraction("-0.5")),
+    ("conv2", 1, 2, 5, 1, 0),
+    ("pool2", 2, 0, 3, Fraction(1, 2), Fraction("-0.5")),
+    ("conv3", 1, 1, 3, 1, 0),
+    ("conv4", 1, 1, 3, 1, 0),
+    ("conv5", 1, 1, 3, 1, 0),
+    ("pool5", 2, 0, 3, Fraction(1, 2), Fraction("-0.5")),
+    ("fc6", 1, 0, 6, 1, Fraction("-2.5")),
+    ("fc7", 1, 0, 1, 1, 0),
+    ("upscore_21classes", 32, 0, 63, 32, 31),
+]
+
+
+def test_table2_per_layer_columns():
+    net = load_net(DATA / "digits_nvidia/examples/semantic-segmentation/fcn_alexnet.deploy.prototxt")
+    rows = {r.name: r for r in offset_table(net)}
+    for name, stride, pad, kernel, factor, offset in TABLE2:
+        r = rows[name]
+        assert r.stride == (stride, stride) and r.pad == (pad, pad) and r.kernel == (kernel, kernel), name
+        assert r.factor == (factor, factor), name
+        assert r.offset == (offset, offset), name
+    # the cumulative map at the upscore output is the identity shifted by 18 (the crop)
+    assert rows["upscore_21classes"].cumulative_factor == (1, 1)
+    assert rows["upscore_21classes"].cumulative_offset == (18, 18)
+    assert rows["score"].cumulative_offset == (0, 0)
+
+
+def test_json_report(tmp_path, capsys):
+    rel = "fcn_berkeleyvision/voc-fcn8s/deploy.prototxt"
+    assert main(["offsets", str(DATA / rel), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    conv1 = next(l for l in doc["layers"] if l["name"] == "conv1_1")
+    assert conv1["factor"] == [1, 1] and conv1["offset"] == [99, 99]
+    pool1 = next(l for l in doc["layers"] if l["name"] == "pool1")
+    assert pool1["factor"] == [0.5, 0.5] and pool1["offset"] == [-0.25, -0.25]
+    assert {c["layer"]: c["computed"] for c in doc["crops"]} == {
+        "score_pool4c": [5, 5], "score_pool3c": [9, 9], "score": [31, 31]}
+
+
+@pytest.mark.parametrize("fmt,marker", [("markdown", "| conv1_1 |"), ("csv", "conv1_1,Convolution"),
+                                        ("html", "<td>conv1_1</td>")])
+def test_table_formats(fmt, marker, capsys):
+    assert main(["offsets", str(DATA / "fcn_berkeleyvision/voc-fcn8s/deploy.prototxt"),
+                 "--format", fmt]) == 0
+    assert marker in capsys.readouterr().out
+
+
+def test_crop_offset_errors():
+    net = load_net(DATA / "fcn_berkeleyvision/voc-fcn8s/deploy.prototxt")
+    with pytest.raises(OffsetError, match="scale factors"):
+        crop_offset(net, "pool4", "data")          # factor 1/16 vs 1
+    with pytest.raises(OffsetError, match="< 0"):
+        crop_offset(net, "data", "upscore8")       # data starts inside upscore8
+    assert crop_offset(net, "upscore8", "data") == (31, 31)
+
+
+def test_fractional_offset_is_refused():
+    text = """
+    layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 32 dim: 32 } } }
+    layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+            convolution_param { num_output: 1 kernel_size: 2 pad: 1 } }
+    layer { name: "crop" type: "Crop" bottom: "conv" bottom: "data" top: "crop" }
+    """
+    net = load_net(caffe.parse_prototxt(text))
+    with pytest.raises(OffsetError, match="not an integer"):
+        crop_offset(net, "conv", "data")

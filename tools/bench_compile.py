@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Benchmark of the core compiler (issue 2, acceptance 6). Prints figures; asserts nothing.
+
+1. Forward time of the fcnkit-compiled FCN-AlexNet (DIGITS deploy prototxt, 8-band input)
+   against an equivalent hand-written torch module with the same weights, CPU, measured
+   side by side in one run (interleaved repetitions, median). Target: ratio <= 1.05.
+2. caffemodel load time and peak RSS for a generated ~500 MB caffemodel, fcnkit's reader
+   against protobuf's own ParseFromString (tools/bench_caffemodel_load.py).
+   Targets: load time <= protobuf's, peak RSS <= 1.5x the file size.
+
+Usage: python tools/bench_compile.py [--size 512] [--reps 5] [--skip-load]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+FCN_ALEXNET = ROOT.parent / "shared/data/caffe/digits_nvidia/examples/semantic-segmentation/fcn_alexnet.deploy.prototxt"
+
+
+class HandFcnAlexNet(nn.Module):
+    """FCN-AlexNet written by hand (DIGITS fcn_alexnet.deploy.prototxt), for comparison."""
+
+    def __init__(self, bands: int = 8, classes: int = 21):
+        super().__init__()
+        self.conv1 = nn.Conv2d(bands, 96, 11, 4, 100)
+        self.conv2 = nn.Conv2d(96, 256, 5, 1, 2, groups=2)
+        self.conv3 = nn.Conv2d(256, 384, 3, 1, 1)
+        self.conv4 = nn.Conv2d(384, 384, 3, 1, 1, groups=2)
+        self.conv5 = nn.Conv2d(384, 256, 3, 1, 1, groups=2)
+        self.fc6 = nn.Conv2d(256, 4096, 6)
+        self.fc7 = nn.Conv2d(4096, 4096, 1)
+        self.score_fr_21classes = nn.Conv2d(4096, classes, 1)
+        self.upscore_21classes = nn.ConvTranspose2d(classes, classes, 63, 32, groups=classes, bias=False)
+        self.norm = nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0)
+
+    def forward(self, data):
+        x = data - 116.0
+        x = F.max_pool2d(F.relu(self.conv1(x)), 3, 2, ceil_mode=True)
+        x = self.norm(x)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 3, 2, ceil_mode=True)
+        x = self.norm(x)
+        x = F.relu(self.conv3(x))
+        x = F.relu(self.conv4(x))
+        x = F.max_pool2d(F.relu(self.conv5(x)), 3, 2, ceil_mode=True)
+        x = F.relu(self.fc6(x))
+        x = F.relu(self.fc7(x))
+        x = self.upscore_21classes(self.score_fr_21classes(x))
+        h, w = data.shape[2:]
+        return x[:, :, 18:18 + h, 18:18 + w]
+
+
+def bench_forward(size: int, reps: int) -> None:
+    from fcnkit.compile import compile_net
+    from fcnkit.graph import load_net
+
+    torch.manual_seed(0)
+    shape = (1, 8, size, size)
+    compiled = compile_net(load_net(FCN_ALEXNET), None, {None: shape})
+    hand = HandFcnAlexNet().eval()
+    own = compiled.module.state_dict()
+    hand.load_state_dict({k: v for k, v in own.items() if k in hand.state_dict()})
+    x = torch.rand(shape) * 255
+    with torch.no_grad():
+        a, b = compiled.module(x)["score"], hand(x)
+        diff = (a - b).abs().max().item()
+        times = {"fcnkit": [], "hand": []}
+        for _ in range(2):  # warm-up
+            compiled.module(x), hand(x)
+        for _ in range(reps):
+            for name, fn in (("fcnkit", lambda: compiled.module(x)), ("hand", lambda: hand(x))):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    mf, mh = statistics.median(times["fcnkit"]), statistics.median(times["hand"])
+    gflop = compiled.analysis.total_flops / 1e9
+    print(f"FCN-AlexNet forward, input {shape}, CPU threads {torch.get_num_threads()}, {reps} reps (median)")
+    print(f"  {'module':<22}{'time (s)':>10}{'GFLOP/s':>10}")
+    print(f"  {'fcnkit (torch.fx)':<22}{mf:>10.3f}{gflop / mf:>10.1f}")
+    print(f"  {'hand-written torch':<22}{mh:>10.3f}{gflop / mh:>10.1f}")
+    print(f"  ratio fcnkit / hand = {mf / mh:.3f} (target <= 1.05); outputs differ by {diff:.2e}; "
+          f"{gflop:.1f} GFLOP per forward")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--skip-load", action="store_true")
+    args = ap.parse_args()
+    bench_forward(args.size, args.reps)
+    if not args.skip_load:
+        print()
+        subprocess.run([sys.executable, str(ROOT / "tools" / "bench_caffemodel_load.py")], check=True)
+
+
+if __name__ == "__main__":
+    main()
