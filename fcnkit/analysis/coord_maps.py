@@ -50,8 +50,15 @@ class CoordAnalysis:
     inconsistencies: list[str] = field(default_factory=list)
 
 
-def layer_map(node: LayerNode) -> CoordMap | str:
-    """The layer's own map, or the reason it has none."""
+def layer_map(node: LayerNode, crops: dict[str, tuple[int, int]] | None = None) -> CoordMap | str:
+    """The layer's own map, or the reason it has none.
+
+    ``crops`` overrides the (y, x) offsets of Crop layers by name (used while computing
+    offsets layer by layer, so a later crop does not depend on an earlier declared one).
+    """
+    if crops and node.type == "Crop" and node.name in crops:
+        oy, ox = crops[node.name]
+        return CoordMap.make((1, 1), (-oy, -ox))
     if node.role == "input":
         return IDENTITY
     try:
@@ -123,9 +130,11 @@ def fmt(x: Fraction | None) -> str:
     return f"{float(x):.6f}"
 
 
-def maps_to_ancestors(net: Net, blob: str) -> dict[str, CoordMap]:
+def maps_to_ancestors(net: Net, blob: str,
+                      crops: dict[str, tuple[int, int]] | None = None) -> dict[str, CoordMap]:
     """For every ancestor blob ``a`` reachable through mappable layers: the map from ``a``
-    to ``blob`` (``x_blob = F x_a + O``). Crop layers map only through their first bottom.
+    to ``blob`` (``x_blob = F x_a + O``). Crop layers map only through their first bottom;
+    ``crops`` overrides Crop offsets by layer name (see :func:`layer_map`).
     """
     found: dict[str, CoordMap] = {blob: IDENTITY}
     frontier = [blob]
@@ -134,7 +143,7 @@ def maps_to_ancestors(net: Net, blob: str) -> dict[str, CoordMap]:
         node = net.producer.get(b)
         if node is None or node.role == "input":
             continue
-        lm = layer_map(node)
+        lm = layer_map(node, crops)
         if isinstance(lm, str):
             continue
         for i in node.impl.coord_bottoms():
@@ -151,10 +160,12 @@ def _depth(net: Net, blob: str) -> int:
     return node.index if node is not None else -1
 
 
-def crop_offset(net: Net, cropped: str, reference: str) -> tuple[int, int]:
+def crop_offset(net: Net, cropped: str, reference: str,
+                crops: dict[str, tuple[int, int]] | None = None) -> tuple[int, int]:
     """The (y, x) offset at which ``cropped`` must be cropped to align with ``reference``.
 
-    Both are blob names or ids. Computed through their nearest common ancestor: with
+    Both are blob names or ids; ``crops`` overrides the offsets of Crop layers on the way
+    (by layer name). Computed through their nearest common ancestor: with
     ``x_c = F x_a + O_c`` and ``x_r = F x_a + O_r``, the offset is ``O_c - O_r``.
 
     Raises:
@@ -164,8 +175,8 @@ def crop_offset(net: Net, cropped: str, reference: str) -> tuple[int, int]:
     """
     c, r = net.blob(cropped), net.blob(reference)
     cname, rname = net.blob_name[c], net.blob_name[r]
-    from_c = maps_to_ancestors(net, c)
-    from_r = maps_to_ancestors(net, r)
+    from_c = maps_to_ancestors(net, c, crops)
+    from_r = maps_to_ancestors(net, r, crops)
     common = [a for a in from_c if a in from_r]
     if not common:
         raise OffsetError(f"blobs '{cname}' and '{rname}' have no common ancestor through "

@@ -98,17 +98,22 @@ def crop_table(net: Net, ndim: int = 4) -> list[CropRow]:
 
     Computed offsets exist for the spatial axes (2 and 3 of an N, C, H, W blob); a crop
     along N or C keeps its declared offset there.
+
+    Crops are computed in net order, each later one through the *computed* offsets of the
+    earlier ones (FCN-16s' score_pool4c feeds the blob that the final crop walks through).
     """
     rows = []
+    computed_so_far: dict[str, tuple[int, int]] = {}
     for node in net.layers:
         if node.type != "Crop":
             continue
         axis, declared = _crop_axis_and_declared(node, ndim)
         try:
-            oy, ox = crop_offset(net, node.bottoms[0], node.bottoms[1])
+            oy, ox = crop_offset(net, node.bottoms[0], node.bottoms[1], computed_so_far)
         except OffsetError as e:
             rows.append(CropRow(node.name, axis, declared, None, f"{node.where()}: {e}"))
             continue
+        computed_so_far[node.name] = (oy, ox)
         spatial = {2: oy, 3: ox}
         computed = [spatial.get(a, declared[i]) for i, a in enumerate(range(axis, ndim))]
         rows.append(CropRow(node.name, axis, declared, computed))

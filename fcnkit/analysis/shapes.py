@@ -67,7 +67,12 @@ def input_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) 
     shapes: dict[str, Shape] = {}
     for node in net.input_layers():
         declared = node.impl.declared_shapes()
+        # All tops of one data layer share the batch size (Caffe's batch_size): a new N
+        # given for one top (data) applies to the declared others (label) too.
+        batch = next((overrides[t][0] for t in node.param.top if t in overrides), None)
         for bid, tname, dshape in zip(node.tops, node.param.top, declared):
+            if tname not in overrides and dshape is not None and batch is not None and len(dshape):
+                dshape = (batch, *tuple(dshape)[1:])
             shape = overrides.get(tname, dshape)
             if shape is None:
                 raise node.impl.error(

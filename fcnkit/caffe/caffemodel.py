@@ -77,8 +77,10 @@ class CaffeModel:
             Caffe shape: ``shape`` when stored, else the legacy 4-D (num, channels, height,
             width) kept as stored (an old InnerProduct weight is (1, 1, N, K); consumers
             compare shapes right-aligned). Only layers holding at least one blob appear.
-            float32 data are read-only-in-spirit views over one buffer holding the file (they
-            may be unaligned); copy before modifying if the buffer is shared elsewhere.
+            Packed float32 blobs are views into one buffer holding the whole file (no copy):
+            they may be unaligned (numpy and torch.from_numpy accept that), writing to them
+            is safe (nothing else uses the buffer), but any array kept alive keeps the whole
+            buffer alive, so ``np.array(a)`` the few you keep if you drop the rest.
         path: the file read, or None.
         source_format: "V0", "V1" or "V2": the generation of the stored net.
         dtypes: layer name -> stored element type of each blob ("float32", "float64",
@@ -230,9 +232,11 @@ class _Reader:
         net = caffe_pb2.NetParameter()
         try:
             net.ParseFromString(bytes(data))
-            return net
         except (DecodeError, RuntimeError, ValueError):
             pass
+        else:
+            self._check_text(net)
+            return net
         # Find the culprit to name it.
         try:
             caffe_pb2.NetParameter().ParseFromString(bytes(header))
@@ -250,6 +254,29 @@ class _Reader:
                     f"{cls.DESCRIPTOR.name} ({exc}); the file is corrupt or comes from a Caffe "
                     "fork with an incompatible schema", self.path) from None
         raise CaffeFormatError("the net does not decode as a Caffe NetParameter", self.path)
+
+    def _check_text(self, net: caffe_pb2.NetParameter) -> None:
+        """Refuse string fields that are not UTF-8 now, naming the layer and the field.
+
+        protobuf (proto2) accepts any bytes in a string field; Python then hands out ``bytes``
+        instead of ``str`` for it, which would break much later (or raise UnicodeDecodeError
+        when copied). Checking once here turns that into a clear error.
+        """
+        for kind, layers in (("layer", net.layer), ("layers", net.layers)):
+            for index, layer in enumerate(layers):
+                bad = _non_utf8_field(layer)
+                if bad is not None:
+                    raise CaffeFormatError(
+                        f"{kind} #{index}: string field '{bad}' is not valid UTF-8; the file "
+                        "is corrupt or was written with another text encoding", self.path)
+        for fdesc, value in net.ListFields():
+            if fdesc.name in ("layer", "layers"):
+                continue
+            bad = _non_utf8_value(fdesc, value)
+            if bad is not None:
+                raise CaffeFormatError(
+                    f"net-level string field '{bad}' is not valid UTF-8; the file is corrupt "
+                    "or was written with another text encoding", self.path)
 
     @staticmethod
     def _layer_names(net: caffe_pb2.NetParameter, records: list[_LayerRecord]) -> list[str]:
@@ -503,6 +530,28 @@ class _Reader:
             return one.astype(value_type.newbyteorder("=")), pos + value_type.itemsize
         values = np.frombuffer(self.buf, record, count=count, offset=key_start)["value"]
         return values.astype(value_type.newbyteorder("=")), key_start + count * size
+
+
+def _non_utf8_field(message: Message) -> str | None:
+    """Dotted name of the first string field of ``message`` holding invalid UTF-8, or None."""
+    for fdesc, value in message.ListFields():
+        bad = _non_utf8_value(fdesc, value)
+        if bad is not None:
+            return bad
+    return None
+
+
+def _non_utf8_value(fdesc, value) -> str | None:
+    values = value if _is_repeated(fdesc) else (value,)
+    if fdesc.type == fdesc.TYPE_STRING:
+        # upb returns bytes instead of str for a string field that is not UTF-8.
+        return fdesc.name if any(isinstance(v, bytes) for v in values) else None
+    if fdesc.message_type is not None:
+        for sub in values:
+            inner = _non_utf8_field(sub)
+            if inner is not None:
+                return f"{fdesc.name}.{inner}"
+    return None
 
 
 def _quoted(name: str | None) -> str:

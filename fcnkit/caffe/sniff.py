@@ -60,8 +60,8 @@ def _looks_like_text(head: bytes) -> bool:
     try:
         text = sample.decode("utf-8")
     except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the end of the sample is still text.
-        if exc.start < len(sample) - 4:
+        # A multi-byte character cut by the 4 KB sample boundary is still text.
+        if len(sample) < 4096 or exc.start < len(sample) - 3:
             return False
         text = sample[:exc.start].decode("utf-8")
-    return all(c.isprintable() or c in "\t\r\n\f" for c in text)
+    return bool(text) and all(c.isprintable() or c in "\t\r\n\f" for c in text)

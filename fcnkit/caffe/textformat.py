@@ -109,13 +109,15 @@ def _explain(msg: str, src: str | None) -> tuple[str, str | None]:
         if short == "LayerParameter" and field in _V1_ONLY_IN_V2:
             return reason, _V1_ONLY_IN_V2[field]
         names = _field_names(type_name)
-        close = difflib.get_close_matches(field, names, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(field, names, n=1, cutoff=0.8)
         if close:
             return reason, f"did you mean '{close[0]}'?"
         if short == "LayerParameter" and field.endswith("_param"):
-            return reason, ("Caffe's schema has no such layer parameter; a layer type from a "
-                            "Caffe fork needs that fork's fields")
-        return reason, f"{short} has the fields: {', '.join(sorted(names))}"
+            return reason, ("BVLC Caffe has no such layer parameter; layer types from Caffe "
+                            "forks are not supported by this schema (schemas/caffe.proto)")
+        if len(names) <= 25:
+            return reason, f"{short} has the fields: {', '.join(sorted(names))}"
+        return reason, f"see message {short} in schemas/caffe.proto for the valid fields"
     m = _NO_ENUM.search(msg)
     if m:
         type_name, value = m.group(1), m.group(2)

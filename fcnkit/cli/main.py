@@ -12,6 +12,7 @@ import os
 import sys
 
 import typer
+from rich.markup import escape
 
 from fcnkit.cli import core_cmds
 from fcnkit.cli.common import err_console
@@ -52,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(rv, int):  # click returns typer.Exit's code when not standalone
             return rv
     except FcnkitError as e:
-        err_console.print(f"[bold red]error:[/bold red] {e}", markup=True, highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", soft_wrap=True)
         return e.exit_code
     except FileNotFoundError as e:
-        err_console.print(f"[bold red]error:[/bold red] {e.filename or e}: no such file")
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(e.filename or e))}: no such file",
+                          soft_wrap=True)
         return 2
     except typer.Exit as e:
         return e.exit_code

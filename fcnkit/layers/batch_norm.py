@@ -82,15 +82,20 @@ def _torch():
     import types
 
     import torch
+    import torch.nn.functional as F
 
     class CaffeBatchNorm(torch.nn.Module):
-        """Caffe's BatchNorm; see the module docstring of fcnkit.layers.batch_norm."""
+        """Caffe's BatchNorm; see the module docstring of fcnkit.layers.batch_norm.
+
+        Every use of a buffer is an op that also takes the input (or a value derived
+        from it), so that torch.fx records buffer reads instead of baking their values.
+        """
 
         def __init__(self, channels, ndim, eps, maf, use_global_stats):
             super().__init__()
             self.channels, self.eps, self.maf = channels, eps, maf
             self.use_global_stats = use_global_stats
-            # statistics broadcast along axis 1 (the whole blob for a 1-axis bottom)
+            self.one_axis = ndim == 1  # Caffe: one channel
             self.view = (channels,) + (1,) * (ndim - 2) if ndim > 1 else (1,)
             self.dims = tuple(i for i in range(ndim) if i != 1) if ndim > 1 else (0,)
             self.register_buffer("running_mean", torch.zeros(channels))
@@ -100,20 +105,23 @@ def _torch():
         def forward(self, x):
             use_global = (not self.training) if self.use_global_stats is None else self.use_global_stats
             if use_global:
-                mean, var = self.running_mean, self.running_var
-            else:
-                mean = x.mean(dim=self.dims)
-                var = torch.square(x - mean.view(self.view)).mean(dim=self.dims)
-                self._update(mean.detach(), var.detach(), x.numel() // self.channels)
+                # (x - mean) / sqrt(var + eps) with the stored statistics
+                x2 = x.unsqueeze(1) if self.one_axis else x
+                y = F.batch_norm(x2, self.running_mean, self.running_var, None, None,
+                                 False, 0.0, self.eps)
+                return y.squeeze(1) if self.one_axis else y
+            mean = x.mean(dim=self.dims)
+            var = torch.square(x - mean.view(self.view)).mean(dim=self.dims)
+            self._update(mean.detach(), var.detach(), x.numel() // self.channels)
             return (x - mean.view(self.view)) / torch.sqrt(var.view(self.view) + self.eps)
 
         @torch.no_grad()
         def _update(self, mean, var, m):
-            s = self.scale_factor
-            s_new = s * self.maf + 1
-            correction = m / (m - 1) if m > 1 else 1.0
-            b0 = self.running_mean * s * self.maf + mean
-            b1 = self.running_var * s * self.maf + var * correction
+            # m / (m - 1), or 1 when m == 1 (no Python branch: m may be an fx Proxy)
+            correction = m / (m - 1 + (m == 1))
+            s_new = torch.add(torch.ones_like(mean[:1]), self.scale_factor, alpha=self.maf)
+            b0 = torch.addcmul(mean, self.running_mean, self.scale_factor, value=self.maf)
+            b1 = torch.addcmul(var * correction, self.running_var, self.scale_factor, value=self.maf)
             self.running_mean.copy_(b0 / s_new)
             self.running_var.copy_(b1 / s_new)
             self.scale_factor.copy_(s_new)

@@ -8,8 +8,7 @@ Coordinate map: the identity along the batch or channel axis; none along a spati
 from __future__ import annotations
 
 from fcnkit.errors import ShapeError
-from fcnkit.layers import canonical_axis, register
-from fcnkit.layers import Layer
+from fcnkit.layers import Layer, canonical_axis, register
 from fcnkit.layers._common import axis_coord_map, lazy
 
 

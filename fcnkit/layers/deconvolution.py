@@ -14,7 +14,8 @@ from fractions import Fraction
 
 from fcnkit.errors import ShapeError
 from fcnkit.layers import CoordMap, prod, register
-from fcnkit.layers.convolution import ConvolutionBase, _multi
+from fcnkit.layers._common import lazy
+from fcnkit.layers.convolution import ConvolutionBase
 
 
 @register
@@ -64,7 +65,25 @@ class Deconvolution(ConvolutionBase):
     def build_module(self, bottom_shapes):
         import torch
 
-        cls = torch.nn.ConvTranspose2d if len(bottom_shapes) == 1 else _multi(torch.nn.ConvTranspose2d)
+        cls = torch.nn.ConvTranspose2d if len(bottom_shapes) == 1 else _torch().MultiConvTranspose2d
         return cls(bottom_shapes[0][1], self.num_output, self.kernel, self.stride, self.pad,
                    output_padding=0, groups=self.group, bias=self.bias_term,
                    dilation=self.dilation)
+
+
+@lazy
+def _torch():
+    import types
+
+    import torch
+    import torch.nn.functional as F
+
+    class MultiConvTranspose2d(torch.nn.ConvTranspose2d):
+        """ConvTranspose2d applied to each of several bottoms with the same weights (Caffe
+        deconv layers with n bottoms and n tops); parameter names stay weight/bias."""
+
+        def forward(self, *xs):
+            return tuple(F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
+                                            0, self.groups, self.dilation) for x in xs)
+
+    return types.SimpleNamespace(MultiConvTranspose2d=MultiConvTranspose2d)

@@ -33,7 +33,7 @@ class MVN(ElementwiseLayer):
 
     def build_module(self, bottom_shapes):
         start = 1 if self.across_channels else 2
-        return _torch().MVN(start, self.normalize_variance, self.eps)
+        return _torch().MVN(start, len(bottom_shapes[0]), self.normalize_variance, self.eps)
 
 
 @lazy
@@ -43,13 +43,14 @@ def _torch():
     import torch
 
     class MVN(torch.nn.Module):
-        def __init__(self, start, normalize_variance, eps):
+        def __init__(self, start, ndim, normalize_variance, eps):
             super().__init__()
             self.start, self.normalize_variance, self.eps = start, normalize_variance, eps
+            self.one_per_row = ndim <= start  # no axes after the row axes
 
         def forward(self, x):
             # rows: the axes before `start`; one value per row when x has no more axes
-            rows = x.flatten(self.start) if x.dim() > self.start else x.unsqueeze(-1)
+            rows = x.unsqueeze(-1) if self.one_per_row else x.flatten(self.start)
             y = rows - rows.mean(dim=-1, keepdim=True)
             if self.normalize_variance:
                 std = torch.sqrt(torch.square(y).mean(dim=-1, keepdim=True))

@@ -60,6 +60,10 @@ class Pooling(Layer):
         self.pool = int(p.pool)
         self.global_pooling = bool(p.global_pooling)
         self.ceil = p.round_mode == CEIL
+        if p.HasField("ceil_mode"):  # fork spelling; the loader normally maps it to round_mode
+            if p.HasField("round_mode") and self.ceil != p.ceil_mode:
+                raise self.error("ceil_mode and round_mode disagree; give one of them")
+            self.ceil = bool(p.ceil_mode)
         self.pad = (int(_opt(p, "pad_h") if p.HasField("pad_h") else p.pad),
                     int(_opt(p, "pad_w") if p.HasField("pad_w") else p.pad))
         if p.HasField("pad_h") != p.HasField("pad_w"):

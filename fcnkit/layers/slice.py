@@ -84,6 +84,7 @@ def _torch():
         def forward(self, x):
             if len(self.sizes) == 1:
                 return x
-            return tuple(torch.split(x, self.sizes, dim=self.axis))
+            starts = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+            return tuple(x.narrow(self.axis, b, n) for b, n in zip(starts, self.sizes))
 
     return types.SimpleNamespace(Slice=Slice)

@@ -139,9 +139,12 @@ name: "padded"
 input: "data"
 input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8
 layers { layer { name: "pad1" type: "padding" pad: 2 } bottom: "data" top: "pad1" }
-layers { layer { name: "conv1" type: "conv" num_output: 4 kernelsize: 3 } bottom: "pad1" top: "conv1" }
-layers { layer { name: "drop" type: "dropout" dropout_ratio: 0.3 kernelsize: 2 } bottom: "conv1" top: "conv1" }
-layers { layer { name: "data2" type: "data" source: "db" batchsize: 5 meanfile: "m" cropsize: 3 mirror: true scale: 0.5 } top: "x" }
+layers { layer { name: "conv1" type: "conv" num_output: 4 kernelsize: 3 }
+         bottom: "pad1" top: "conv1" }
+layers { layer { name: "drop" type: "dropout" dropout_ratio: 0.3 kernelsize: 2 }
+         bottom: "conv1" top: "conv1" }
+layers { layer { name: "data2" type: "data" source: "db" batchsize: 5 meanfile: "m"
+                 cropsize: 3 mirror: true scale: 0.5 } top: "x" }
 """
 
 
@@ -152,7 +155,7 @@ def test_v0_padding_layer_folds_into_next_conv():
     conv1 = src.param.layer[1]
     assert list(conv1.bottom) == ["data"]
     assert list(conv1.convolution_param.pad) == [2]
-    assert src.layer_lines == [None, 6, 7, 8]
+    assert src.layer_lines == [None, 6, 8, 10]
     assert any("folded 1 padding" in note for note in src.upgrades)
     # A V0 parameter that does not fit the type is dropped with a warning, as in Caffe.
     assert any(n.startswith("warning:") and "kernelsize" in n for n in src.upgrades)
@@ -175,7 +178,8 @@ def test_v0_unknown_type_is_refused():
 def test_v1_data_transformation_fields_move_to_transform_param():
     text = """
 layers { name: "d" type: DATA top: "data"
-         data_param { source: "lmdb" batch_size: 2 scale: 0.0039 mean_file: "mean" mirror: true crop_size: 9 } }
+         data_param { source: "lmdb" batch_size: 2 scale: 0.0039 mean_file: "mean"
+                      mirror: true crop_size: 9 } }
 layers { name: "w" type: WINDOW_DATA top: "w" window_data_param { source: "s" scale: 2 } }
 """
     src = parse_prototxt(text)

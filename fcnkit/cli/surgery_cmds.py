@@ -1,0 +1,74 @@
+"""``fcnkit surgery``: classifier (prototxt + caffemodel, or a compiled model directory) ->
+FCN prototxt + caffemodel + safetensors + report, in one atomic output directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fcnkit.cli.common import console
+from fcnkit.errors import InputError
+
+
+def surgery_cmd(
+    classifier: Path = typer.Argument(..., help="classifier prototxt, or a compiled fcnkit model directory"),
+    weights: Optional[Path] = typer.Argument(None, help="classifier caffemodel (omit: every layer from its filler)"),
+    out: Path = typer.Option(..., "-o", "--output", help="output directory (written atomically)"),
+    classes: Optional[int] = typer.Option(None, "--classes", help="number of classes (default: the classifier's)"),
+    keep_classes: Optional[bool] = typer.Option(
+        None, "--keep-classes/--no-keep-classes",
+        help="start the score layer from the classifier's first classes (default: on without --classes)"),
+    head: str = typer.Option("fcn32s", "--head", help="fcn32s, fcn16s, fcn8s or none"),
+    pad: int = typer.Option(100, "--pad", help="padding of the first convolution (FCN: 100; -1 keeps it)"),
+    pools: Optional[str] = typer.Option(None, "--pools", help="skip layers, coarse to fine (default pool4,pool3)"),
+    group: str = typer.Option("classes", "--group", help="upsampling group: 'classes' (Caffe bilinear filler) or 1 (FCN interp)"),
+    kernel: Optional[int] = typer.Option(None, "--kernel", help="kernel of the last upsampling (default: computed)"),
+    bands: Optional[int] = typer.Option(None, "--bands", help="number of input bands (e.g. 8 for WorldView-3)"),
+    band_map: Optional[str] = typer.Option(None, "--band-map", help="wv3-rgb (default for 8), wv3-rnir, or '5=R,3=G,2=B'"),
+    band_fill: str = typer.Option("mean", "--band-fill", help="unmapped bands: mean of the RGB filters, or zero"),
+    source_order: str = typer.Option("BGR", "--source-order", help="channel order of the classifier (Caffe: BGR)"),
+    suffix: str = typer.Option("", "--suffix", help="suffix for converted layers, e.g. -conv (BVLC)"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="declared input of the FCN: H,W or N,C,H,W"),
+    seed: int = typer.Option(0, "--seed", help="seed of random fillers"),
+):
+    """Classifier -> FCN: fc layers become convolutions, an FCN head (score, bilinear upscore,
+    skips, computed crops) is added, optionally new classes and input bands; writes
+    OUTDIR/net.prototxt, net.caffemodel, weights.safetensors, report.md, report.json."""
+    from fcnkit.analysis import parse_shape
+    from fcnkit.surgery import fcn_surgery, load_classifier, write_outdir
+
+    if group not in ("classes", "1"):
+        raise InputError(f"--group must be 'classes' or 1, got '{group}'")
+    param, blobs, desc = load_classifier(classifier, weights)
+    shape = parse_shape(input_shape) if input_shape else None
+    if shape is not None and len(shape) not in (2, 4):
+        raise InputError(f"--input-shape must be H,W or N,C,H,W, got '{input_shape}'")
+    result = fcn_surgery(
+        param, blobs, classes=classes, keep_classes=keep_classes, head=head,
+        pad=None if pad < 0 else pad,
+        pools=[p.strip() for p in pools.split(",") if p.strip()] if pools else None,
+        group="classes" if group == "classes" else 1, kernel=kernel, bands=bands,
+        band_map=band_map, band_fill=band_fill, source_order=source_order, suffix=suffix,
+        input_shape=shape, seed=seed)
+    write_outdir(result, out, source=desc)
+    rep = result.report
+    for s in rep.steps:
+        console.print(f"- {s}", markup=False)
+    counts = ", ".join(f"{v} {k}" for k, v in rep.counts().items() if v)
+    console.print(f"layers: {counts}", markup=False)
+    for layer, (oy, ox) in rep.crop_offsets.items():
+        console.print(f"crop {layer}: offset {oy if oy == ox else (oy, ox)} (computed)", markup=False)
+    if rep.bands:
+        console.print(f"bands: {rep.bands['source_channels']} -> {rep.bands['bands']} "
+                      f"({rep.bands['preset']}), scale {rep.bands['scale']:.6g}", markup=False)
+    for n in rep.notes:
+        console.print(f"note: {n}", markup=False)
+    console.print(f"wrote {out}/ (net.prototxt, net.caffemodel, weights.safetensors, report.md, "
+                  "report.json, fcnkit.json)", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``surgery`` command to the fcnkit typer app."""
+    app.command("surgery")(surgery_cmd)

@@ -1,0 +1,193 @@
+"""Resolving a MODEL argument (prototxt, compiled-model directory or zoo name) into a
+compiled net at the tile size and batch wanted for deployment.
+
+A compiled torch module is built for fixed input shapes (pooling divisors, crop windows
+and flatten sizes are resolved at compile time), so deploying at another tile size
+recompiles the net and carries the weights over (:func:`reshape`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from fcnkit.errors import InputError
+
+Shape = tuple[int, ...]
+
+
+@dataclass
+class ModelSource:
+    """A compiled net plus what deployment records about where it came from.
+
+    Attributes:
+        compiled: the :class:`fcnkit.compile.CompiledNet` (deploy mode: no loss layers).
+        kind: ``"prototxt"``, ``"compiled"`` (a ``fcnkit compile -o`` directory) or ``"zoo"``.
+        name: what the user named: prototxt file name, directory name or zoo model name.
+        source: the prototxt file name the net was read from (for ONNX metadata).
+        bands: input band names (zoo models), else None.
+        classes: class names (zoo models), else None.
+    """
+
+    compiled: Any
+    kind: str
+    name: str
+    source: str
+    bands: list[str] | None = None
+    classes: list[str] | None = None
+    info: Any = field(default=None, repr=False)
+
+
+def zoo_names() -> list[str]:
+    """Names of the zoo models, or [] while ``fcnkit.zoo`` is not available."""
+    try:
+        from fcnkit import zoo
+    except ImportError:
+        return []
+    names = getattr(zoo, "names", None)
+    return list(names()) if callable(names) else []
+
+
+def _info_get(info: Any, *keys: str) -> Any:
+    for k in keys:
+        if isinstance(info, Mapping) and info.get(k) is not None:
+            return info[k]
+        v = getattr(info, k, None)
+        if v is not None:
+            return v
+    return None
+
+
+def _as_names(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    try:
+        return [str(getattr(v, "name", v)) for v in value]
+    except TypeError:
+        return None
+
+
+def declared_input_shapes(net) -> dict[str, Shape]:
+    """The net's input shapes as declared in the prototxt, keyed by Caffe blob name.
+
+    Raises:
+        ShapeError: an input's shape is not declared.
+    """
+    from fcnkit.analysis import input_shapes
+
+    return {net.blob_name[b]: tuple(s) for b, s in input_shapes(net).items()}
+
+
+def deploy_shapes(current: Mapping[str, Shape], tile: tuple[int, int] | None = None,
+                  batch: int | None = None) -> dict[str, Shape]:
+    """Input shapes for deployment: every 4-D (N, C, H, W) input gets batch ``batch`` (when
+    given) and spatial size ``tile`` = (H, W) (when given); other inputs keep their shape.
+
+    Raises:
+        InputError: a tile is given but the net has no 4-D input.
+    """
+    out: dict[str, Shape] = {}
+    four_d = [k for k, s in current.items() if len(s) == 4]
+    if tile is not None and not four_d:
+        raise InputError(f"--tile needs an N,C,H,W image input, but the net's inputs are "
+                         f"{', '.join(f'{k} {tuple(v)}' for k, v in current.items())}")
+    for name, shape in current.items():
+        s = list(shape)
+        if len(s) == 4:
+            if batch is not None:
+                s[0] = batch
+            if tile is not None:
+                s[2], s[3] = tile
+        out[name] = tuple(int(d) for d in s)
+    return out
+
+
+def reshape(compiled, shapes: Mapping[str, Shape]):
+    """The same net and weights compiled for other input shapes.
+
+    Returns ``compiled`` itself when the shapes are unchanged.
+
+    Raises:
+        ShapeError: the net cannot take these shapes (e.g. a tile smaller than the net's
+            receptive field, or a different size for an InnerProduct layer).
+    """
+    from fcnkit.compile import compile_net
+
+    want = {k: tuple(int(d) for d in v) for k, v in shapes.items()}
+    have = {k: tuple(v) for k, v in compiled.input_shapes.items()}
+    if all(have.get(k) == v for k, v in want.items()):
+        return compiled
+    new = compile_net(compiled.net, None, want, deploy=compiled.deploy)
+    state = compiled.module.state_dict()
+    new.module.load_state_dict(state, strict=True)
+    new.module.train(compiled.module.training)
+    new.weights = compiled.weights
+    return new
+
+
+def is_model_path(model: str | Path) -> bool:
+    """Whether ``model`` names a file or directory (as opposed to a zoo name)."""
+    return Path(model).exists()
+
+
+def load_model(model: str | Path, *, weights: str | Path | None = None,
+               tile: tuple[int, int] | None = None, batch: int | None = None) -> ModelSource:
+    """Load MODEL for deployment and compile it at (batch, tile).
+
+    Args:
+        model: a prototxt path, a compiled-model directory (``fcnkit compile -o DIR``) or the
+            name of a zoo model (``fcnkit.zoo.names()``).
+        weights: a caffemodel for a prototxt (ignored with a note for the other kinds: a
+            compiled directory carries its weights; zoo models start from their fillers).
+        tile: (H, W) of the image input(s) in pixels; default: as declared / compiled.
+        batch: batch size to compile for (default: as declared, usually 1).
+
+    Raises:
+        InputError: the path does not exist and is no zoo name, or weights are given for a
+            model that carries its own.
+        CaffeFormatError, NetDefinitionError, ShapeError, WeightsError: from loading/compiling.
+    """
+    from fcnkit.compile import compile_net, is_compiled_dir, load
+
+    path = Path(model)
+    if path.is_dir():
+        if not is_compiled_dir(path):
+            raise InputError(f"{path} is a directory but not a compiled fcnkit model (no fcnkit.json); "
+                             "create one with `fcnkit compile NET -o DIR`")
+        if weights is not None:
+            raise InputError(f"{path} is a compiled model directory with its own weights; "
+                             "--weights applies to a prototxt only")
+        compiled = load(path)
+        meta = json.loads((path / "fcnkit.json").read_text())
+        src = Path(meta.get("source") or path.name).name
+        compiled = reshape(compiled, deploy_shapes(compiled.input_shapes, tile, batch))
+        return ModelSource(compiled, "compiled", path.name, src)
+    if path.is_file():
+        from fcnkit.graph import load_net
+
+        net = load_net(path)
+        shapes = deploy_shapes(declared_input_shapes(net), tile, batch)
+        compiled = compile_net(net, weights, shapes, deploy=True)
+        return ModelSource(compiled, "prototxt", path.name, path.name)
+    names = zoo_names()
+    if str(model) in names:
+        from fcnkit import zoo
+        from fcnkit.graph import load_net
+
+        if weights is not None:
+            raise InputError(f"'{model}' is a zoo model; --weights applies to a prototxt only")
+        param = zoo.build(str(model))
+        info = zoo.info(str(model)) if hasattr(zoo, "info") else None
+        net = load_net(param)
+        shapes = deploy_shapes(declared_input_shapes(net), tile, batch)
+        compiled = compile_net(net, None, shapes, deploy=True)
+        bands = _as_names(_info_get(info, "bands", "band_names"))
+        classes = _as_names(_info_get(info, "classes", "class_names", "labels"))
+        return ModelSource(compiled, "zoo", str(model), f"zoo:{model}", bands, classes, info)
+    hint = f"; zoo models: {', '.join(names)}" if names else ""
+    raise InputError(f"MODEL '{model}' is neither a prototxt, a compiled model directory nor a "
+                     f"zoo model name{hint}")

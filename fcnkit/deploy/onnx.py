@@ -1,0 +1,757 @@
+"""ONNX export of a compiled Caffe net, checked end to end.
+
+:func:`export_onnx` runs torch's current exporter (``torch.onnx.export(..., dynamo=True)``,
+which captures the module with ``torch.export`` and translates it with onnxscript), then:
+
+1. asserts that the written file's ``ai.onnx`` opset is exactly the one requested (the
+   exporter converts to opsets below its own with the ONNX version converter and, when that
+   fails, silently keeps its own opset: fcnkit makes that an :class:`ExportError`);
+2. runs ``onnx.checker.check_model(full_check=True)`` and strict ONNX shape inference;
+3. runs the graph in ONNX Runtime (CPU) on a seeded random input and compares every output
+   with the torch module (fp32 reference): max abs error and relative error
+   (max abs / max |reference|) must be within the tolerance (fp32: 1e-4; fp16:
+   :data:`FP16_TOLERANCE`);
+4. only then writes the file, atomically (a failed check leaves no file behind).
+
+Graph conventions:
+
+- inputs and outputs are named after the Caffe net's input and output blobs (``data`` ->
+  ``prob``), in the compiled module's order;
+- the batch axis is dynamic (``batch``) unless a fixed batch is asked for; H and W are static
+  at the tile size unless ``dynamic_hw`` is asked for and the net allows it
+  (:func:`dynamic_hw_blockers` names what prevents it: ceil-mode pooling with stride > 1,
+  Crop windows, flattening layers);
+- Caffe ``LRN`` (ACROSS_CHANNELS) becomes one ONNX ``LRN`` node (same window and
+  ``alpha / size`` scaling as Caffe's ``lrn_layer.cpp``); Softmax keeps its axis (opset >= 13
+  semantics); Crop becomes ``Slice``; Caffe's ceil-mode pooling is exported exactly (the
+  parity run checks it);
+- the model's ``metadata_props`` record the source prototxt, fcnkit and torch versions, input
+  band names, tile size, class names, crop offsets, and which outputs are probabilities.
+
+Sources: torch.onnx documentation (``dynamo=True`` exporter, ``dynamic_shapes``,
+``custom_translation_table``); ONNX operator specs (LRN-13, Softmax-13, Slice);
+Caffe ``src/caffe/layers/lrn_layer.cpp``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from fcnkit.deploy._common import ONNX_TO_NUMPY, canonical_dtype, error_stats, parse_batch, parse_tile
+from fcnkit.errors import ExportError, InputError
+
+#: Opset written when none is asked for.
+DEFAULT_OPSET = 18
+#: Lowest opset fcnkit exports: Softmax before opset 13 flattens the trailing axes instead
+#: of normalising along one axis (CAFFE_FACTS.md), so Caffe's Softmax has no exact form.
+MIN_OPSET = 13
+#: Parity tolerance of an fp32 export (relative: max abs error / max |reference|).
+FP32_TOLERANCE = 1e-4
+#: Parity tolerance of an fp16 export against the fp32 torch module (relative). fp16 keeps
+#: 11 significant bits (unit round-off 4.9e-4); every layer rounds its weights and its
+#: output once, and the errors add up over depth (FCN-8s has ~20 weighted layers): 1e-2
+#: leaves headroom over the 1e-3..4e-3 measured on the real nets and zoo models, and still
+#: fails a wrong graph, whose error is of the order of the outputs themselves.
+FP16_TOLERANCE = 1e-2
+#: Largest ONNX file written as one protobuf (the protobuf limit is 2 GiB).
+MAX_PROTO_BYTES = 2**31 - 1
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class ParityRow:
+    """Agreement of one ONNX output with the torch module.
+
+    Attributes:
+        output: the output (Caffe blob) name.
+        shape: shape of the compared tensors (N, C, H, W for images).
+        max_abs: max |onnxruntime - torch| (output units, e.g. probability).
+        relative: ``max_abs / max |torch|``.
+        tolerance: the relative tolerance it was held to.
+        size: (H, W) of the input it was measured at, or None for non-image inputs.
+    """
+
+    output: str
+    shape: tuple[int, ...]
+    max_abs: float
+    relative: float
+    tolerance: float
+    size: tuple[int, int] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.relative <= self.tolerance
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_onnx` wrote and measured.
+
+    Attributes:
+        path: the ONNX file.
+        opset: the file's ``ai.onnx`` opset (equal to the one requested).
+        dtype: ``fp32`` or ``fp16`` (the graph's input/output and weight precision).
+        inputs, outputs: {name: shape}, dynamic axes as strings (``"batch"``).
+        parity: one row per output (and per checked input size).
+        dynamic_batch, dynamic_hw: which axes are dynamic in the file.
+        notes: things the user should know (e.g. why H and W stayed static).
+        metadata: the ``metadata_props`` written into the file.
+        node_types: ONNX op type -> count.
+        size_bytes: file size in bytes.
+        seconds: wall time of export + checks (s).
+    """
+
+    path: Path
+    opset: int
+    dtype: str
+    inputs: dict[str, list]
+    outputs: dict[str, list]
+    parity: list[ParityRow]
+    dynamic_batch: bool
+    dynamic_hw: bool
+    notes: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    node_types: dict[str, int] = field(default_factory=dict)
+    size_bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def max_abs(self) -> float:
+        return max((r.max_abs for r in self.parity), default=0.0)
+
+    @property
+    def relative(self) -> float:
+        return max((r.relative for r in self.parity), default=0.0)
+
+    @property
+    def tolerance(self) -> float:
+        return min((r.tolerance for r in self.parity), default=math.nan)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.parity)
+
+    def summary(self) -> str:
+        """One line: opset, precision, I/O shapes and the parity measured against torch."""
+        def io(d):
+            return ", ".join(f"{k}[{','.join(map(str, v))}]" for k, v in d.items())
+
+        text = f"opset {self.opset}, {self.dtype}, {io(self.inputs)} -> {io(self.outputs)}"
+        if self.parity:
+            text += (f"; ONNX Runtime vs torch: max abs {self.max_abs:.3g}, relative "
+                     f"{self.relative:.3g} (tolerance {self.tolerance:g})")
+        else:
+            text += "; parity not checked"
+        return text
+
+    def lines(self) -> list[str]:
+        """Per-output parity lines, then the notes."""
+        out = []
+        for r in self.parity:
+            at = f" at {r.size[0]}x{r.size[1]}" if r.size else ""
+            out.append(f"{r.output} {list(r.shape)}{at}: max abs {r.max_abs:.3g}, relative {r.relative:.3g} "
+                       f"({'ok' if r.ok else 'FAIL'}, tolerance {r.tolerance:g})")
+        return out + [f"note: {n}" for n in self.notes]
+
+
+@dataclass
+class OnnxInfo:
+    """What a deployed ONNX file declares (read without running it).
+
+    Attributes:
+        opset: ``ai.onnx`` opset.
+        inputs, outputs: [(name, shape, numpy dtype name)], dynamic dims as strings or None.
+        metadata: ``metadata_props`` (raw strings).
+        softmax_outputs: outputs produced directly by a Softmax node.
+    """
+
+    path: Path | None
+    opset: int
+    inputs: list[tuple[str, list, str]]
+    outputs: list[tuple[str, list, str]]
+    metadata: dict[str, str]
+    softmax_outputs: set[str]
+
+    def meta_json(self, key: str, default: Any = None) -> Any:
+        """A ``fcnkit.*`` metadata value decoded from JSON (``default`` when absent)."""
+        v = self.metadata.get(key)
+        if v is None:
+            return default
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+
+    @property
+    def dtype(self) -> str:
+        """``fp32``/``fp16``/``bf16`` of the first input."""
+        name = self.inputs[0][2] if self.inputs else "float32"
+        return {"float16": "fp16", "bfloat16": "bf16"}.get(name, "fp32")
+
+
+def _dims(value_info) -> list:
+    t = value_info.type.tensor_type
+    dims = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or None)
+    return dims
+
+
+def _opset_of(model) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 0
+
+
+def inspect_onnx(path_or_model) -> OnnxInfo:
+    """Read an ONNX file's opset, graph inputs/outputs (initializers excluded), metadata and
+    which outputs come straight from a Softmax node.
+
+    Raises:
+        InputError: the file cannot be read as ONNX.
+    """
+    import onnx
+
+    path = None
+    model = path_or_model
+    if not isinstance(path_or_model, onnx.ModelProto):
+        path = Path(path_or_model)
+        if not path.is_file():
+            raise InputError(f"{path}: no such ONNX file")
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # noqa: BLE001 - protobuf decode errors have many types
+            raise InputError(f"{path}: not a readable ONNX file ({e})") from None
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+
+    def io(vs):
+        return [(v.name, _dims(v), ONNX_TO_NUMPY.get(v.type.tensor_type.elem_type, "float32"))
+                for v in vs if v.name not in inits]
+
+    producer = {o: n for n in g.node for o in n.output}
+    soft = set()
+    for o in g.output:
+        n = producer.get(o.name)
+        # An exporter may end a Softmax with a Cast (fp16) or Identity.
+        while n is not None and n.op_type in ("Identity", "Cast"):
+            n = producer.get(n.input[0])
+        if n is not None and n.op_type == "Softmax":
+            soft.add(o.name)
+    meta = {p.key: p.value for p in model.metadata_props}
+    return OnnxInfo(path, _opset_of(model), io(g.input), io(g.output), meta, soft)
+
+
+# --------------------------------------------------------------------------------------
+# What prevents dynamic H and W
+# --------------------------------------------------------------------------------------
+
+def dynamic_hw_blockers(compiled) -> list[str]:
+    """Reasons why the compiled net cannot be exported with dynamic H and W (empty: it can).
+
+    - Pooling that rounds up (Caffe's default CEIL) with a stride > 1: the output size and
+      Caffe's clip rule are resolved for the compile-time input size (and a non-native
+      window layout is padded and sliced to that size).
+    - Pooling compiled to fcnkit's explicit-padding path (AVE divisor maps, STOCHASTIC).
+    - Crop: its window (offset and size) is fixed at compile time.
+    - InnerProduct, Flatten, Reshape: they fix C x H x W of their bottom.
+    """
+    import torch
+
+    net = compiled.net
+    mods = dict(compiled.module.named_children())
+    out = []
+    from fcnkit.compile import module_name
+
+    for node in net.layers:
+        mod = mods.get(module_name(node.name))
+        if mod is None:
+            continue
+        where = f"{node.type} layer '{node.name}'" + (f" (line {node.line})" if node.line else "")
+        if node.type == "Pooling":
+            impl = node.impl
+            if getattr(impl, "global_pooling", False):
+                continue
+            stride = tuple(getattr(impl, "stride", (1, 1)))
+            if getattr(impl, "ceil", False) and max(stride) > 1:
+                out.append(f"{where} rounds its output size up (Caffe CEIL rounding, stride "
+                           f"{stride[0]}x{stride[1]}): the ceil-and-clip size was resolved for the "
+                           "compile-time input size")
+            elif not isinstance(mod, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)):
+                out.append(f"{where} is computed with explicit padding and a divisor map sized "
+                           "for the compile-time input")
+        elif node.type == "Crop":
+            out.append(f"{where} cuts a window whose offset and size were fixed at compile time")
+        elif node.type in ("InnerProduct", "Flatten", "Reshape"):
+            out.append(f"{where} fixes the C x H x W size of its input")
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Export helpers
+# --------------------------------------------------------------------------------------
+
+def _lrn_op():
+    """(torch op, its ONNX translation, module class) for one-node LRN export."""
+    from fcnkit.deploy import _lrn_op as m
+
+    return m.TARGET, m.lrn_onnx, m.LRNExport
+
+
+def _export_module(compiled, half: bool):
+    """A module for export: LRN layers swapped for the one-node form, outputs as a tuple in
+    ``compiled.outputs`` order. The compiled module itself is never modified."""
+    import copy
+
+    import torch
+
+    from fcnkit.compile import module_name
+
+    gm = compiled.module
+    lrn_layers = [n for n in compiled.net.layers if n.type == "LRN"
+                  and int(n.param.lrn_param.norm_region) == 0
+                  and hasattr(gm, module_name(n.name))]
+    table = {}
+    if half or lrn_layers:
+        gm = copy.deepcopy(gm)
+    if lrn_layers:
+        target, translation, LRNExport = _lrn_op()
+        table[target] = translation
+        for n in lrn_layers:
+            p = n.param.lrn_param
+            setattr(gm, module_name(n.name), LRNExport(p.local_size, p.alpha, p.beta, p.k))
+    if half:
+        gm = gm.half()
+    names = list(compiled.outputs)
+
+    class Outputs(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.net = inner
+
+        def forward(self, *xs):
+            d = self.net(*xs)
+            return tuple(d[n] for n in names)
+
+    return Outputs(gm).eval(), table
+
+
+class _Capture(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[str] = []
+
+    def emit(self, record):
+        try:
+            self.records.append(record.getMessage())
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[_Capture]:
+    """Silence the exporter's progress output and warnings; keep its log for error messages."""
+    cap = _Capture()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export",
+                                               "onnxscript", "onnx_ir", "torch.fx.experimental")]
+    saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
+    for lg in loggers:
+        lg.handlers = [cap]
+        lg.propagate = False
+        lg.setLevel(logging.DEBUG if lg.name.startswith(("onnxscript", "torch.onnx")) else logging.ERROR)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            warnings.simplefilter("ignore")
+            yield cap
+    finally:
+        for lg, level, prop, handlers in saved:
+            lg.setLevel(level)
+            lg.propagate = prop
+            lg.handlers = handlers
+        cap.records.extend(line for line in (out.getvalue() + err.getvalue()).splitlines() if line.strip())
+
+
+def _conversion_reason(records: Sequence[str]) -> str:
+    keys = ("adapter", "convert", "version", "No Adapter", "not supported")
+    hits = [r.strip().splitlines()[-1] for r in records if any(k in r for k in keys)]
+    return "; ".join(dict.fromkeys(hits))[:600]
+
+
+def _short(e: BaseException, limit: int = 1500) -> str:
+    """A readable one-paragraph form of an exporter exception (ANSI colours and the
+    exporter's generic advice removed; the exception summary kept)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(e).__name__}: {e}")
+    if "## Exception summary" in text:
+        text = text.split("## Exception summary", 1)[1]
+        for stop in ("\nFor more information", "\nThe error above occurred", "\n(Refer to"):
+            text = text.split(stop, 1)[0]
+        text = " ".join(text.split())
+    cause = e.__cause__ or e.__context__
+    if cause is not None and str(cause)[:200] not in text:
+        text += f" (caused by {type(cause).__name__}: {str(cause)[:400]})"
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _rename_values(model, old_to_new: Mapping[str, str]) -> None:
+    """Rename graph values (inputs/outputs) everywhere they are referenced."""
+    if not old_to_new:
+        return
+    g = model.graph
+    for n in g.node:
+        for i, v in enumerate(n.input):
+            if v in old_to_new:
+                n.input[i] = old_to_new[v]
+        for i, v in enumerate(n.output):
+            if v in old_to_new:
+                n.output[i] = old_to_new[v]
+    for coll in (g.input, g.output, g.value_info):
+        for v in coll:
+            if v.name in old_to_new:
+                v.name = old_to_new[v.name]
+
+
+def _metadata(compiled, *, source: str | None, bands, classes, tile, dtype, opset, dynamic_batch,
+              dynamic_hw, extra: Mapping[str, Any] | None) -> dict[str, str]:
+    import torch
+
+    from fcnkit import __version__
+
+    net = compiled.net
+    try:
+        from fcnkit.analysis import crop_table
+
+        crops = {r.layer: {"axis": r.axis, "offset": r.computed if r.computed is not None else r.declared}
+                 for r in crop_table(net)}
+    except Exception:  # noqa: BLE001 - metadata must not make an export fail
+        crops = {}
+    kinds = {}
+    for name in compiled.outputs:
+        bid = net.final.get(name, name) if hasattr(net, "final") else name
+        prod = net.producer.get(bid) if hasattr(net, "producer") else None
+        kinds[name] = "probabilities" if prod is not None and prod.type == "Softmax" else "scores"
+    shapes = compiled.input_shapes
+    first = next((s for s in shapes.values() if len(s) == 4), None)
+    if bands is None and first is not None:
+        bands_out = [f"band{i + 1}" for i in range(first[1])]
+        bands_named = False
+    else:
+        bands_out, bands_named = list(bands or []), bands is not None
+    meta = {
+        "fcnkit.version": __version__,
+        "fcnkit.torch_version": torch.__version__.split("+")[0],
+        "fcnkit.source": source or (Path(net.path).name if getattr(net, "path", None) else (net.name or "")),
+        "fcnkit.net_name": net.name or "",
+        "fcnkit.inputs": json.dumps(list(compiled.inputs)),
+        "fcnkit.outputs": json.dumps(list(compiled.outputs)),
+        "fcnkit.output_kinds": json.dumps(kinds),
+        "fcnkit.bands": json.dumps(bands_out),
+        "fcnkit.bands_named": json.dumps(bands_named),
+        "fcnkit.tile": f"{first[2]},{first[3]}" if first is not None else "",
+        "fcnkit.classes": json.dumps(list(classes) if classes is not None else []),
+        "fcnkit.crop_offsets": json.dumps(crops),
+        "fcnkit.dtype": dtype,
+        "fcnkit.opset": str(opset),
+        "fcnkit.dynamic_batch": json.dumps(dynamic_batch),
+        "fcnkit.dynamic_hw": json.dumps(dynamic_hw),
+    }
+    for k, v in (extra or {}).items():
+        meta[k if "." in k else f"fcnkit.{k}"] = v if isinstance(v, str) else json.dumps(v)
+    return meta
+
+
+def _ort_session(model_bytes: bytes):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+def _random_inputs(shapes: Mapping[str, Sequence[int]], seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(tuple(s)).astype(np.float32) for k, s in shapes.items()}
+
+
+def run_parity(model_bytes: bytes, compiled, inputs: Mapping[str, np.ndarray], *, half: bool,
+               tolerance: float) -> list[ParityRow]:
+    """Run the ONNX graph in ONNX Runtime (CPU) and the torch module (fp32) on ``inputs``
+    ({name: float32 (N, C, H, W)}); one :class:`ParityRow` per output.
+
+    Raises:
+        ExportError: ONNX Runtime cannot load or run the graph, or an output's shape differs.
+    """
+    import torch
+
+    try:
+        sess = _ort_session(model_bytes)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ExportError(f"ONNX Runtime cannot load the exported graph: {_short(e)}") from None
+    feeds = {k: (v.astype(np.float16) if half else v) for k, v in inputs.items()}
+    try:
+        got = sess.run(None, feeds)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"ONNX Runtime cannot run the exported graph: {_short(e)}") from None
+    names = [o.name for o in sess.get_outputs()]
+    with torch.no_grad():
+        ref = compiled.module(*[torch.from_numpy(inputs[n]) for n in compiled.inputs])
+    size = next(((v.shape[2], v.shape[3]) for v in inputs.values() if v.ndim == 4), None)
+    rows = []
+    for name, value in zip(names, got):
+        r = ref[name].detach().float().numpy()
+        if tuple(value.shape) != tuple(r.shape):
+            raise ExportError(f"output '{name}': ONNX Runtime gives shape {tuple(value.shape)}, "
+                              f"torch {tuple(r.shape)}")
+        max_abs, rel = error_stats(np.asarray(value, dtype=np.float32), r)
+        rows.append(ParityRow(name, tuple(r.shape), max_abs, rel, tolerance, size))
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# export_onnx
+# --------------------------------------------------------------------------------------
+
+def _check_opset(opset: int) -> int:
+    import onnx
+
+    try:
+        opset = int(opset)
+    except (TypeError, ValueError):
+        raise InputError(f"--opset must be an integer, got '{opset}'") from None
+    top = onnx.defs.onnx_opset_version()
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is not supported: Caffe's Softmax along one axis needs "
+                          f"opset >= {MIN_OPSET} (older Softmax flattens the trailing axes)")
+    if opset > top:
+        raise ExportError(f"opset {opset} is newer than the installed onnx package knows "
+                          f"(onnx {onnx.__version__} goes up to opset {top})")
+    return opset
+
+
+def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype: str = "fp32",
+                batch: int | str | None = "dynamic", dynamic_hw: bool = False,
+                tile: tuple[int, int] | str | None = None, check: bool = True,
+                tolerance: float | None = None, seed: int = 0, parity_batch: int = 2,
+                source: str | None = None, bands: Sequence[str] | None = None,
+                classes: Sequence[str] | None = None,
+                metadata: Mapping[str, Any] | None = None) -> ExportResult:
+    """Export a compiled net to an ONNX file, check it, and compare it with torch.
+
+    Args:
+        compiled: a :class:`fcnkit.compile.CompiledNet` (or a
+            :class:`fcnkit.deploy.model.ModelSource`, whose band/class names are used).
+        path: the ``.onnx`` file to write (atomically; nothing is written when a check fails).
+        opset: the ``ai.onnx`` opset of the file (>= 13; 17, 18 and 20 are tested). The
+            file's opset is asserted to equal it.
+        dtype: ``fp32`` or ``fp16`` (weights, activations, inputs and outputs in that type).
+        batch: ``"dynamic"``/None (a dynamic batch axis named ``batch``) or a fixed batch N.
+        dynamic_hw: make H and W dynamic when the net allows it; when it does not, they stay
+            static and :attr:`ExportResult.notes` says why (:func:`dynamic_hw_blockers`).
+        tile: (H, W) in pixels to export at (recompiles the net); default: the compiled size.
+        check: run the checker, shape inference and the ONNX Runtime parity run.
+        tolerance: relative parity tolerance; default 1e-4 (fp32) / :data:`FP16_TOLERANCE`.
+        seed: seed of the random parity input (standard normal).
+        parity_batch: batch size of the parity input when the batch axis is dynamic.
+        source, bands, classes, metadata: recorded in the file's ``metadata_props``.
+
+    Returns:
+        :class:`ExportResult` (``.summary()`` for one line).
+
+    Raises:
+        ExportError: the exporter fails, the file's opset differs from the request, the
+            checker or shape inference rejects the graph, ONNX Runtime cannot run it, or an
+            output differs from torch beyond the tolerance.
+        InputError: bad option values.
+        ShapeError: the net cannot take the requested tile.
+    """
+    import onnx
+    import torch
+
+    from fcnkit.atomic import write_bytes
+    from fcnkit.deploy.model import ModelSource, deploy_shapes, reshape
+
+    t0 = time.perf_counter()
+    if isinstance(compiled, ModelSource):
+        src = compiled
+        compiled = src.compiled
+        source = source or src.source
+        bands = bands if bands is not None else src.bands
+        classes = classes if classes is not None else src.classes
+    path = Path(path)
+    opset = _check_opset(opset)
+    dtype = canonical_dtype(dtype, allowed=("fp32", "fp16"))
+    half = dtype == "fp16"
+    fixed_batch = parse_batch(batch)
+    tile = parse_tile(tile)
+    if tolerance is None:
+        tolerance = FP16_TOLERANCE if half else FP32_TOLERANCE
+    if not tolerance > 0:
+        raise InputError(f"the parity tolerance must be positive, got {tolerance}")
+    if parity_batch < 1:
+        raise InputError(f"parity_batch must be >= 1, got {parity_batch}")
+    if compiled.module.training:
+        raise ExportError("the compiled net is in TRAIN mode (Dropout/BatchNorm behave as in "
+                          "training); compile it for TEST (the default phase) before exporting")
+    if not compiled.inputs:
+        raise ExportError("the net has no inputs to export")
+    if not compiled.outputs:
+        raise ExportError("the net has no outputs to export")
+
+    compiled = reshape(compiled, deploy_shapes(compiled.input_shapes, tile, fixed_batch))
+    shapes = {k: tuple(v) for k, v in compiled.input_shapes.items()}
+    notes: list[str] = []
+    want_hw = bool(dynamic_hw)
+    if want_hw:
+        if not any(len(s) == 4 for s in shapes.values()):
+            raise InputError("--dynamic-hw needs an N,C,H,W image input")
+        blockers = dynamic_hw_blockers(compiled)
+        if blockers:
+            want_hw = False
+            first = next(s for s in shapes.values() if len(s) == 4)
+            notes.append(f"H and W stay static at {first[2]}x{first[3]}: " + "; ".join(blockers))
+    dynamic_batch = fixed_batch is None
+
+    module, table = _export_module(compiled, half)
+    example = _random_inputs(shapes, seed)
+    args = tuple(torch.from_numpy(example[n]).to(torch.float16 if half else torch.float32)
+                 for n in compiled.inputs)
+    dyn = None
+    if dynamic_batch or want_hw:
+        bdim = torch.export.Dim("batch") if dynamic_batch else None
+        hdim = torch.export.Dim("height") if want_hw else None
+        wdim = torch.export.Dim("width") if want_hw else None
+        dyn = []
+        for n in compiled.inputs:
+            spec = {}
+            if len(shapes[n]) >= 1 and bdim is not None:
+                spec[0] = bdim
+            if len(shapes[n]) == 4 and want_hw:
+                spec[2], spec[3] = hdim, wdim
+            dyn.append(spec or None)
+        dyn = (tuple(dyn),)  # one entry: the wrapper's *inputs
+
+    with _quiet() as log:
+        try:
+            program = torch.onnx.export(
+                module, args, dynamo=True, opset_version=opset, input_names=list(compiled.inputs),
+                output_names=list(compiled.outputs), dynamic_shapes=dyn, external_data=False,
+                custom_translation_table=table or None, optimize=True, verbose=False)
+            model = program.model_proto
+        except Exception as e:  # noqa: BLE001 - the exporter raises many exception types
+            hint = ""
+            if want_hw:
+                hint = (" (H and W were asked to be dynamic; the graph may fix them: try without "
+                        "--dynamic-hw)")
+            raise ExportError(f"torch.onnx.export failed{hint}: {_short(e)}") from None
+
+    got = _opset_of(model)
+    if got != opset:
+        reason = _conversion_reason(log.records)
+        raise ExportError(f"asked for opset {opset} but the exporter produced opset {got}: the ONNX "
+                          f"version converter could not convert the graph"
+                          + (f" ({reason})" if reason else "")
+                          + f"; use an opset >= {max(18, MIN_OPSET)} or one it can convert to")
+
+    in_names = [v.name for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}]
+    out_names = [v.name for v in model.graph.output]
+    if len(in_names) != len(compiled.inputs) or len(out_names) != len(compiled.outputs):
+        raise ExportError(f"the exported graph has inputs {in_names} and outputs {out_names}; "
+                          f"expected {compiled.inputs} -> {compiled.outputs}")
+    renames = {o: n for o, n in zip(in_names + out_names, list(compiled.inputs) + list(compiled.outputs))
+               if o != n}
+    _rename_values(model, renames)
+
+    meta = _metadata(compiled, source=source, bands=bands, classes=classes, tile=tile, dtype=dtype,
+                     opset=opset, dynamic_batch=dynamic_batch, dynamic_hw=want_hw, extra=metadata)
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    from fcnkit import __version__
+
+    model.producer_name = "fcnkit"
+    model.producer_version = __version__
+    model.doc_string = f"{meta['fcnkit.source']}: exported by fcnkit {__version__} (torch.onnx dynamo exporter)"
+
+    size = model.ByteSize()
+    if size > MAX_PROTO_BYTES:
+        raise ExportError(f"the model is {size / 2**30:.2f} GiB, more than one ONNX protobuf can hold (2 GiB)")
+    data = model.SerializeToString()
+
+    parity: list[ParityRow] = []
+    if check:
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as e:  # noqa: BLE001 - onnx.checker.ValidationError and friends
+            raise ExportError(f"onnx.checker rejects the exported graph: {_short(e)}") from None
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        except Exception as e:  # noqa: BLE001 - InferenceError
+            raise ExportError(f"ONNX shape inference fails on the exported graph: {_short(e)}") from None
+        for v in inferred.graph.output:
+            if v.type.tensor_type.elem_type != (10 if half else 1):
+                raise ExportError(f"output '{v.name}' has ONNX element type "
+                                  f"{v.type.tensor_type.elem_type}, expected {dtype}")
+        pb = parity_batch if dynamic_batch else fixed_batch
+        run_shapes = {k: ((pb,) + tuple(s[1:]) if len(s) >= 1 else s) for k, s in shapes.items()}
+        parity += run_parity(data, compiled, _random_inputs(run_shapes, seed + 1), half=half,
+                             tolerance=tolerance)
+        if want_hw:
+            other = {k: (s[0], s[1], s[2] + 32, s[3] + 32) if len(s) == 4 else s
+                     for k, s in run_shapes.items()}
+            bigger = reshape(compiled, other)
+            try:
+                parity += run_parity(data, bigger, _random_inputs(other, seed + 2), half=half,
+                                     tolerance=tolerance)
+            except ExportError as e:
+                raise ExportError(f"the graph does not allow dynamic H and W: {e}; export without "
+                                  "--dynamic-hw") from None
+        bad = [r for r in parity if not r.ok]
+        if bad:
+            worst = max(bad, key=lambda r: r.relative)
+            raise ExportError(f"parity check failed: output '{worst.output}' differs from torch by "
+                              f"max abs {worst.max_abs:.3g}, relative {worst.relative:.3g} > tolerance "
+                              f"{worst.tolerance:g} (ONNX Runtime CPU, {dtype}); no file was written")
+    else:
+        notes.append("checks skipped (check=False): the file was not validated or compared with torch")
+
+    write_bytes(path, data)
+    info = inspect_onnx(model)
+    return ExportResult(
+        path=path, opset=got, dtype=dtype,
+        inputs={n: s for n, s, _ in info.inputs}, outputs={n: s for n, s, _ in info.outputs},
+        parity=parity, dynamic_batch=dynamic_batch, dynamic_hw=want_hw, notes=notes, metadata=meta,
+        node_types=dict(Counter(n.op_type for n in model.graph.node)), size_bytes=len(data),
+        seconds=time.perf_counter() - t0)
+
+
+def export_model(model: str | Path, path: str | Path, *, weights: str | Path | None = None,
+                 tile: tuple[int, int] | str | None = None, batch: int | str | None = "dynamic",
+                 **kwargs) -> ExportResult:
+    """:func:`export_onnx` for a MODEL argument: a prototxt (with ``weights``), a compiled
+    model directory or a zoo model name (see :func:`fcnkit.deploy.model.load_model`)."""
+    from fcnkit.deploy.model import load_model
+
+    tile = parse_tile(tile)
+    fixed = parse_batch(batch)
+    src = load_model(model, weights=weights, tile=tile, batch=fixed)
+    return export_onnx(src, path, batch=batch, **kwargs)

@@ -1,0 +1,121 @@
+"""Crop: Caffe src/caffe/layers/crop_layer.cpp.
+
+Two bottoms: ``bottom[0]`` is cropped to the shape of ``bottom[1]`` on every axis from
+``axis`` (default 2, negative counts from the end); earlier axes keep bottom[0]'s size.
+Offsets: none -> 0 on every cropped axis; one -> that offset on every cropped axis; else
+one per cropped axis. Each must leave room: ``offset + bottom[1].shape[i] <=
+bottom[0].shape[i]``.
+
+Coordinate map (bottom 0 only): ``F = 1``, ``O = -offset`` on the spatial axes (H, W).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from fcnkit.errors import ShapeError
+from fcnkit.layers import CoordMap, Layer, NoCoordMap, canonical_axis, register
+from fcnkit.layers._common import lazy
+
+
+@register
+class Crop(Layer):
+    """Caffe ``Crop``."""
+
+    type = "Crop"
+    bottoms = (2, 2)
+
+    def setup(self) -> None:
+        p = self.param.crop_param
+        self.axis = int(p.axis)
+        self.offset = [int(o) for o in p.offset]
+
+    def _offsets(self, ndim: int, error) -> list[int]:
+        a = self.axis + ndim if self.axis < 0 else self.axis
+        n = ndim - a
+        if not self.offset:
+            return [0] * n
+        if len(self.offset) == 1:
+            return self.offset * n
+        if len(self.offset) != n:
+            raise error(f"{len(self.offset)} offsets for {n} cropped axes (axis {self.axis} of "
+                        f"{ndim}-D bottoms); give one offset, or one per cropped axis")
+        return list(self.offset)
+
+    def offsets(self, bottom_shapes) -> list[int]:
+        """The offset of each cropped axis (``axis`` .. last) for these bottoms.
+
+        Raises:
+            ShapeError: the number of offsets does not fit the bottoms' axes.
+        """
+        ndim = len(bottom_shapes[0])
+        canonical_axis(self.axis, ndim, self)
+        return self._offsets(ndim, lambda m: self.error(m, ShapeError))
+
+    def spatial_offsets(self) -> tuple[int, int]:
+        """The (y, x) offsets for (N, C, H, W) bottoms (0 on an axis that is not cropped).
+
+        Raises:
+            NoCoordMap: the offsets do not fit 4-D bottoms.
+        """
+        if not -4 <= self.axis < 4:
+            raise NoCoordMap(f"crop axis {self.axis} does not fit (N, C, H, W) bottoms")
+
+        def fail(msg):
+            return NoCoordMap(msg)
+
+        offs = self._offsets(4, fail)
+        a = self.axis + 4 if self.axis < 0 else self.axis
+        per_axis = [0] * a + offs
+        return per_axis[2], per_axis[3]
+
+    def output_shapes(self, bottom_shapes):
+        b0, b1 = (tuple(s) for s in bottom_shapes)
+        if len(b0) != len(b1):
+            raise self.error(f"bottoms have {len(b0)} and {len(b1)} axes; they must have the same",
+                             ShapeError)
+        a = canonical_axis(self.axis, len(b0), self)
+        offs = self.offsets(bottom_shapes)
+        for i, o in zip(range(a, len(b0)), offs):
+            if o + b1[i] > b0[i]:
+                raise self.error(f"cannot crop axis {i} of size {b0[i]} to {b1[i]} at offset {o}",
+                                 ShapeError)
+        return [b0[:a] + b1[a:]]
+
+    def coord_map(self):
+        oy, ox = self.spatial_offsets()
+        return CoordMap((Fraction(1), Fraction(1)), (Fraction(-oy), Fraction(-ox)))
+
+    def coord_bottoms(self):
+        return [0]
+
+    def build_module(self, bottom_shapes):
+        b0, b1 = bottom_shapes
+        a = canonical_axis(self.axis, len(b0), self)
+        offs = self.offsets(bottom_shapes)
+        return _torch().Crop(a, offs, tuple(b1[a:]))
+
+
+@lazy
+def _torch():
+    import types
+
+    import torch
+
+    class Crop(torch.nn.Module):
+        """``x[..., o_i : o_i + size_i, ...]`` on the axes from ``axis``; the reference
+        bottom only fixes the sizes."""
+
+        def __init__(self, axis, offsets, sizes):
+            super().__init__()
+            self.axis, self.offsets, self.sizes = axis, list(offsets), list(sizes)
+
+        def forward(self, x, reference=None):
+            index = (slice(None),) * self.axis + tuple(
+                slice(o, o + s) for o, s in zip(self.offsets, self.sizes))
+            return x[index]
+
+        def extra_repr(self):
+            return f"axis={self.axis}, offsets={self.offsets}, sizes={self.sizes}"
+
+    return types.SimpleNamespace(Crop=Crop)

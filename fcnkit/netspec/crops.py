@@ -1,0 +1,125 @@
+"""Crop offsets computed when a NetSpec is built, not typed.
+
+``L.Crop(big, reference, offset=...)`` takes, besides numbers:
+
+- ``"auto"``: the offset that aligns ``big`` with ``reference`` pixel-exactly, from the
+  coordinate maps of the layers between them through their nearest common ancestor
+  (:func:`fcnkit.analysis.crop_offset`; Caffe's ``python/caffe/coord_map.py`` ``crop``,
+  Long et al. FCN). It does not depend on the input size. Refused, as Caffe's
+  ``coord_map.crop`` refuses, when the scales differ or the offset is negative or not an
+  integer: then no crop aligns the two blobs exactly. These are the FCN crops: 18 in
+  FCN-AlexNet (conv1 pad 100), 19 in FCN-32s, 5 and 27 in FCN-16s, 5, 9 and 31 in FCN-8s.
+- ``"center"``: ``(size(big) - size(reference)) // 2`` on every cropped axis, from the
+  shapes at the net's declared input size (:func:`fcnkit.analysis.infer_shapes`): the
+  centre crop of FC-DenseNet implementations (Jégou et al.'s Lasagne code,
+  bfortuner/pytorch_tiramisu ``center_crop``), for nets whose branches are not
+  pixel-aligned. The offset is fixed in the prototxt, so other input sizes get the same
+  offset, as in Caffe.
+
+Offsets are resolved in layer order, each with the earlier crops already set (a crop's
+offset moves everything downstream of it). The net is loaded in the phase (and stages)
+of the crop's first ``include`` rule, else TEST, else TRAIN.
+"""
+
+from __future__ import annotations
+
+from fcnkit.caffe import caffe_pb2
+from fcnkit.errors import FcnkitError, NetDefinitionError, OffsetError
+from fcnkit.netspec.spec import Deferred
+
+MODES = ("auto", "center")
+
+
+class CropOffset(Deferred):
+    """A Crop offset computed at build time; ``mode`` is ``"auto"`` or ``"center"``.
+
+    Raises:
+        NetDefinitionError: another mode.
+    """
+
+    def __init__(self, mode: str):
+        if mode not in MODES:
+            raise NetDefinitionError(f"Crop offset '{mode}' is not a number, 'auto' (coordinate "
+                                     "maps, pixel-exact) or 'center' (centre crop from shapes)")
+        self.mode = mode
+
+    def __repr__(self) -> str:
+        return f"CropOffset({self.mode!r})"
+
+
+def _state_for(lp: caffe_pb2.LayerParameter):
+    from fcnkit.graph import NetState
+    from fcnkit.graph.state import layer_included
+
+    if len(lp.include):
+        rule = lp.include[0]
+        return NetState(rule.phase if rule.HasField("phase") else 1,
+                        rule.min_level if rule.HasField("min_level") else 0, tuple(rule.stage))
+    for phase in (1, 0):
+        state = NetState(phase)
+        if layer_included(state, lp):
+            return state
+    raise NetDefinitionError(f"layer '{lp.name}' (Crop) is excluded in both TEST and TRAIN, so "
+                             "its offset cannot be computed; give it a number")
+
+
+def _center(net, node) -> list[int]:
+    from fcnkit.analysis import infer_shapes
+
+    shapes = infer_shapes(net)
+    s0, s1 = shapes[node.bottoms[0]], shapes[node.bottoms[1]]
+    p = node.param.crop_param
+    axis = p.axis + len(s0) if p.axis < 0 else p.axis
+    offs = [(a - b) // 2 for a, b in zip(s0[axis:], s1[axis:])]
+    if any(o < 0 for o in offs):
+        raise OffsetError(f"layer '{node.name}' (Crop, offset='center'): bottom "
+                          f"'{node.param.bottom[0]}' {s0} is smaller than the reference "
+                          f"'{node.param.bottom[1]}' {s1}; nothing to crop")
+    return offs
+
+
+def resolve_deferred(net: caffe_pb2.NetParameter, deferred) -> None:
+    """Set the deferred Crop offsets of ``net`` in place (see the module docstring).
+
+    Args:
+        net: the NetParameter being built.
+        deferred: ``[(LayerParameter in net, LayerFn)]`` in layer order.
+
+    Raises:
+        OffsetError: an ``"auto"`` offset does not exist (message names the layer and why),
+            or a ``"center"`` crop would be negative.
+        ShapeError, InputError: ``"center"`` needs shapes that cannot be inferred.
+        NetDefinitionError: the net around the crop is not valid.
+    """
+    from fcnkit.analysis import crop_offset
+    from fcnkit.graph import load_net
+
+    for lp, fn in deferred:
+        for key, value in fn.deferred.items():
+            if fn.type_name != "Crop" or key != "offset" or not isinstance(value, CropOffset):
+                raise NetDefinitionError(f"layer '{lp.name}': no deferred value is defined for "
+                                         f"{fn.type_name}.{key}")
+            graph = load_net(net, _state_for(lp), allow_unsupported=value.mode == "auto")
+            node = graph.layer(lp.name)
+            if value.mode == "auto":
+                try:
+                    offs = list(crop_offset(graph, node.bottoms[0], node.bottoms[1]))
+                except OffsetError as e:
+                    raise OffsetError(
+                        f"layer '{lp.name}' (Crop, offset='auto'): {e}. A net whose branches "
+                        "are not pixel-aligned can use offset='center' (centre crop from shapes)"
+                    ) from None
+                if lp.crop_param.axis not in (2, -2):
+                    raise NetDefinitionError(
+                        f"layer '{lp.name}' (Crop, offset='auto'): coordinate maps give the "
+                        f"offsets of H and W only, so the crop axis must be 2, not "
+                        f"{lp.crop_param.axis}")
+            else:
+                try:
+                    offs = _center(graph, node)
+                except OffsetError:
+                    raise
+                except FcnkitError as e:
+                    raise type(e)(f"layer '{lp.name}' (Crop, offset='center') needs every shape: {e}") from None
+            del lp.crop_param.offset[:]
+            lp.crop_param.offset.extend(offs[:1] if len(set(offs)) == 1 else offs)

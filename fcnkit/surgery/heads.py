@@ -1,0 +1,377 @@
+"""FCN heads: score layer, bilinear upsampling, skip branches and computed crops.
+
+The head of Long, Shelhamer & Darrell's FCN (fcn.berkeleyvision.org voc-fcn32s/16s/8s,
+and the DIGITS 5 article's FCN-AlexNet) on a convolutionalised classifier:
+
+- the first convolution gets a large padding (``pad: 100``) so that the offsets of later
+  layers do not eat into the image and the borders reach the centre of the receptive field
+  (DIGITS article; FCN's prototxts);
+- the classifier's last scoring layer (and everything after it: Softmax, ...) is replaced
+  by ``score_fr``, a 1x1 Convolution with ``num_classes`` outputs on the same features
+  (FCN and DIGITS leave it without a filler: Caffe's default, zero);
+- a Deconvolution upsamples by the stride f between its input and its target (both found
+  from the scale factors, never typed in): kernel ``2f - f mod 2`` (FCN's rule: 64 for
+  f = 32, 4 for f = 2, 16 for f = 8), or ``2f - 1`` when the even kernel would leave a
+  half-pixel crop offset (FCN-AlexNet's 63: the offset with 64 is 18.5); bias_term false,
+  ``lr_mult: 0`` (fixed bilinear interpolation);
+- FCN-16s/8s add skip branches: a zero-initialised 1x1 score layer on pool4 (pool3), cropped
+  to the upsampled scores and summed (Eltwise SUM) before the next upsampling;
+- Crop layers align each pair; their offsets are computed from the coordinate maps
+  (:func:`fcnkit.analysis.crop_offset`, Caffe's coord_map.py rules): FCN-AlexNet 18,
+  FCN-32s 19, FCN-16s 5 and 27, FCN-8s 5, 9 and 31.
+
+Two conventions for the upsampling weights (both from :mod:`fcnkit.fillers`):
+``group="classes"`` is Caffe's (and DIGITS'): a Deconvolution with ``group = num_output =
+num_classes`` whose weight (C, 1, K, K) holds the bilinear kernel in every slice, written
+as ``weight_filler { type: "bilinear" }``. ``group=1`` is FCN's: a full C x C
+Deconvolution with the kernel on the diagonal and zeros elsewhere (surgery.interp); Caffe
+has no filler for it, so the prototxt carries none and the weights live in the caffemodel.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any, Mapping, Sequence
+
+import networkx as nx
+import numpy as np
+
+from fcnkit.errors import OffsetError, SurgeryError
+from fcnkit.surgery._net import (Built, Shape, as_blobs, as_filler, as_param, build,
+                                 classifier_layer, conv_layer, crop_layer, eltwise_sum, filler,
+                                 first_input_blob, fmt_shape, remove_layers, set_pad)
+from fcnkit.surgery.report import SurgeryReport, SurgeryResult
+from fcnkit.surgery.transplant import transplant
+
+KINDS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2}
+DEFAULT_POOLS = ("pool4", "pool3")
+
+
+def upsampling_kernels(f: int) -> list[int]:
+    """Candidate kernel sizes for a stride-``f`` bilinear upsampling, preferred first:
+    FCN's ``2f - f mod 2``, then the odd ``2f - 1`` (which shifts the layer's offset by
+    half a pixel)."""
+    first = 2 * f - f % 2
+    return [first] if first == 2 * f - 1 else [first, 2 * f - 1]
+
+
+def _factor(built: Built, blob: str, what: str) -> Fraction:
+    fac = built.factor(blob)
+    if fac is None:
+        raise SurgeryError(f"{what}: blob '{blob}' has no scale factor relative to the input "
+                           "(a layer on its path has no coordinate map: an InnerProduct left "
+                           "unconverted, global pooling, ...); convolutionalize the net first")
+    if fac[0] != fac[1]:
+        raise SurgeryError(f"{what}: blob '{blob}' is scaled differently along y and x "
+                           f"({fac[0]}, {fac[1]}); a square upsampling cannot undo that")
+    return fac[0]
+
+
+def _stride(built: Built, src: str, dst: str, what: str) -> int:
+    ratio = _factor(built, dst, what) / _factor(built, src, what)
+    if ratio.denominator != 1 or ratio < 2:
+        raise SurgeryError(f"{what}: blob '{dst}' is at {ratio} times the resolution of '{src}'; "
+                           "an upsampling stage needs an integer factor >= 2 (choose other "
+                           "skip layers)")
+    return int(ratio)
+
+
+def _resolve_blob(built: Built, name: str) -> str | None:
+    """A layer name -> its first top's Caffe name; a blob name -> itself; else None."""
+    net = built.net
+    if net.has_layer(name):
+        return net.blob_name[net.layer(name).tops[0]]
+    if name in net.final:
+        return name
+    return None
+
+
+def _pool_listing(built: Built) -> str:
+    rows = []
+    for node in built.net.layers:
+        if node.type != "Pooling":
+            continue
+        fac = built.factor(node.tops[0])
+        stride = "?" if fac is None else str(1 / fac[0]) if fac[0] == fac[1] else f"{1/fac[0]}x{1/fac[1]}"
+        rows.append(f"{node.name} (stride {stride})")
+    return ", ".join(rows) or "none"
+
+
+def add_fcn_head(net: Any, num_classes: int, kind: str = "fcn32s", pad: int | None = 100, *,
+                 weights: Any = None, pools: Sequence[str] | None = None,
+                 classifier: str | None = None, first_conv: str | None = None,
+                 group: str | int = "classes", kernel: int | Mapping[str, int] | None = None,
+                 score_filler: Any = None, keep_classes: bool = False,
+                 names: Mapping[str, str] | None = None, reference: str | None = None,
+                 input_shapes: Mapping[str | None, Shape] | None = None,
+                 seed: int = 0) -> SurgeryResult:
+    """Turn a convolutionalised classifier into an FCN-32s, -16s or -8s.
+
+    Args:
+        net: the convolutionalised classifier (see :func:`convolutionalize`).
+        num_classes: outputs of the score layers and of the upsampling (>= 1).
+        kind: "fcn32s" (one stride-32 upsampling), "fcn16s" (skip from ``pools[0]``) or
+            "fcn8s" (skips from ``pools[0]`` and ``pools[1]``). The strides are computed;
+            "32s" names the head, not a number fcnkit assumes.
+        pad: padding set on the first convolution (FCN/DIGITS: 100); None keeps it.
+        weights: the net's weights (``{layer: [arrays]}`` / CaffeModel / path) or None
+            for the structure only.
+        pools: skip layers (or blobs), coarse to fine; default ("pool4", "pool3").
+        classifier: the scoring layer to replace (default: found by walking back from
+            the net outputs to the first layer with weights, e.g. fc8).
+        first_conv: the layer to pad (default: the first Convolution).
+        group: "classes" (Caffe/DIGITS convention: group = num_classes, bilinear filler)
+            or 1 (FCN convention: full C x C deconvolution, kernel on the diagonal).
+        kernel: the upsampling kernel: None (computed, see module docstring), an int for
+            the last upsampling layer, or {deconvolution layer name: kernel}.
+        score_filler: filler of ``score_fr`` (None: no filler, i.e. Caffe's constant 0,
+            as FCN and DIGITS do; or a type name / FillerParameter).
+        keep_classes: start ``score_fr`` from the replaced classifier's first
+            min(num_classes, K) class filters (it must be a 1x1 Convolution on the same
+            features), like fcn's ``expand_score``.
+        names: overrides of the new layers' names, e.g. ``{"score_fr":
+            "score_fr_21classes", "upscore": "upscore_21classes", "score": "score"}``.
+        reference: the blob the final output is cropped to (default: the first input).
+        input_shapes: input shape overrides ({blob: (N, C, H, W)}).
+        seed: seed of random fillers.
+
+    Returns:
+        SurgeryResult with ``report.crop_offsets`` {crop layer: (oy, ox)} and
+        ``report.upsampling`` {deconvolution: stride, kernel, group, convention}.
+        The final top ``score`` has shape (N, num_classes, H, W) of the reference blob.
+
+    Raises:
+        SurgeryError: unknown kind; named pooling layers missing (the message lists the
+            net's pooling layers and their strides); no classifier layer found, or still an
+            InnerProduct; scale factors that are not integer ratios; a crop offset that is
+            negative or fractional for every candidate kernel; the declared input too small.
+    """
+    what = f"add_fcn_head({kind})"
+    if kind not in KINDS:
+        raise SurgeryError(f"add_fcn_head: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    if int(num_classes) < 1:
+        raise SurgeryError(f"{what}: num_classes must be >= 1, got {num_classes}")
+    k = int(num_classes)
+    if group not in ("classes", 1, "1"):
+        raise SurgeryError(f"{what}: group must be 'classes' (group = num_classes, Caffe's "
+                           f"bilinear filler) or 1 (FCN's full deconvolution), got {group!r}")
+    per_class = group == "classes"
+    names = dict(names or {})
+    blobs = as_blobs(weights)
+    src = as_param(net)
+    param = as_param(src)
+    built = build(param, input_shapes, what=what)
+    report = SurgeryReport()
+    notes: dict[str, list[str]] = {}
+
+    # ---- skip layers
+    n_skips = KINDS[kind]
+    pool_names = list(pools) if pools is not None else list(DEFAULT_POOLS[:n_skips])
+    if len(pool_names) < n_skips:
+        raise SurgeryError(f"{what}: needs {n_skips} skip layer(s), got {len(pool_names)} "
+                           f"({', '.join(pool_names) or 'none'})")
+    if n_skips == 0 and pools:
+        report.notes.append(f"fcn32s has no skip branches; pools {', '.join(pools)} ignored")
+    pool_names = pool_names[:n_skips]
+    missing = [p for p in pool_names if _resolve_blob(built, p) is None]
+    if missing:
+        raise SurgeryError(
+            f"{what}: the net has no layer or blob named {', '.join(repr(m) for m in missing)} "
+            f"for the skip branch(es). Pooling layers of the net: {_pool_listing(built)}. "
+            "Name the skip layers, coarse to fine, with pools=[...] (CLI: --pools a,b)")
+    skip_blobs = [_resolve_blob(built, p) for p in pool_names]
+
+    # ---- the classifier layer to replace
+    cls_name = classifier or classifier_layer(built, what)
+    if not built.net.has_layer(cls_name):
+        raise SurgeryError(f"{what}: the net has no layer named '{cls_name}'")
+    cls_node = built.net.layer(cls_name)
+    if cls_node.type == "InnerProduct":
+        raise SurgeryError(f"{what}: the classifier layer '{cls_name}' is still an InnerProduct; "
+                           "convolutionalize the net first")
+    if cls_node.type != "Convolution":
+        raise SurgeryError(f"{what}: the classifier layer '{cls_name}' is a {cls_node.type}, not a "
+                           "Convolution; name the scoring layer with classifier=...")
+    feature = built.net.blob_name[cls_node.bottoms[0]]
+    old_classes = cls_node.impl.num_output
+    cls_kernel = tuple(cls_node.impl.kernel)
+    downstream = {n[1] for n in nx.descendants(built.net.graph, ("layer", cls_name))
+                  if n[0] == "layer"}
+    for p in skip_blobs:
+        if any(built.net.producer.get(built.net.blob(p)) is not None and
+               built.net.producer[built.net.blob(p)].name == d for d in downstream | {cls_name}):
+            raise SurgeryError(f"{what}: skip blob '{p}' comes after the classifier layer '{cls_name}'")
+    ref_blob = reference or first_input_blob(built)
+    if _resolve_blob(built, ref_blob) is None:
+        raise SurgeryError(f"{what}: the reference blob '{ref_blob}' does not exist")
+
+    removed = remove_layers(param, [cls_name, *sorted(downstream)])
+    for r in removed:
+        if r != cls_name and (blobs is None or r not in blobs):
+            report.drop(r, f"layer '{r}' removed: it came after the classifier layer '{cls_name}'")
+
+    # ---- pad the first convolution
+    conv_nodes = [n for n in built.net.layers if n.type == "Convolution"]
+    fc_name = first_conv or (conv_nodes[0].name if conv_nodes else None)
+    if pad is not None:
+        if fc_name is None or not built.net.has_layer(fc_name) or \
+                built.net.layer(fc_name).type != "Convolution":
+            raise SurgeryError(f"{what}: no Convolution layer named '{fc_name}' to pad")
+        old = tuple(built.net.layer(fc_name).impl.pad)
+        for lp in param.layer:
+            if lp.name == fc_name:
+                set_pad(lp.convolution_param, pad)
+        notes.setdefault(fc_name, []).append(f"pad {old[0] if old[0] == old[1] else old} -> {pad}")
+
+    # ---- the head, stage by stage
+    score_fr = names.get("score_fr", "score_fr")
+    sf = as_filler(score_filler)
+    param.layer.append(conv_layer(score_fr, feature, score_fr, k, (1, 1), weight_filler=sf,
+                                  bias_filler=filler("constant") if sf is not None else None))
+    init: dict[str, list] = {}
+    stages = [*skip_blobs, ref_blob]
+    cur = score_fr
+    summary = []
+    for si, target in enumerate(stages):
+        final = si == len(stages) - 1
+        stage_built = build(param, input_shapes, what=what)
+        f = _stride(stage_built, cur, target, what)
+        if final:
+            default_up = "upscore" if n_skips == 0 else f"upscore{f}"
+        else:
+            default_up = f"upscore{f}" if si == 0 else f"upscore_{pool_names[si - 1]}"
+        up = names.get(default_up, default_up)
+        pool = None if final else pool_names[si]
+        score_pool = None if final else names.get(f"score_{pool}", f"score_{pool}")
+        if isinstance(kernel, Mapping):
+            candidates = [int(kernel[up])] if up in kernel else upsampling_kernels(f)
+        elif kernel is not None and final:
+            candidates = [int(kernel)]
+        else:
+            candidates = upsampling_kernels(f)
+        errors = []
+        chosen = None
+        for K in candidates:
+            trial = as_param(param)
+            trial.layer.append(_deconv(up, cur, k, K, f, per_class))
+            if not final:
+                trial.layer.append(conv_layer(score_pool, target, score_pool, k, (1, 1),
+                                              weight_filler=filler("constant"),
+                                              bias_filler=filler("constant")))
+            tb = build(trial, input_shapes, shapes=False, what=what)
+            cropped, refb = (score_pool, up) if not final else (up, ref_blob)
+            try:
+                from fcnkit.analysis import crop_offset
+
+                offset = crop_offset(tb.net, cropped, refb)
+            except OffsetError as e:
+                errors.append(f"kernel {K}: {e}")
+                continue
+            chosen = (K, offset, trial)
+            break
+        if chosen is None:
+            raise SurgeryError(f"{what}: no crop aligns the upsampling '{up}' (stride {f}) with "
+                               f"'{cropped if final else target}': " + "; ".join(errors))
+        K, (oy, ox), param = chosen
+        crop_name = "score" if final else f"{score_pool}c"
+        crop_name = names.get(crop_name, crop_name)
+        offs = [oy] if oy == ox else [oy, ox]
+        if final:
+            param.layer.append(crop_layer(crop_name, up, ref_blob, crop_name, offs))
+        else:
+            param.layer.append(crop_layer(crop_name, score_pool, up, crop_name, offs))
+            fuse = names.get(f"fuse_{pool}", f"fuse_{pool}")
+            param.layer.append(eltwise_sum(fuse, [up, crop_name], fuse))
+            cur = fuse
+        report.crop_offsets[crop_name] = (oy, ox)
+        convention = ("bilinear (Caffe filler: same kernel in every slice, group = classes)"
+                      if per_class else "bilinear_interp (FCN surgery.interp: kernel on the diagonal)")
+        report.upsampling[up] = {"stride": f, "kernel": K, "group": k if per_class else 1,
+                                 "convention": "bilinear" if per_class else "bilinear_interp"}
+        if not per_class:
+            init[up] = ["bilinear_interp"]
+        notes.setdefault(up, []).append(
+            f"upsampling x{f}, kernel {K} (candidates {upsampling_kernels(f)}), {convention}, lr_mult 0")
+        notes.setdefault(crop_name, []).append(
+            f"crop offset ({oy}, {ox}) computed: '{up if final else score_pool}' to "
+            f"'{ref_blob if final else up}'")
+        if score_pool:
+            notes.setdefault(score_pool, []).append(f"skip scores on '{target}', zero-initialised")
+        summary.append(f"{up} x{f} k{K}, {crop_name} offset {oy if oy == ox else (oy, ox)}")
+
+    # ---- check that everything fits at the declared input size
+    build(param, input_shapes, what=what)
+    report.steps.append(
+        f"add_fcn_head: {kind}, {k} classes on '{feature}' (replacing '{cls_name}')"
+        + (f", {fc_name} pad {pad}" if pad is not None else "") + "; " + "; ".join(summary))
+
+    out_blobs = None
+    if blobs is not None:
+        tr = transplant(src, blobs, param, init=init, input_shapes=input_shapes, seed=seed,
+                        step="")
+        out_blobs = tr.blobs
+        report = _merge_step(report, tr.report)
+        if keep_classes:
+            _keep_classes(out_blobs, blobs, cls_name, score_fr, old_classes, cls_kernel, k,
+                          report, what)
+    else:
+        if keep_classes:
+            report.notes.append("keep_classes ignored: no weights given")
+        src_names = {lp.name for lp in src.layer}
+        for lp in param.layer:
+            if lp.name not in src_names:
+                report.record(lp.name, "structure", "added by the FCN head")
+        report.drop(cls_name, f"layer '{cls_name}' replaced by '{score_fr}'")
+    for layer, ns in notes.items():
+        entry = report.layers.get(layer) or report.record(layer, "structure")
+        entry.notes.extend(ns)
+    report.reorder(param)
+    return SurgeryResult(param, out_blobs, report)
+
+
+def _deconv(name: str, bottom: str, k: int, kernel: int, stride: int, per_class: bool):
+    """The upsampling Deconvolution (FCN/DIGITS style: no bias, ``param { lr_mult: 0 }``)."""
+    return conv_layer(name, bottom, name, k, (kernel, kernel), stride=stride,
+                    group=k if per_class else 1, bias_term=False,
+                    weight_filler=filler("bilinear") if per_class else None,
+                    lr=((0, None),), deconv=True)
+
+
+def _merge_step(head_report: SurgeryReport, tr_report: SurgeryReport) -> SurgeryReport:
+    """The head's own notes plus the transplant's per-layer results."""
+    out = tr_report
+    out.steps = head_report.steps
+    out.crop_offsets = head_report.crop_offsets
+    out.upsampling = head_report.upsampling
+    out.notes = head_report.notes + tr_report.notes
+    out.dropped = head_report.dropped + tr_report.dropped
+    for name, e in head_report.layers.items():
+        if name in out.layers:
+            out.layers[name].notes.extend(e.notes)
+        else:
+            out.layers[name] = e
+    return out
+
+
+def _keep_classes(out_blobs, blobs, cls_name, score_fr, old_classes, cls_kernel, k, report, what):
+    if cls_name not in blobs:
+        raise SurgeryError(f"{what}: keep_classes needs the weights of '{cls_name}', which the "
+                           "weights lack")
+    if cls_kernel != (1, 1):
+        raise SurgeryError(f"{what}: keep_classes needs a 1x1 classifier layer; '{cls_name}' has "
+                           f"kernel {cls_kernel[0]}x{cls_kernel[1]}")
+    old = blobs[cls_name]
+    new = [np.array(a, dtype=np.float32, copy=True) for a in out_blobs[score_fr]]
+    m = min(k, old_classes)
+    new[0][:m] = np.asarray(old[0], dtype=np.float32).reshape(old_classes, -1)[:m].reshape(new[0][:m].shape)
+    if len(new) > 1 and len(old) > 1:
+        new[1][:m] = np.asarray(old[1], dtype=np.float32).reshape(-1)[:m]
+    out_blobs[score_fr] = new
+    report.record(score_fr, "adapted",
+                  f"first {m} of {old_classes} classes from '{cls_name}'"
+                  + (f"; classes {m}..{k - 1} from the filler" if k > m else ""),
+                  source=cls_name)
+    report.dropped = [d for d in report.dropped if d.layer != cls_name]
+    if m < old_classes:
+        report.drop(cls_name, f"classes {m}..{old_classes - 1} of '{cls_name}' dropped "
+                    f"(kept the first {m} in '{score_fr}')")
