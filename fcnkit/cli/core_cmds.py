@@ -8,27 +8,16 @@ from typing import List, Optional
 
 import numpy as np
 import typer
-from rich.table import Table
-
 from fcnkit.cli.common import (InputShapeOpt, LevelOpt, PhaseOpt, StageOpt, console,
-                               default_prototxt, input_shapes_cli, load_net_cli)
+                               default_prototxt, input_shapes_cli, load_net_cli, print_table)
 from fcnkit.errors import InputError
-
-
-def _rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
-    t = Table(title=title, show_lines=False, header_style="bold")
-    for i, h in enumerate(header):
-        t.add_column(h, justify="left" if i < 2 else "right")
-    for r in rows:
-        t.add_row(*r)
-    return t
 
 
 def _print_md_table(markdown_text: str, title: str) -> None:
     lines = [ln for ln in markdown_text.strip().splitlines() if ln.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = [[c.strip().replace("\\|", "|") for c in ln.strip().strip("|").split(" | ")] for ln in lines[2:]]
-    console.print(_rich_table(title, header, rows))
+    print_table(title, header, rows)
 
 
 def compile_cmd(
@@ -49,7 +38,8 @@ def compile_cmd(
 
     if net_path is None:
         net_path = default_prototxt()
-        console.print(f"[dim]no prototxt given: compiling the bundled FCN-8s deploy net ({net_path.name})[/dim]")
+        console.print(f"[dim]no prototxt given: compiling the bundled FCN-8s deploy net ({net_path.name})[/dim]",
+                      soft_wrap=True)
     net = load_net_cli(net_path, phase, stage, level)
     analysis = analyze(net, input_shapes_cli(input_shape))
     model = caffe.read_caffemodel(weights) if weights else None
@@ -81,7 +71,7 @@ def compile_cmd(
             status = "ok" if c.ok else (c.error or "MISMATCH: run `fcnkit offsets --fix`")
             console.print(f"crop {c.layer}: declared {c.declared}, computed {c.computed} -> {status}",
                           markup=False)
-        console.print(f"weights: {compiled.weights.summary()}")
+        console.print(f"weights: {compiled.weights.summary()}", markup=False, soft_wrap=True)
     if out is not None:
         save_compiled(compiled, out)
         console.print(f"wrote {out}/ (model.py, weights.safetensors, net.prototxt, fcnkit.json)")
@@ -227,8 +217,8 @@ def verify_cmd(
     rows = compare_layers(compiled, [torch.from_numpy(arrays[n]) for n in compiled.inputs], ref)
     table = [[r.layer, r.type, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.relative:.3g}",
               "ok" if r.relative <= tolerance else "FAIL"] for r in rows]
-    console.print(_rich_table(f"{net_path.name} vs {reference.name}",
-                              ["layer", "type", "shape", "max |diff|", "relative", "status"], table))
+    print_table(f"{net_path.name} vs {reference.name}",
+                ["layer", "type", "shape", "max |diff|", "relative", "status"], table)
     skipped = [k for k in ref if k not in {r.layer for r in rows}]
     if skipped:
         console.print(f"not in the compiled net: {', '.join(skipped)}", markup=False)

@@ -41,6 +41,8 @@ def surgery_cmd(
 
     if group not in ("classes", "1"):
         raise InputError(f"--group must be 'classes' or 1, got '{group}'")
+    if band_map is not None and bands is None:
+        raise InputError("--band-map needs --bands (the number of input bands, e.g. 8)")
     param, blobs, desc = load_classifier(classifier, weights)
     shape = parse_shape(input_shape) if input_shape else None
     if shape is not None and len(shape) not in (2, 4):

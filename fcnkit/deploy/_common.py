@@ -172,3 +172,18 @@ def require_cuda(what: str = "this command", device: Any = None):
         raise BackendUnavailableError(f"{what}: CUDA device {dev.index} does not exist "
                                       f"({torch.cuda.device_count()} visible)")
     return dev
+
+
+def write_public(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`fcnkit.atomic.write_bytes`) and give the
+    file the usual permissions (0666 less the umask): the atomic writer's temporary file is
+    created 0600 by ``tempfile.mkstemp``, which would leave exported models unreadable to
+    other users (a Triton server, a teammate)."""
+    import os
+
+    from fcnkit.atomic import write_bytes
+
+    write_bytes(path, data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

@@ -71,15 +71,17 @@ def _as_names(value: Any) -> list[str] | None:
         return None
 
 
-def declared_input_shapes(net) -> dict[str, Shape]:
-    """The net's input shapes as declared in the prototxt, keyed by Caffe blob name.
+def declared_input_shapes(net, overrides: Mapping[str | None, Shape] | None = None) -> dict[str, Shape]:
+    """The net's input shapes as declared in the prototxt (or overridden), keyed by Caffe
+    blob name.
 
     Raises:
-        ShapeError: an input's shape is not declared.
+        ShapeError: an input's shape is neither declared nor given.
+        InputError: an override names no input.
     """
     from fcnkit.analysis import input_shapes
 
-    return {net.blob_name[b]: tuple(s) for b, s in input_shapes(net).items()}
+    return {net.blob_name[b]: tuple(s) for b, s in input_shapes(net, overrides).items()}
 
 
 def deploy_shapes(current: Mapping[str, Shape], tile: tuple[int, int] | None = None,
@@ -135,7 +137,8 @@ def is_model_path(model: str | Path) -> bool:
 
 
 def load_model(model: str | Path, *, weights: str | Path | None = None,
-               tile: tuple[int, int] | None = None, batch: int | None = None) -> ModelSource:
+               tile: tuple[int, int] | None = None, batch: int | None = None,
+               input_shapes: Mapping[str | None, Shape] | None = None) -> ModelSource:
     """Load MODEL for deployment and compile it at (batch, tile).
 
     Args:
@@ -145,6 +148,9 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
             compiled directory carries its weights; zoo models start from their fillers).
         tile: (H, W) of the image input(s) in pixels; default: as declared / compiled.
         batch: batch size to compile for (default: as declared, usually 1).
+        input_shapes: explicit input shapes ({blob name or None for the first input:
+            (N, C, H, W)}), e.g. for nets whose Data layers declare none; ``tile`` and
+            ``batch`` are applied on top.
 
     Raises:
         InputError: the path does not exist and is no zoo name, or weights are given for a
@@ -164,13 +170,19 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
         compiled = load(path)
         meta = json.loads((path / "fcnkit.json").read_text())
         src = Path(meta.get("source") or path.name).name
-        compiled = reshape(compiled, deploy_shapes(compiled.input_shapes, tile, batch))
+        base = dict(compiled.input_shapes)
+        for k, v in (input_shapes or {}).items():
+            key = compiled.inputs[0] if k is None else k
+            if key not in base:
+                raise InputError(f"--input-shape names '{key}', but the model's inputs are {list(base)}")
+            base[key] = tuple(v)
+        compiled = reshape(compiled, deploy_shapes(base, tile, batch))
         return ModelSource(compiled, "compiled", path.name, src)
     if path.is_file():
         from fcnkit.graph import load_net
 
         net = load_net(path)
-        shapes = deploy_shapes(declared_input_shapes(net), tile, batch)
+        shapes = deploy_shapes(declared_input_shapes(net, input_shapes), tile, batch)
         compiled = compile_net(net, weights, shapes, deploy=True)
         return ModelSource(compiled, "prototxt", path.name, path.name)
     names = zoo_names()
@@ -183,11 +195,39 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
         param = zoo.build(str(model))
         info = zoo.info(str(model)) if hasattr(zoo, "info") else None
         net = load_net(param)
-        shapes = deploy_shapes(declared_input_shapes(net), tile, batch)
+        shapes = deploy_shapes(declared_input_shapes(net, input_shapes), tile, batch)
         compiled = compile_net(net, None, shapes, deploy=True)
-        bands = _as_names(_info_get(info, "bands", "band_names"))
-        classes = _as_names(_info_get(info, "classes", "class_names", "labels"))
+        bands = _as_names(_info_get(info, "band_names", "bands"))
+        classes = _as_names(_info_get(info, "class_names", "classes", "labels"))
         return ModelSource(compiled, "zoo", str(model), f"zoo:{model}", bands, classes, info)
     hint = f"; zoo models: {', '.join(names)}" if names else ""
     raise InputError(f"MODEL '{model}' is neither a prototxt, a compiled model directory nor a "
                      f"zoo model name{hint}")
+
+
+def fill_untrained(compiled, seed: int = 0) -> list[str]:
+    """Give an untrained net numerically useful weights, in place, for benchmarks and parity
+    tests: every all-zero weight tensor (a Caffe layer without ``weight_filler`` is filled
+    with 0) gets seeded He-normal values (std sqrt(2 / fan_in)), and every BatchNorm
+    variance that is 0 (Caffe's initial statistics, which make BatchNorm divide by
+    sqrt(eps) and overflow deep nets) becomes 1. Trained or filler-initialised weights are
+    left alone.
+
+    Returns:
+        The names of the tensors changed.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    changed = []
+    with torch.no_grad():
+        for name, p in compiled.module.named_parameters():
+            if p.ndim > 1 and not bool(p.detach().abs().amax() > 0):
+                fan_in = max(1, p[0].numel())
+                p.copy_(torch.randn(p.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                changed.append(name)
+        for name, b in compiled.module.named_buffers():
+            if name.endswith("running_var") and b.dtype.is_floating_point and not bool(b.amax() > 0):
+                b.fill_(1.0)
+                changed.append(name)
+    return changed

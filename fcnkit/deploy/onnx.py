@@ -148,7 +148,7 @@ class ExportResult:
     def summary(self) -> str:
         """One line: opset, precision, I/O shapes and the parity measured against torch."""
         def io(d):
-            return ", ".join(f"{k}[{','.join(map(str, v))}]" for k, v in d.items())
+            return ", ".join(f"{k}({','.join(map(str, v))})" for k, v in d.items())
 
         text = f"opset {self.opset}, {self.dtype}, {io(self.inputs)} -> {io(self.outputs)}"
         if self.parity:
@@ -163,7 +163,7 @@ class ExportResult:
         out = []
         for r in self.parity:
             at = f" at {r.size[0]}x{r.size[1]}" if r.size else ""
-            out.append(f"{r.output} {list(r.shape)}{at}: max abs {r.max_abs:.3g}, relative {r.relative:.3g} "
+            out.append(f"{r.output} ({','.join(map(str, r.shape))}){at}: max abs {r.max_abs:.3g}, relative {r.relative:.3g} "
                        f"({'ok' if r.ok else 'FAIL'}, tolerance {r.tolerance:g})")
         return out + [f"note: {n}" for n in self.notes]
 
@@ -309,16 +309,41 @@ def dynamic_hw_blockers(compiled) -> list[str]:
 # Export helpers
 # --------------------------------------------------------------------------------------
 
-def _lrn_op():
-    """(torch op, its ONNX translation, module class) for one-node LRN export."""
-    from fcnkit.deploy import _lrn_op as m
+def _pool_export(layer, mod, bottom_shape):
+    """An explicit-pads replacement for a compiled ceil-mode pooling module (MaxPool2d /
+    AvgPool2d with ``ceil_mode``), or None when the module needs none."""
+    import torch
 
-    return m.TARGET, m.lrn_onnx, m.LRNExport
+    from fcnkit.deploy._export_ops import CaffePoolExport
+
+    if not isinstance(mod, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)) or not mod.ceil_mode:
+        return None
+    impl = layer.impl
+    kernel, out = impl.geometry(bottom_shape)
+    hw, stride, pad = bottom_shape[2:], tuple(impl.stride), tuple(impl.pad)
+    extra = [max(0, (o - 1) * s + k - (i + 2 * p)) for i, k, s, p, o in zip(hw, kernel, stride, pad, out)]
+    pads = [pad[0], pad[1], pad[0] + extra[0], pad[1] + extra[1]]
+    is_max = isinstance(mod, torch.nn.MaxPool2d)
+    correction = None
+    if not is_max and any(extra):
+        axes = []
+        for i, k, s, p, o in zip(hw, kernel, stride, pad, out):
+            start = np.arange(o) * s - p
+            axes.append((np.minimum(start + k, i + p) - start).astype(np.float64))
+        corr = (kernel[0] * kernel[1]) / np.outer(axes[0], axes[1])
+        if not np.allclose(corr, 1.0):
+            correction = torch.from_numpy(corr.astype(np.float32))[None, None]
+    return CaffePoolExport(is_max, kernel, stride, pads, correction)
 
 
 def _export_module(compiled, half: bool):
-    """A module for export: LRN layers swapped for the one-node form, outputs as a tuple in
-    ``compiled.outputs`` order. The compiled module itself is never modified."""
+    """A module for export: LRN and ceil-mode pooling layers swapped for their exact ONNX
+    forms (:mod:`fcnkit.deploy._export_ops`), outputs as a tuple in ``compiled.outputs``
+    order. The compiled module itself is never modified.
+
+    Returns:
+        (module, custom translation table for ``torch.onnx.export``).
+    """
     import copy
 
     import torch
@@ -326,18 +351,30 @@ def _export_module(compiled, half: bool):
     from fcnkit.compile import module_name
 
     gm = compiled.module
-    lrn_layers = [n for n in compiled.net.layers if n.type == "LRN"
-                  and int(n.param.lrn_param.norm_region) == 0
-                  and hasattr(gm, module_name(n.name))]
+    swaps = {}
+    for node in compiled.net.layers:
+        name = module_name(node.name)
+        mod = getattr(gm, name, None)
+        if mod is None:
+            continue
+        if node.type == "LRN" and int(node.param.lrn_param.norm_region) == 0:
+            from fcnkit.deploy._export_ops import LRNExport
+
+            p = node.param.lrn_param
+            swaps[name] = LRNExport(p.local_size, p.alpha, p.beta, p.k)
+        elif node.type == "Pooling":
+            rep = _pool_export(node, mod, compiled.analysis.shapes[node.bottoms[0]])
+            if rep is not None:
+                swaps[name] = rep
     table = {}
-    if half or lrn_layers:
+    if half or swaps:
         gm = copy.deepcopy(gm)
-    if lrn_layers:
-        target, translation, LRNExport = _lrn_op()
-        table[target] = translation
-        for n in lrn_layers:
-            p = n.param.lrn_param
-            setattr(gm, module_name(n.name), LRNExport(p.local_size, p.alpha, p.beta, p.k))
+    if swaps:
+        from fcnkit.deploy._export_ops import TRANSLATIONS
+
+        table = dict(TRANSLATIONS)
+        for name, rep in swaps.items():
+            setattr(gm, name, rep)
     if half:
         gm = gm.half()
     names = list(compiled.outputs)
@@ -361,8 +398,11 @@ class _Capture(logging.Handler):
 
     def emit(self, record):
         try:
-            self.records.append(record.getMessage())
-        except Exception:  # noqa: BLE001
+            msg = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                msg += f"\n{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            self.records.append(msg)
+        except Exception:  # noqa: BLE001 - logging must never raise
             pass
 
 
@@ -391,9 +431,14 @@ def _quiet() -> Iterator[_Capture]:
 
 
 def _conversion_reason(records: Sequence[str]) -> str:
-    keys = ("adapter", "convert", "version", "No Adapter", "not supported")
-    hits = [r.strip().splitlines()[-1] for r in records if any(k in r for k in keys)]
-    return "; ".join(dict.fromkeys(hits))[:600]
+    """The version converter's own words from the exporter's log (e.g. "No Adapter From
+    Version $14 for Relu")."""
+    lines = [ln.strip() for r in records for ln in r.splitlines() if ln.strip()]
+    for keys in (("No Adapter", "adapter_lookup"), ("Failed to convert",), ("not supported by the onnxscript",)):
+        hits = [ln for ln in lines if any(k in ln for k in keys)]
+        if hits:
+            return "; ".join(dict.fromkeys(hits))[:600]
+    return ""
 
 
 def _short(e: BaseException, limit: int = 1500) -> str:
@@ -485,6 +530,9 @@ def _ort_session(model_bytes: bytes):
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    # Basic (semantics-preserving) graph optimisations only: the extended/layout passes cost
+    # seconds on large models (4.8 s vs 1.2 s for FCN-8s) and are not what is being checked.
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
@@ -516,6 +564,16 @@ def run_parity(model_bytes: bytes, compiled, inputs: Mapping[str, np.ndarray], *
     with torch.no_grad():
         ref = compiled.module(*[torch.from_numpy(inputs[n]) for n in compiled.inputs])
     size = next(((v.shape[2], v.shape[3]) for v in inputs.values() if v.ndim == 4), None)
+    for name in names:
+        r = ref[name]
+        if r.is_floating_point() and not bool(torch.isfinite(r).all()):
+            bad = int((~torch.isfinite(r)).sum())
+            raise ExportError(
+                f"the torch module itself gives {bad} non-finite values (NaN/inf) in output '{name}' "
+                f"on a standard-normal input, so parity cannot be measured. An untrained net does "
+                "this: Caffe's initial BatchNorm statistics are 0, and each BatchNorm then divides "
+                "by sqrt(eps). Load trained weights (or fcnkit.deploy.model.fill_untrained for a "
+                "benchmark), or export with --no-check")
     rows = []
     for name, value in zip(names, got):
         r = ref[name].detach().float().numpy()
@@ -587,7 +645,7 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
     import onnx
     import torch
 
-    from fcnkit.atomic import write_bytes
+    from fcnkit.deploy._common import write_public
     from fcnkit.deploy.model import ModelSource, deploy_shapes, reshape
 
     t0 = time.perf_counter()
@@ -692,22 +750,23 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
     model.producer_version = __version__
     model.doc_string = f"{meta['fcnkit.source']}: exported by fcnkit {__version__} (torch.onnx dynamo exporter)"
 
-    size = model.ByteSize()
-    if size > MAX_PROTO_BYTES:
-        raise ExportError(f"the model is {size / 2**30:.2f} GiB, more than one ONNX protobuf can hold (2 GiB)")
-    data = model.SerializeToString()
+    try:
+        data = model.SerializeToString()
+    except ValueError as e:  # protobuf refuses messages over 2 GiB
+        raise ExportError(f"the model is too large for one ONNX protobuf (2 GiB): {e}") from None
+    if len(data) > MAX_PROTO_BYTES:
+        raise ExportError(f"the model is {len(data) / 2**30:.2f} GiB, more than one ONNX protobuf "
+                          "can hold (2 GiB)")
 
     parity: list[ParityRow] = []
     if check:
         try:
-            onnx.checker.check_model(model, full_check=True)
-        except Exception as e:  # noqa: BLE001 - onnx.checker.ValidationError and friends
-            raise ExportError(f"onnx.checker rejects the exported graph: {_short(e)}") from None
-        try:
-            inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-        except Exception as e:  # noqa: BLE001 - InferenceError
-            raise ExportError(f"ONNX shape inference fails on the exported graph: {_short(e)}") from None
-        for v in inferred.graph.output:
+            # full_check also runs strict shape inference over the whole graph.
+            onnx.checker.check_model(data, full_check=True)
+        except Exception as e:  # noqa: BLE001 - onnx.checker.ValidationError, InferenceError
+            raise ExportError(f"onnx.checker (full check, with shape inference) rejects the exported "
+                              f"graph: {_short(e)}") from None
+        for v in model.graph.output:
             if v.type.tensor_type.elem_type != (10 if half else 1):
                 raise ExportError(f"output '{v.name}' has ONNX element type "
                                   f"{v.type.tensor_type.elem_type}, expected {dtype}")
@@ -734,7 +793,7 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
     else:
         notes.append("checks skipped (check=False): the file was not validated or compared with torch")
 
-    write_bytes(path, data)
+    write_public(path, data)
     info = inspect_onnx(model)
     return ExportResult(
         path=path, opset=got, dtype=dtype,
@@ -746,12 +805,14 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
 
 def export_model(model: str | Path, path: str | Path, *, weights: str | Path | None = None,
                  tile: tuple[int, int] | str | None = None, batch: int | str | None = "dynamic",
+                 input_shapes: Mapping[str | None, Sequence[int]] | None = None,
                  **kwargs) -> ExportResult:
     """:func:`export_onnx` for a MODEL argument: a prototxt (with ``weights``), a compiled
-    model directory or a zoo model name (see :func:`fcnkit.deploy.model.load_model`)."""
+    model directory or a zoo model name (see :func:`fcnkit.deploy.model.load_model`);
+    ``input_shapes`` overrides the declared input shapes (``--input-shape``)."""
     from fcnkit.deploy.model import load_model
 
     tile = parse_tile(tile)
     fixed = parse_batch(batch)
-    src = load_model(model, weights=weights, tile=tile, batch=fixed)
+    src = load_model(model, weights=weights, tile=tile, batch=fixed, input_shapes=input_shapes)
     return export_onnx(src, path, batch=batch, **kwargs)

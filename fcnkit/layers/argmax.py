@@ -7,7 +7,7 @@ flattened: top shape ``(N, 1, top_k)`` (``(N, 2, top_k)`` with ``out_max_val``: 
 then values), padded with 1s to the bottom's number of axes. Indices are stored as
 floats. Caffe sorts (value, index) pairs in decreasing order, so among equal values the
 larger index comes first; fcnkit does the same (argmax or a stable sort on the
-reversed axis).
+reversed axis; when exported, ONNX TopK, whose tie rule gives the same order).
 """
 
 from __future__ import annotations
@@ -80,6 +80,10 @@ def _torch():
             if self.top_k == 1:
                 rev = torch.argmax(rx, dim=dim, keepdim=True)
                 values = torch.gather(rx, dim, rev)
+            elif torch.compiler.is_exporting():
+                # ONNX TopK puts the lower index first among equal values (and
+                # aten.sort.stable has no ONNX translation)
+                values, rev = torch.topk(rx, self.top_k, dim=dim)
             else:
                 values, rev = torch.sort(rx, dim=dim, descending=True, stable=True)
                 values = values.narrow(dim, 0, self.top_k)

@@ -2,7 +2,7 @@
 
 Both ``clip_param.min`` and ``clip_param.max`` are required. With ``min < max`` this is
 torch.nn.Hardtanh(min, max); otherwise (Caffe does not forbid it) every value becomes
-``min``, which torch.clamp would not give.
+``min``, which torch.clamp (and ONNX Clip) would not give.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def _torch():
             self.lo, self.hi = lo, hi
 
         def forward(self, x):
-            return torch.clamp_min(torch.clamp_max(x, self.hi), self.lo)
+            # min >= max: max(min, min(x, max)) is min everywhere
+            return torch.full_like(x, self.lo)
 
     return types.SimpleNamespace(Clip=Clip)

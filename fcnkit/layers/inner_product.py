@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from fcnkit.errors import ShapeError
 from fcnkit.layers import Layer, NoCoordMap, canonical_axis, prod, register
 from fcnkit.layers._common import lazy
 

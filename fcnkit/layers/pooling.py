@@ -148,12 +148,15 @@ class Pooling(Layer):
         # padding, and (AVE) divide by Caffe's divisor map.
         extra = tuple(max(0, (o - 1) * s + k - i - p)
                       for i, k, s, p, o in zip(hw, kernel, self.stride, self.pad, out))
-        divisor = None
+        rescale = None
         if self.pool == AVE:
-            divisor = _caffe_ave_divisor(hw, kernel, self.stride, self.pad, out)
+            # avg_pool2d (no padding) divides by kh * kw; rescale to Caffe's divisor
+            with np.errstate(divide="ignore"):
+                rescale = np.float32(kernel[0] * kernel[1]) / _caffe_ave_divisor(
+                    hw, kernel, self.stride, self.pad, out)
         empty = any((o - 1) * s - p >= i for i, s, p, o in zip(hw, self.stride, self.pad, out))
         return _torch().PaddedPool(self.pool, kernel, self.stride, self.pad, extra, out,
-                                   divisor, empty)
+                                   rescale, empty)
 
 
 def _caffe_ave_divisor(hw, kernel, stride, pad, out) -> np.ndarray:
@@ -192,29 +195,30 @@ def _torch():
             return (x * x).sum(dim=(2, 3), keepdim=True) / x.sum(dim=(2, 3), keepdim=True)
 
     class PaddedPool(torch.nn.Module):
-        def __init__(self, pool, kernel, stride, pad, extra, out, divisor, empty):
+        def __init__(self, pool, kernel, stride, pad, extra, out, rescale, empty):
             super().__init__()
             self.pool, self.kernel, self.stride = pool, tuple(kernel), tuple(stride)
             # F.pad order: (left, right, top, bottom)
             self.padding = (pad[1], extra[1], pad[0], extra[0])
             self.out = tuple(out)
             self.empty = empty
-            if divisor is not None:
-                self.register_buffer("divisor", torch.from_numpy(divisor)[None, None], persistent=False)
+            if rescale is not None:  # kh * kw / Caffe's divisor, per output pixel
+                self.register_buffer("rescale", torch.from_numpy(rescale)[None, None], persistent=False)
             else:
-                self.divisor = None
+                self.rescale = None
 
         def forward(self, x):
             if self.pool == MAX:
                 y = F.max_pool2d(F.pad(x, self.padding, value=float("-inf")), self.kernel, self.stride)
                 y = y[:, :, : self.out[0], : self.out[1]]
                 return y.clamp_min(-FLT_MAX) if self.empty else y
+            # avg_pool2d without divisor_override: the ONNX exporter drops that argument
             if self.pool == AVE:
-                s = F.avg_pool2d(F.pad(x, self.padding), self.kernel, self.stride, divisor_override=1)
-                return s[:, :, : self.out[0], : self.out[1]] / self.divisor
+                m = F.avg_pool2d(F.pad(x, self.padding), self.kernel, self.stride)
+                return m[:, :, : self.out[0], : self.out[1]] * self.rescale
             xp = F.pad(x, self.padding)
-            num = F.avg_pool2d(xp * xp, self.kernel, self.stride, divisor_override=1)
-            den = F.avg_pool2d(xp, self.kernel, self.stride, divisor_override=1)
+            num = F.avg_pool2d(xp * xp, self.kernel, self.stride)
+            den = F.avg_pool2d(xp, self.kernel, self.stride)
             return (num / den)[:, :, : self.out[0], : self.out[1]]
 
     _TORCH = types.SimpleNamespace(GlobalPool=GlobalPool, PaddedPool=PaddedPool)

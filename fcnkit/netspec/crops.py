@@ -63,19 +63,31 @@ def _state_for(lp: caffe_pb2.LayerParameter):
                              "its offset cannot be computed; give it a number")
 
 
-def _center(net, node) -> list[int]:
+def _center(graph, lp, bottoms) -> list[int]:
     from fcnkit.analysis import infer_shapes
 
-    shapes = infer_shapes(net)
-    s0, s1 = shapes[node.bottoms[0]], shapes[node.bottoms[1]]
-    p = node.param.crop_param
+    shapes = infer_shapes(graph)
+    s0, s1 = shapes[bottoms[0]], shapes[bottoms[1]]
+    p = lp.crop_param
     axis = p.axis + len(s0) if p.axis < 0 else p.axis
     offs = [(a - b) // 2 for a, b in zip(s0[axis:], s1[axis:])]
+    if len(s0) != len(s1) or not 0 <= axis < len(s0):
+        raise OffsetError(f"layer '{lp.name}' (Crop, offset='center'): bottoms {s0} and {s1} "
+                          f"cannot be cropped from axis {p.axis}")
     if any(o < 0 for o in offs):
-        raise OffsetError(f"layer '{node.name}' (Crop, offset='center'): bottom "
-                          f"'{node.param.bottom[0]}' {s0} is smaller than the reference "
-                          f"'{node.param.bottom[1]}' {s1}; nothing to crop")
+        raise OffsetError(f"layer '{lp.name}' (Crop, offset='center'): bottom "
+                          f"'{lp.bottom[0]}' {s0} is smaller than the reference "
+                          f"'{lp.bottom[1]}' {s1}; nothing to crop")
     return offs
+
+
+def _upstream(net: caffe_pb2.NetParameter, lp: caffe_pb2.LayerParameter) -> caffe_pb2.NetParameter:
+    """The net without ``lp`` and the layers after it (a crop depends only on those before)."""
+    index = next(i for i, layer in enumerate(net.layer) if layer is lp or layer == lp)
+    sub = caffe_pb2.NetParameter()
+    sub.CopyFrom(net)
+    del sub.layer[index:]
+    return sub
 
 
 def resolve_deferred(net: caffe_pb2.NetParameter, deferred) -> None:
@@ -99,11 +111,16 @@ def resolve_deferred(net: caffe_pb2.NetParameter, deferred) -> None:
             if fn.type_name != "Crop" or key != "offset" or not isinstance(value, CropOffset):
                 raise NetDefinitionError(f"layer '{lp.name}': no deferred value is defined for "
                                          f"{fn.type_name}.{key}")
-            graph = load_net(net, _state_for(lp), allow_unsupported=value.mode == "auto")
-            node = graph.layer(lp.name)
+            graph = load_net(_upstream(net, lp), _state_for(lp),
+                             allow_unsupported=value.mode == "auto")
+            missing = [b for b in lp.bottom if b not in graph.final]
+            if len(lp.bottom) != 2 or missing:
+                raise NetDefinitionError(f"layer '{lp.name}' (Crop) needs two bottoms produced "
+                                         f"by earlier layers; got {list(lp.bottom)}")
+            bottoms = [graph.final[b] for b in lp.bottom]
             if value.mode == "auto":
                 try:
-                    offs = list(crop_offset(graph, node.bottoms[0], node.bottoms[1]))
+                    offs = list(crop_offset(graph, bottoms[0], bottoms[1]))
                 except OffsetError as e:
                     raise OffsetError(
                         f"layer '{lp.name}' (Crop, offset='auto'): {e}. A net whose branches "
@@ -116,7 +133,7 @@ def resolve_deferred(net: caffe_pb2.NetParameter, deferred) -> None:
                         f"{lp.crop_param.axis}")
             else:
                 try:
-                    offs = _center(graph, node)
+                    offs = _center(graph, lp, bottoms)
                 except OffsetError:
                     raise
                 except FcnkitError as e:

@@ -48,7 +48,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from fcnkit.caffe import caffe_pb2
 from fcnkit.errors import NetDefinitionError
@@ -212,6 +212,7 @@ class NetSpec:
     def __init__(self, name: str = ""):
         object.__setattr__(self, "_tops", {})
         object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_sinks", [])
 
     # ---- naming ----------------------------------------------------------------------
 
@@ -256,8 +257,9 @@ class NetSpec:
 
     def add(self, fn: LayerFn) -> None:
         """Keep a layer without tops (``ntop=0``, e.g. Silence) in the net."""
-        extra = object.__getattribute__(self, "__dict__").setdefault("_sinks", [])
-        extra.append(fn)
+        if not isinstance(fn, LayerFn):
+            raise NetDefinitionError(f"NetSpec.add takes the result of L.<Type>(..., ntop=0), got {fn!r}")
+        self._sinks.append(fn)
 
     @property
     def name(self) -> str:
@@ -267,7 +269,7 @@ class NetSpec:
 
     def _functions(self) -> list[LayerFn]:
         seen: dict[int, LayerFn] = {}
-        stack = [t.fn for t in self._tops.values()] + list(self.__dict__.get("_sinks", []))
+        stack = [t.fn for t in self._tops.values()] + list(self._sinks)
         while stack:
             fn = stack.pop()
             if id(fn) in seen:
@@ -343,6 +345,8 @@ class NetSpec:
                 lname = explicit
             elif fn.tops and id(fn.tops[0]) in names:
                 lname = names[id(fn.tops[0])]
+            elif fn.tops and not fn.in_place:
+                lname = tops[0]           # Caffe's NetSpec: the layer takes its top's name
             else:
                 lname = autoname(fn.type_name)
             if lname in layer_names:
@@ -385,11 +389,3 @@ def _set_params(lp: caffe_pb2.LayerParameter, fn: LayerFn) -> None:
             candidates = sorted(_LAYER_FIELDS) + [f for p in own for f in field_names(getattr(lp, p))]
             msgs = [getattr(lp, p).DESCRIPTOR.name for p in own] + ["LayerParameter"]
             raise unknown_field_error(where, msgs, key, candidates)
-
-
-def tops_of(values: Iterable[Any]) -> list[Top]:
-    """Flatten tops and tuples of tops (helper for building blocks)."""
-    out: list[Top] = []
-    for v in values:
-        out.extend(v if isinstance(v, tuple) else [v])
-    return out

@@ -71,6 +71,22 @@ def _weight_as_conv(arrays: list[np.ndarray], transpose: bool, n: int, chw: Shap
     return out
 
 
+def _why_no_shapes(param, input_shapes, err: Exception) -> str:
+    """The input layers that declare no shape, or the core's reason."""
+    try:
+        net = build(param, shapes=False).net
+    except SurgeryError:
+        return str(err)
+    given = set(input_shapes or {})
+    missing = [f"'{net.blob_name[t]}' ({node.type} layer '{node.name}')"
+               for node in net.input_layers()
+               for t, shape in zip(node.tops, node.impl.declared_shapes())
+               if shape is None and net.blob_name[t] not in given and None not in given]
+    if missing:
+        return "the net input " + ", ".join(missing) + " declares no shape"
+    return str(err).split("shapes cannot be inferred: ", 1)[-1]
+
+
 def convolutionalize(net: Any, weights: Any = None, *, layers: Iterable[str] | None = None,
                      suffix: str = "", input_shapes: Mapping[str | None, Shape] | None = None
                      ) -> SurgeryResult:
@@ -128,11 +144,13 @@ def convolutionalize(net: Any, weights: Any = None, *, layers: Iterable[str] | N
         except SurgeryError as e:
             raise SurgeryError(
                 f"convolutionalize: the input size of InnerProduct '{name}' cannot be inferred, "
-                f"so its kernel size is unknown: {str(e).split(': ', 1)[-1]}. Declare the input "
-                "shape in the prototxt (Input layer) or give input_shapes / --input-shape") from None
+                f"so its kernel size is unknown: {_why_no_shapes(param, input_shapes, e)}. Use a "
+                "net that declares its input shape (an Input layer with a shape, as in a deploy "
+                "prototxt) or pass input_shapes={blob: (N, C, H, W)}") from None
         node = built.net.layer(name)
         where = node.impl.where()
-        ip = node.param
+        ip = caffe_pb2.LayerParameter()
+        ip.CopyFrom(node.param)  # node.param is param's own message, replaced below
         bottom_id = node.bottoms[0]
         shape = built.shapes[bottom_id]
         axis = ip.inner_product_param.axis

@@ -39,7 +39,7 @@ import numpy as np
 from fcnkit.errors import OffsetError, SurgeryError
 from fcnkit.surgery._net import (Built, Shape, as_blobs, as_filler, as_param, build,
                                  classifier_layer, conv_layer, crop_layer, eltwise_sum, filler,
-                                 first_input_blob, fmt_shape, remove_layers, set_pad)
+                                 first_input_blob, remove_layers, set_pad)
 from fcnkit.surgery.report import SurgeryReport, SurgeryResult
 from fcnkit.surgery.transplant import transplant
 
@@ -206,8 +206,11 @@ def add_fcn_head(net: Any, num_classes: int, kind: str = "fcn32s", pad: int | No
         raise SurgeryError(f"{what}: the reference blob '{ref_blob}' does not exist")
 
     removed = remove_layers(param, [cls_name, *sorted(downstream)])
+    score_fr = names.get("score_fr", "score_fr")
     for r in removed:
-        if r != cls_name and (blobs is None or r not in blobs):
+        if r == cls_name and blobs is None:
+            report.drop(r, f"layer '{r}' replaced by '{score_fr}'")
+        elif r != cls_name and (blobs is None or r not in blobs):
             report.drop(r, f"layer '{r}' removed: it came after the classifier layer '{cls_name}'")
 
     # ---- pad the first convolution
@@ -224,7 +227,6 @@ def add_fcn_head(net: Any, num_classes: int, kind: str = "fcn32s", pad: int | No
         notes.setdefault(fc_name, []).append(f"pad {old[0] if old[0] == old[1] else old} -> {pad}")
 
     # ---- the head, stage by stage
-    score_fr = names.get("score_fr", "score_fr")
     sf = as_filler(score_filler)
     param.layer.append(conv_layer(score_fr, feature, score_fr, k, (1, 1), weight_filler=sf,
                                   bias_filler=filler("constant") if sf is not None else None))
@@ -234,12 +236,16 @@ def add_fcn_head(net: Any, num_classes: int, kind: str = "fcn32s", pad: int | No
     summary = []
     for si, target in enumerate(stages):
         final = si == len(stages) - 1
-        stage_built = build(param, input_shapes, what=what)
+        stage_built = build(param, input_shapes, shapes=False, what=what)
         f = _stride(stage_built, cur, target, what)
         if final:
             default_up = "upscore" if n_skips == 0 else f"upscore{f}"
         else:
             default_up = f"upscore{f}" if si == 0 else f"upscore_{pool_names[si - 1]}"
+        taken = {lp.name for lp in param.layer}
+        if default_up in taken:  # e.g. a x2 skip and a final x2: FCN's names would clash
+            default_up = next(n for n in ("upscore", *(f"upscore_{i}" for i in range(1, 99)))
+                              if n not in taken)
         up = names.get(default_up, default_up)
         pool = None if final else pool_names[si]
         score_pool = None if final else names.get(f"score_{pool}", f"score_{pool}")
@@ -270,8 +276,10 @@ def add_fcn_head(net: Any, num_classes: int, kind: str = "fcn32s", pad: int | No
             chosen = (K, offset, trial)
             break
         if chosen is None:
-            raise SurgeryError(f"{what}: no crop aligns the upsampling '{up}' (stride {f}) with "
-                               f"'{cropped if final else target}': " + "; ".join(errors))
+            pair = (f"the upsampled '{up}' with the reference '{ref_blob}'" if final else
+                    f"the skip scores '{score_pool}' with the upsampled '{up}'")
+            raise SurgeryError(f"{what}: no crop aligns {pair} (stride {f}, kernels tried "
+                               f"{candidates}): " + "; ".join(errors))
         K, (oy, ox), param = chosen
         crop_name = "score" if final else f"{score_pool}c"
         crop_name = names.get(crop_name, crop_name)
@@ -300,7 +308,11 @@ def add_fcn_head(net: Any, num_classes: int, kind: str = "fcn32s", pad: int | No
         summary.append(f"{up} x{f} k{K}, {crop_name} offset {oy if oy == ox else (oy, ox)}")
 
     # ---- check that everything fits at the declared input size
-    build(param, input_shapes, what=what)
+    try:
+        build(param, input_shapes, what=what)
+    except SurgeryError as e:
+        raise SurgeryError(f"{e}. The head does not fit the declared input size: declare a larger "
+                           "input, or keep a large pad on the first convolution (pad=100)") from None
     report.steps.append(
         f"add_fcn_head: {kind}, {k} classes on '{feature}' (replacing '{cls_name}')"
         + (f", {fc_name} pad {pad}" if pad is not None else "") + "; " + "; ".join(summary))
@@ -311,17 +323,21 @@ def add_fcn_head(net: Any, num_classes: int, kind: str = "fcn32s", pad: int | No
                         step="")
         out_blobs = tr.blobs
         report = _merge_step(report, tr.report)
+        for d in report.dropped:
+            if d.layer == cls_name:
+                d.notes = [f"layer '{cls_name}' replaced by '{score_fr}'"]
+        order = {lp.name: i for i, lp in enumerate(src.layer)}
+        report.dropped.sort(key=lambda d: order.get(d.layer.split("[")[0], len(order)))
         if keep_classes:
             _keep_classes(out_blobs, blobs, cls_name, score_fr, old_classes, cls_kernel, k,
                           report, what)
     else:
         if keep_classes:
             report.notes.append("keep_classes ignored: no weights given")
-        src_names = {lp.name for lp in src.layer}
-        for lp in param.layer:
-            if lp.name not in src_names:
-                report.record(lp.name, "structure", "added by the FCN head")
-        report.drop(cls_name, f"layer '{cls_name}' replaced by '{score_fr}'")
+    src_names = {lp.name for lp in src.layer}
+    for lp in param.layer:
+        if lp.name not in src_names and lp.name not in report.layers:
+            report.record(lp.name, "structure", "added by the FCN head")
     for layer, ns in notes.items():
         entry = report.layers.get(layer) or report.record(layer, "structure")
         entry.notes.extend(ns)

@@ -3,9 +3,10 @@
 :func:`fcn_surgery` chains the steps (each usable on its own):
 
 1. :func:`~fcnkit.surgery.convolutionalize` at the classifier's declared input size;
-2. optionally a new declared input size;
-3. :func:`~fcnkit.surgery.add_fcn_head` (or, with no head,
-   :func:`~fcnkit.surgery.set_num_classes` when a class count is given);
+2. :func:`~fcnkit.surgery.add_fcn_head` (or, with no head,
+   :func:`~fcnkit.surgery.set_num_classes` when a class count is given), analysed at the
+   classifier's input size;
+3. optionally a new declared input size (checked: every layer must fit);
 4. optionally :func:`~fcnkit.surgery.adapt_input_bands`;
 5. every layer still without weights is initialised by its filler.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from fcnkit.errors import SurgeryError
-from fcnkit.surgery._net import Blobs, Shape, as_blobs, as_param, build
+from fcnkit.surgery._net import Blobs, as_blobs, as_param, build
 from fcnkit.surgery.bands import adapt_input_bands
 from fcnkit.surgery.classes import set_num_classes
 from fcnkit.surgery.convolutionalize import convolutionalize
@@ -135,12 +136,8 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
     step = convolutionalize(param, blobs, suffix=suffix)
     report = _chain(report, step)
     param, blobs = step.param, step.blobs
-    if input_shape is not None:
-        param = set_input_shape(param, input_shape)
-        report.steps.append(f"input shape set to {list(input_shape)}")
-
     if head != "none":
-        built = build(param, what="surgery")
+        built = build(param, shapes=False, what="surgery")
         from fcnkit.surgery._net import classifier_layer
 
         cls = classifier_layer(built, f"add_fcn_head({head})")
@@ -157,6 +154,11 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
         report = _chain(report, step)
         param, blobs = step.param, step.blobs
 
+    if input_shape is not None:
+        param = set_input_shape(param, input_shape)
+        report.steps.append(f"declared input shape set to {list(input_shape)}")
+        build(param, what="surgery (new input shape)")
+
     if bands is not None:
         step = adapt_input_bands(param, blobs, bands, band_map, source_order=source_order,
                                  fill=band_fill)
@@ -170,6 +172,9 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
             step = transplant(param, blobs, param, seed=seed + 1, step="")
             report = _chain(report, step)
             blobs = step.blobs
+    for lp in param.layer:
+        if lp.name not in report.layers:
+            report.record(lp.name, "kept")
     report.reorder(param)
     return SurgeryResult(param, blobs, report)
 

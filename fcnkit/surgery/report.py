@@ -9,7 +9,8 @@ Statuses of a destination layer's weights (the words of fcn.berkeleyvision.org's
 - ``adapted``: computed from source weights (band adaptation, a subset of classes kept);
 - ``initialised``: filled by a filler (the filler type is recorded);
 - ``dropped``: a source layer (or blob) with no place in the destination;
-- ``structure``: a layer without weights that the surgery added or changed.
+- ``structure``: a layer without weights that the surgery added or changed;
+- ``kept``: a layer without weights carried over unchanged.
 
 Each step of a surgery appends a line to ``steps``; per-layer entries keep the history of
 every step that touched the layer.
@@ -21,7 +22,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STATUSES = ("transplanted", "coerced", "adapted", "initialised", "dropped", "structure")
+STATUSES = ("transplanted", "coerced", "adapted", "initialised", "dropped", "structure", "kept")
 
 
 @dataclass
@@ -110,9 +111,9 @@ class SurgeryReport:
         earlier = {renamed.get(k, k): v for k, v in self.layers.items()}
         for name, e in later.layers.items():
             prev = earlier.get(e.source or name) or earlier.get(name)
-            if prev is not None and e.status == "transplanted":
+            if prev is not None and e.status in ("transplanted", "kept"):
                 merged = LayerEntry(name, prev.status, prev.source, e.shapes or prev.shapes,
-                                    prev.fillers, list(prev.notes))
+                                    prev.fillers, prev.notes + e.notes)
             elif prev is not None:
                 merged = LayerEntry(name, e.status, e.source if e.status != "initialised" else None,
                                     e.shapes, e.fillers, prev.notes + e.notes)
@@ -130,9 +131,17 @@ class SurgeryReport:
     # ---- queries ----------------------------------------------------------------
 
     def reorder(self, param) -> None:
-        """Order the layer entries as the layers of ``param`` (a NetParameter)."""
+        """Order the layer entries as the layers of ``param`` (a NetParameter); entries of
+        layers ``param`` no longer has move to ``dropped`` (unless another layer's weights
+        came from them, e.g. a classifier whose classes went to ``score_fr``)."""
         order = {lp.name: i for i, lp in enumerate(param.layer)}
-        self.layers = dict(sorted(self.layers.items(), key=lambda kv: order.get(kv[0], len(order))))
+        for name in [n for n in self.layers if n not in order]:
+            e = self.layers.pop(name)
+            used = any(x.source == name for x in self.layers.values())
+            if not used and not any(d.layer == name for d in self.dropped):
+                self.dropped.append(LayerEntry(name, "dropped", name,
+                                               notes=e.notes + ["not in the resulting net"]))
+        self.layers = dict(sorted(self.layers.items(), key=lambda kv: order[kv[0]]))
 
     def by_status(self, status: str) -> list[str]:
         if status == "dropped":

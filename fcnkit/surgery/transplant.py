@@ -24,7 +24,7 @@ script copies ``.flat`` and would scramble it).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 

@@ -22,6 +22,11 @@ CASES = [
     ('type: "Deconvolution" convolution_param { num_output: 2 kernel_size: 4 stride: 2 pad: 1 }', [X], "f"),
     ('type: "Pooling" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }', [X], "f"),
     ('type: "Pooling" pooling_param { pool: AVE kernel_size: 3 stride: 1 pad: 2 }', [X], "f"),
+    ('type: "Pooling" pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 }', [X], "f"),
+    ('type: "Pooling" pooling_param { pool: AVE kernel_size: 2 stride: 2 }', [(2, 4, 7, 7)], "f"),
+    ('type: "Pooling" pooling_param { pool: MAX kernel_size: 1 stride: 3 }', [(2, 4, 5, 5)], "f"),
+    ('type: "Pooling" pooling_param { pool: STOCHASTIC kernel_size: 2 stride: 2 }', [X], "f"),
+    ('type: "Pooling" pooling_param { pool: AVE global_pooling: true }', [X], "f"),
     ('type: "InnerProduct" inner_product_param { num_output: 3 }', [X], "f"),
     ('type: "Embed" embed_param { num_output: 3 input_dim: 4 }', [(2, 5)], "l4"),
     ('type: "ReLU" relu_param { negative_slope: 0.1 }', [X], "f"),
@@ -152,11 +157,27 @@ def test_batch_norm_train_mode_traces():
     traced = torch.fx.symbolic_trace(mod)
     traced(torch.from_numpy(x))
     assert float(traced.scale_factor) == 1.0
+    # eval: the statistics are read at run time, not baked in at trace time
+    mod = layer.build_module([X]).eval()
+    traced = torch.fx.symbolic_trace(mod)
+    with torch.no_grad():
+        traced.running_mean.fill_(1.0)
+        traced.running_var.fill_(3.0)
+    torch.testing.assert_close(traced(torch.from_numpy(x)), (torch.from_numpy(x) - 1) / (3 + 1e-5) ** 0.5)
     multi = make('type: "Deconvolution" bottom: "a" bottom: "b" top: "c" top: "d" '
                  'convolution_param { num_output: 2 kernel_size: 2 stride: 2 }')
     mod = multi.build_module([X, X])
+
+    class Parent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = mod
+
+        def forward(self, a, b):
+            return self.up(a, b)
+
     a, b = torch.from_numpy(x), torch.from_numpy(x[:, :, :3])
-    for got, single in zip(torch.fx.symbolic_trace(mod)(a, b), (a, b)):
+    for got, single in zip(torch.fx.symbolic_trace(Parent())(a, b), (a, b)):
         torch.testing.assert_close(got, torch.nn.functional.conv_transpose2d(single, mod.weight, mod.bias, 2))
 
 
