@@ -8,7 +8,9 @@ Each layer type gives its own coordinate map ``x_top = F x_bottom + O`` per spat
   inconsistency is recorded;
 - *crop offsets*: between two blobs, through their nearest common ancestor, as Caffe's
   python/caffe/coord_map.py ``crop`` does: the map between them must have factor 1, and
-  the offset must be a non-negative integer.
+  the offset must be a non-negative integer (pixel-exact) or, where Caffe's ``crop``
+  gives up, half-way between two integers (*half-pixel*, :class:`CropAlignment`: the two
+  nearest integer offsets are equally good, as in FC-DenseNet's transitions up).
 
 Composition: a layer L1 with map (F1, O1) on top of a blob with cumulative map (F, O)
 gives ``(F1 F, F1 O + O1)``; equivalently, in units of the deeper layer, "O2/F + O1" of
@@ -18,8 +20,10 @@ whose final offset, 18, is right.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Mapping, Sequence
 
 from fcnkit.errors import OffsetError
 from fcnkit.graph import LayerNode, Net
@@ -50,7 +54,8 @@ class CoordAnalysis:
     inconsistencies: list[str] = field(default_factory=list)
 
 
-def layer_map(node: LayerNode, crops: dict[str, tuple[int, int]] | None = None) -> CoordMap | str:
+def layer_map(node: LayerNode,
+              crops: Mapping[str, Sequence[Fraction | int]] | None = None) -> CoordMap | str:
     """The layer's own map, or the reason it has none.
 
     ``crops`` overrides the (y, x) offsets of Crop layers by name (used while computing
@@ -131,7 +136,8 @@ def fmt(x: Fraction | None) -> str:
 
 
 def maps_to_ancestors(net: Net, blob: str,
-                      crops: dict[str, tuple[int, int]] | None = None) -> dict[str, CoordMap]:
+                      crops: Mapping[str, Sequence[Fraction | int]] | None = None
+                      ) -> dict[str, CoordMap]:
     """For every ancestor blob ``a`` reachable through mappable layers: the map from ``a``
     to ``blob`` (``x_blob = F x_a + O``). Crop layers map only through their first bottom;
     ``crops`` overrides Crop offsets by layer name (see :func:`layer_map`).
@@ -160,18 +166,60 @@ def _depth(net: Net, blob: str) -> int:
     return node.index if node is not None else -1
 
 
-def crop_offset(net: Net, cropped: str, reference: str,
-                crops: dict[str, tuple[int, int]] | None = None) -> tuple[int, int]:
-    """The (y, x) offset at which ``cropped`` must be cropped to align with ``reference``.
+@dataclass(frozen=True)
+class CropAlignment:
+    """How a cropped blob lines up with its reference, from the coordinate maps.
 
-    Both are blob names or ids; ``crops`` overrides the offsets of Crop layers on the way
-    (by layer name). Computed through their nearest common ancestor: with
-    ``x_c = F x_a + O_c`` and ``x_r = F x_a + O_r``, the offset is ``O_c - O_r``.
+    Attributes:
+        exact: the real-valued (y, x) offset, in pixels of the cropped blob, at which the
+            cropped blob's grid coincides with the reference's (exact fractions).
+        candidates: per axis, the integer crop offsets that align the two best: ``(k,)``
+            when the exact offset is the integer ``k`` (pixel-exact); ``(k, k + 1)``, the
+            non-negative ones of them, when it is ``k + 1/2`` (*half-pixel*: both leave the
+            grids half a pixel apart and no integer does better).
+
+    Half-pixel crops are what FC-DenseNet's transitions up give (Jégou et al.; a 2x2/2
+    pooling, map x/2 - 1/4, then a 3x3/2 transposed convolution, 2x + 1, put the upsampled
+    map at x + 1/2 of the skip connection): the centre crop of the implementations takes
+    ``k`` at even sizes and ``k + 1`` at odd ones, each as good as the other.
+    """
+
+    exact: tuple[Fraction, Fraction]
+    candidates: tuple[tuple[int, ...], tuple[int, ...]]
+
+    @property
+    def half_pixel(self) -> bool:
+        """Whether some axis has no pixel-exact offset (only the two nearest integers)."""
+        return any(o.denominator != 1 for o in self.exact)
+
+    def accepts(self, offset: Sequence[int]) -> bool:
+        """Whether the integer (y, x) ``offset`` is one of the best alignments."""
+        return all(int(o) in c for o, c in zip(offset, self.candidates))
+
+    def choose(self, preferred: Sequence[int] | None = None) -> tuple[int, int]:
+        """The integer (y, x) offset to crop at: per axis, ``preferred`` when it is a
+        candidate (a declared half-pixel crop is kept), else the lowest candidate."""
+        pref = list(preferred) if preferred is not None else [None, None]
+        return tuple(p if p in c else c[0] for p, c in zip(pref, self.candidates))
+
+
+def align_crop(net: Net, cropped: str, reference: str,
+               crops: Mapping[str, Sequence[Fraction | int]] | None = None) -> CropAlignment:
+    """How ``cropped`` must be cropped to line up with ``reference`` (both blob names or ids).
+
+    Computed through their nearest common ancestor, as Caffe's python/caffe/coord_map.py
+    ``crop`` does: with ``x_c = F x_a + O_c`` and ``x_r = F x_a + O_r``, the exact offset
+    is ``O_c - O_r``. ``crops`` overrides the (y, x) offsets of Crop layers on the way, by
+    layer name (exact fractions allowed: a half-pixel crop is then taken as aligned with
+    its reference, so that the misalignment is reported once, at that crop).
+
+    Returns:
+        A :class:`CropAlignment` (pixel-exact or half-pixel).
 
     Raises:
-        OffsetError: no common ancestor through mappable layers; the factors differ
-            (the blobs are at different scales); the offset is negative (the cropped blob
-            would have to be padded) or fractional (no pixel-exact alignment).
+        OffsetError: no common ancestor through mappable layers; the factors differ (the
+            blobs are at different scales); the offset is negative (the cropped blob would
+            have to be padded) or a fraction other than k + 1/2.
     """
     c, r = net.blob(cropped), net.blob(reference)
     cname, rname = net.blob_name[c], net.blob_name[r]
@@ -189,15 +237,43 @@ def crop_offset(net: Net, cropped: str, reference: str,
             f"'{net.blob_name[anc]}' they are at scale factors ({fmt(mc.factor[0])}, "
             f"{fmt(mc.factor[1])}) and ({fmt(mr.factor[0])}, {fmt(mr.factor[1])}); a crop "
             "needs equal scales (check the upsampling stride)")
-    off = tuple(oc - orr for oc, orr in zip(mc.offset, mr.offset))
-    for axis, o in zip("yx", off):
-        if o < 0:
+    exact = tuple(oc - orr for oc, orr in zip(mc.offset, mr.offset))
+    candidates = []
+    for axis, o in zip("yx", exact):
+        if o.denominator == 1:
+            cand = (int(o),)
+        elif o.denominator == 2:
+            cand = tuple(k for k in (math.floor(o), math.ceil(o)) if k >= 0)
+        else:
+            raise OffsetError(
+                f"cannot crop '{cname}' to '{rname}': the offset along {axis} is {fmt(o)}, not "
+                "an integer (nor half-way between two), so no crop aligns them (check kernel "
+                "sizes and pads)")
+        if not cand or cand[0] < 0:
             raise OffsetError(
                 f"cannot crop '{cname}' to '{rname}': the offset along {axis} is {fmt(o)} < 0, "
                 f"so '{cname}' starts inside '{rname}' (it would need padding, not cropping; "
                 "increase the padding of the first convolution)")
-        if o.denominator != 1:
-            raise OffsetError(
-                f"cannot crop '{cname}' to '{rname}': the offset along {axis} is {fmt(o)}, not "
-                "an integer, so no crop aligns them pixel-exactly (check kernel sizes and pads)")
-    return int(off[0]), int(off[1])
+        candidates.append(cand)
+    return CropAlignment(exact, tuple(candidates))
+
+
+def crop_offset(net: Net, cropped: str, reference: str,
+                crops: Mapping[str, Sequence[Fraction | int]] | None = None) -> tuple[int, int]:
+    """The pixel-exact (y, x) offset at which ``cropped`` must be cropped to align with
+    ``reference``; see :func:`align_crop` (same arguments).
+
+    Raises:
+        OffsetError: as :func:`align_crop`, and also for a half-pixel alignment (no integer
+            offset is exact; :func:`align_crop` gives the two nearest ones).
+    """
+    al = align_crop(net, cropped, reference, crops)
+    if al.half_pixel:
+        axis, o = next((a, o) for a, o in zip("yx", al.exact) if o.denominator != 1)
+        near = " and ".join(str(k) for k in (math.floor(o), math.ceil(o)) if k >= 0)
+        raise OffsetError(
+            f"cannot crop '{net.blob_name[net.blob(cropped)]}' to "
+            f"'{net.blob_name[net.blob(reference)]}': the offset along {axis} is {fmt(o)}, not "
+            f"an integer, so no crop aligns them pixel-exactly (the nearest, {near}, leave them "
+            "half a pixel apart; check kernel sizes and pads)")
+    return al.exact[0].numerator, al.exact[1].numerator

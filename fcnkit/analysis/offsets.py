@@ -12,7 +12,7 @@ import copy
 from dataclasses import dataclass
 from fractions import Fraction
 
-from fcnkit.analysis.coord_maps import CoordAnalysis, analyse_coord_maps, crop_offset
+from fcnkit.analysis.coord_maps import CoordAnalysis, align_crop, analyse_coord_maps
 from fcnkit.errors import OffsetError
 from fcnkit.graph import Net
 from fcnkit.layers import CoordMap
@@ -36,17 +36,50 @@ class OffsetRow:
 
 @dataclass
 class CropRow:
-    """A Crop layer's declared offsets and the ones computed from the coordinate maps."""
+    """A Crop layer's declared offsets and the ones computed from the coordinate maps.
+
+    Attributes:
+        layer: the Crop layer's name.
+        axis: its first cropped axis.
+        declared: the offset of every cropped axis (``axis`` .. 3) in the prototxt.
+        computed: the offset to use on those axes (the declared one where it is one of
+            the best alignments), or None when none can be computed (see ``error``).
+        exact: the real-valued (y, x) offset of the alignment, or None.
+        half_pixel: no integer (y, x) offset is exact; the two nearest are accepted.
+        error: why no offset can be computed.
+    """
 
     layer: str
     axis: int
     declared: list[int]
     computed: list[int] | None
     error: str = ""
+    exact: tuple[Fraction, Fraction] | None = None
+    half_pixel: bool = False
 
     @property
     def ok(self) -> bool:
+        """The declared offsets are a best alignment (pixel-exact, or half-pixel)."""
         return self.computed is not None and self.declared == self.computed
+
+    def status(self, strict: bool = False) -> str:
+        """``ok``, ``ok (half-pixel: exact 0.5,0.5)``, ``MISMATCH`` or the error; with
+        ``strict`` a half-pixel crop is ``HALF-PIXEL`` (not pixel-exact)."""
+        from fcnkit.analysis.coord_maps import fmt
+
+        if self.computed is None:
+            return self.error or "no offset"
+        if not self.ok:
+            return "MISMATCH"
+        if self.half_pixel:
+            exact = ",".join(fmt(o) for o in self.exact)
+            return (f"HALF-PIXEL (exact {exact}, no integer offset is pixel-exact)" if strict
+                    else f"ok (half-pixel: exact {exact}; the nearest integers align equally well)")
+        return "ok"
+
+    def passes(self, strict: bool = False) -> bool:
+        """``ok``, and pixel-exact too when ``strict``."""
+        return self.ok and not (strict and self.half_pixel)
 
 
 def _attr(impl, name):
@@ -97,26 +130,33 @@ def crop_table(net: Net, ndim: int = 4) -> list[CropRow]:
     """Declared and computed offsets of every Crop layer (per cropped axis).
 
     Computed offsets exist for the spatial axes (2 and 3 of an N, C, H, W blob); a crop
-    along N or C keeps its declared offset there.
+    along N or C keeps its declared offset there. A half-pixel crop (exact offset
+    k + 1/2, :class:`fcnkit.analysis.coord_maps.CropAlignment`) keeps its declared offset
+    when that is k or k + 1, else gets k.
 
-    Crops are computed in net order, each later one through the *computed* offsets of the
-    earlier ones (FCN-16s' score_pool4c feeds the blob that the final crop walks through).
+    Crops are computed in net order, each later one through the *exact* offsets of the
+    earlier ones (FCN-16s' score_pool4c feeds the blob that the final crop walks through;
+    an FC-DenseNet skip concatenated with a half-pixel crop stays on the skip's grid).
     """
     rows = []
-    computed_so_far: dict[str, tuple[int, int]] = {}
+    exact_so_far: dict[str, tuple[Fraction, Fraction]] = {}
     for node in net.layers:
         if node.type != "Crop":
             continue
         axis, declared = _crop_axis_and_declared(node, ndim)
         try:
-            oy, ox = crop_offset(net, node.bottoms[0], node.bottoms[1], computed_so_far)
+            al = align_crop(net, node.bottoms[0], node.bottoms[1], exact_so_far)
         except OffsetError as e:
             rows.append(CropRow(node.name, axis, declared, None, f"{node.where()}: {e}"))
             continue
-        computed_so_far[node.name] = (oy, ox)
+        exact_so_far[node.name] = al.exact
+        axes = list(range(axis, ndim))
+        pref = [declared[axes.index(a)] if a in axes else 0 for a in (2, 3)]
+        oy, ox = al.choose(pref)
         spatial = {2: oy, 3: ox}
-        computed = [spatial.get(a, declared[i]) for i, a in enumerate(range(axis, ndim))]
-        rows.append(CropRow(node.name, axis, declared, computed))
+        computed = [spatial.get(a, declared[i]) for i, a in enumerate(axes)]
+        rows.append(CropRow(node.name, axis, declared, computed, exact=al.exact,
+                            half_pixel=al.half_pixel))
     return rows
 
 

@@ -66,7 +66,13 @@ def table(header: Sequence[str], cells: Sequence[Sequence[str]], fmt_: str, titl
 
 
 def offsets_json(rows: Sequence[OffsetRow], crops: Sequence[CropRow]) -> dict[str, Any]:
-    """The JSON document of ``fcnkit offsets --format json`` (numbers as decimals)."""
+    """The JSON document of ``fcnkit offsets --format json`` (numbers as decimals).
+
+    ``{"layers": [{"name", "type", "factor": [fy, fx], "offset": [oy, ox],
+    "cumulative_factor", "cumulative_offset"}], "crops": [{"layer", "axis", "declared",
+    "computed", "exact": [oy, ox], "alignment": "exact" | "half-pixel"}]}``; offsets in
+    pixels of the layer's top, ``null`` where undefined.
+    """
 
     def vec(v):
         return None if v is None else [_num(x) for x in v]
@@ -78,20 +84,24 @@ def offsets_json(rows: Sequence[OffsetRow], crops: Sequence[CropRow]) -> dict[st
                     **({"note": r.note} if r.note else {})} for r in rows],
         "crops": [{"layer": c.layer, "axis": c.axis, "declared": list(c.declared),
                    "computed": None if c.computed is None else list(c.computed),
+                   "exact": vec(c.exact),
+                   "alignment": (None if c.computed is None
+                                 else "half-pixel" if c.half_pixel else "exact"),
                    **({"error": c.error} if c.error else {})} for c in crops],
     }
 
 
 def render_offsets(rows: Sequence[OffsetRow], crops: Sequence[CropRow], fmt_: str = "markdown",
-                   title: str = "") -> str:
-    """The full ``fcnkit offsets`` report in one format."""
+                   title: str = "", strict: bool = False) -> str:
+    """The full ``fcnkit offsets`` report in one format (``strict``: half-pixel crops are
+    marked as not pixel-exact, see :meth:`CropRow.status`)."""
     if fmt_ == "json":
         return json.dumps(offsets_json(rows, crops), indent=2) + "\n"
     text = table(OFFSET_HEADER, offset_rows_as_cells(rows), fmt_, title)
     if crops:
         crop_cells = [[c.layer, str(c.axis), ",".join(map(str, c.declared)),
                        "-" if c.computed is None else ",".join(map(str, c.computed)),
-                       "ok" if c.ok else (c.error or "MISMATCH")] for c in crops]
+                       c.status(strict)] for c in crops]
         sep = "\n" if fmt_ != "csv" else "\n"
         text += sep + table(["crop layer", "axis", "declared offset", "computed offset", "status"],
                             crop_cells, fmt_, "Crop layers" if fmt_ != "csv" else "")

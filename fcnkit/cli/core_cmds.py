@@ -68,7 +68,7 @@ def compile_cmd(
         console.print(f"inputs: {', '.join(f'{k} {v}' for k, v in compiled.input_shapes.items())}; "
                       f"outputs: {', '.join(compiled.outputs)}")
         for c in crops:
-            status = "ok" if c.ok else (c.error or "MISMATCH: run `fcnkit offsets --fix`")
+            status = c.status() + (": run `fcnkit offsets --fix`" if c.status() == "MISMATCH" else "")
             console.print(f"crop {c.layer}: declared {c.declared}, computed {c.computed} -> {status}",
                           markup=False)
         console.print(f"weights: {compiled.weights.summary()}", markup=False, soft_wrap=True)
@@ -86,6 +86,7 @@ def offsets_cmd(
     net_path: Path = typer.Argument(..., help="prototxt"),
     fmt: str = typer.Option("markdown", "--format", help="markdown, csv, html or json"),
     check: bool = typer.Option(False, "--check", help="exit 1 if a Crop layer's declared offset differs from the computed one"),
+    strict: bool = typer.Option(False, "--strict", help="with --check: half-pixel crops (no pixel-exact integer offset) fail too"),
     fix: bool = typer.Option(False, "--fix", help="write the computed offsets into every Crop layer (needs -o)"),
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="with --fix: the prototxt to write; else: the report file"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
@@ -105,7 +106,8 @@ def offsets_cmd(
     net = load_net(source, NetState.make(phase, level, stage or ()), allow_unsupported=True)
     rows = offset_table(net)
     crops = crop_table(net)
-    text = render_offsets(rows, crops, fmt, title=f"{net.name or net_path.name}: scale factors and offsets")
+    text = render_offsets(rows, crops, fmt, title=f"{net.name or net_path.name}: scale factors and offsets",
+                          strict=strict)
     if fix:
         fixed = fix_crop_offsets(net, source.param)
         caffe.write_prototxt(out, fixed, header=f"crop offsets computed by fcnkit offsets --fix from {net_path.name}")
@@ -119,10 +121,10 @@ def offsets_cmd(
     else:
         console.print(text, end="", markup=False, soft_wrap=True)
     if check:
-        bad = [c for c in crops if not c.ok]
+        bad = [c for c in crops if not c.passes(strict)]
         for c in bad:
-            console.print(f"crop {c.layer}: declared {c.declared}, computed {c.computed} {c.error}",
-                          markup=False)
+            console.print(f"crop {c.layer}: declared {c.declared}, computed {c.computed}: "
+                          f"{c.status(strict)}", markup=False, soft_wrap=True)
         if bad:
             raise typer.Exit(1)
 

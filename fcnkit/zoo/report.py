@@ -17,7 +17,8 @@ from fcnkit.zoo import build, info, names
 @dataclass(frozen=True)
 class CropInfo:
     """One Crop layer: its offset in the prototxt and whether it is pixel-exact (the
-    coordinate maps give exactly that offset) or a centre crop of misaligned branches."""
+    coordinate maps give exactly that offset) or a half-pixel centre crop (the exact
+    offset is k + 1/2 and the prototxt has one of the two nearest integers)."""
 
     layer: str
     offset: tuple[int, ...]
@@ -77,7 +78,8 @@ def stats(name: str) -> ZooStats:
     stride = Fraction(1) / factor
     rows = {r.layer: r for r in crop_table(net)}
     crops = tuple(CropInfo(n.name, tuple(int(o) for o in n.param.crop_param.offset),
-                           rows[n.name].ok) for n in net.layers if n.type == "Crop")
+                           rows[n.name].passes(strict=True))
+                  for n in net.layers if n.type == "Crop")
     inf = info(name)
     rf = a.receptive_field[out]
     return ZooStats(name, inf["title"], tuple(a.shapes[net.inputs[0]]), a.shapes[out][1],
@@ -85,11 +87,11 @@ def stats(name: str) -> ZooStats:
 
 
 def crop_text(crops: tuple[CropInfo, ...]) -> str:
-    """``5, 9, 31``; centre crops are marked ``(centre)``."""
+    """``5, 9, 31``; half-pixel centre crops are marked ``(half-pixel)``."""
     if not crops:
         return "-"
     text = ", ".join(",".join(map(str, c.offset)) for c in crops)
-    return text if all(c.exact for c in crops) else text + " (centre)"
+    return text if all(c.exact for c in crops) else text + " (half-pixel)"
 
 
 def markdown_table(models=None) -> str:

@@ -130,3 +130,71 @@ def test_fractional_offset_is_refused():
     net = load_net(caffe.parse_prototxt(text))
     with pytest.raises(OffsetError, match="not an integer"):
         crop_offset(net, "conv", "data")
+
+
+HALF = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 32 dim: 32 } } }
+layer { name: "pool" type: "Pooling" bottom: "data" top: "pool"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "up" type: "Deconvolution" bottom: "pool" top: "up"
+        convolution_param { num_output: 1 kernel_size: 3 stride: 2 bias_term: false } }
+layer { name: "crop" type: "Crop" bottom: "up" bottom: "data" top: "crop" crop_param { offset: %s } }
+layer { name: "cat" type: "Concat" bottom: "crop" bottom: "data" top: "cat" }
+layer { name: "pool2" type: "Pooling" bottom: "cat" top: "pool2"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "up2" type: "Deconvolution" bottom: "pool2" top: "up2"
+        convolution_param { num_output: 2 kernel_size: 3 stride: 2 bias_term: false } }
+layer { name: "crop2" type: "Crop" bottom: "up2" bottom: "data" top: "crop2" crop_param { offset: %s } }
+"""
+
+
+def test_half_pixel_crops_accept_the_two_nearest_integers(tmp_path, capsys):
+    """pool 2x2/2 (x/2 - 1/4) then deconv 3x3/2 (2x + 1): the upsampled map sits at
+    x + 1/2 of the input, exactly half-way between crops 0 and 1 (the FC-DenseNet
+    transition up). Both are accepted by --check and refused by --check --strict; a
+    declared 2 is a mismatch that --fix turns into 0. The second crop is reached through
+    a Concat of the first crop with its reference: the half-pixel crop is taken as aligned
+    with its reference, so the second is half-pixel too, whatever the first declared."""
+    for first, second in (("0", "1"), ("1", "0")):
+        path = tmp_path / f"half{first}{second}.prototxt"
+        path.write_text(HALF % (first, second))
+        rows = crop_table(load_net(path))
+        assert [(r.layer, r.exact, r.half_pixel, r.computed) for r in rows] == [
+            ("crop", (Fraction(1, 2),) * 2, True, [int(first)] * 2),
+            ("crop2", (Fraction(1, 2),) * 2, True, [int(second)] * 2)]
+        assert main(["offsets", str(path), "--check"]) == 0
+        assert main(["offsets", str(path), "--check", "--strict"]) == 1
+        doc_out = capsys.readouterr()
+        assert "HALF-PIXEL (exact 0.5,0.5" in doc_out.out
+    bad = tmp_path / "bad.prototxt"
+    bad.write_text(HALF % ("2", "0"))
+    assert main(["offsets", str(bad), "--check"]) == 1
+    assert "crop crop: declared [2, 2], computed [0, 0]: MISMATCH" in capsys.readouterr().out
+    assert main(["offsets", str(bad), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["crops"][0] == {"layer": "crop", "axis": 2, "declared": [2, 2], "computed": [0, 0],
+                               "exact": [0.5, 0.5], "alignment": "half-pixel"}
+    fixed = tmp_path / "fixed.prototxt"
+    assert main(["offsets", str(bad), "--fix", "-o", str(fixed)]) == 0
+    assert [list(lp.crop_param.offset) for lp in caffe.read_prototxt(fixed).param.layer
+            if lp.type == "Crop"] == [[0], [0]]
+    # the strict, pixel-exact API refuses it and names the two nearest crops
+    with pytest.raises(OffsetError, match=r"0\.5, not an integer.*nearest, 0 and 1"):
+        crop_offset(load_net(fixed), "up", "data")
+
+
+def test_quarter_pixel_crop_is_refused():
+    """Subsampling (1x1/2 pooling, x/2) against 2x2/2 pooling (x/2 - 1/4): 1/4 apart,
+    neither pixel-exact nor half-pixel."""
+    text = """
+    layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 32 dim: 32 } } }
+    layer { name: "sub" type: "Pooling" bottom: "data" top: "sub"
+            pooling_param { pool: MAX kernel_size: 1 stride: 2 } }
+    layer { name: "pool" type: "Pooling" bottom: "data" top: "pool"
+            pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+    layer { name: "crop" type: "Crop" bottom: "sub" bottom: "pool" top: "crop" }
+    """
+    net = load_net(caffe.parse_prototxt(text))
+    (row,) = crop_table(net)
+    assert row.computed is None and "0.25, not an integer (nor half-way" in row.error
+    assert row.status() == row.error

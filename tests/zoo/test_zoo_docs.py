@@ -34,5 +34,5 @@ def test_table_numbers():
     assert (alex.output_stride, crop_text(alex.crops)) == (32, "18")
     t = stats("tiramisu103_8band")
     assert (t.params, t.output_stride) == (9_321_938, 1)
-    assert crop_text(t.crops) == "0, 0, 0, 0, 0 (centre)"
+    assert crop_text(t.crops) == "0, 0, 0, 0, 0 (half-pixel)"
     assert [stats(n).output_stride for n in ("fcn32s_8band", "fcn16s_8band")] == [32, 16]

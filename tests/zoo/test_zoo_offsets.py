@@ -53,28 +53,33 @@ def test_tiramisu_crops_are_centre_crops_half_a_pixel_off(name):
     """FC-DenseNet (paper and bfortuner alike) is not pixel-aligned: a 2x2/2 max pooling
     (map x/2 - 1/4) then a 3x3/2 transposed convolution (2x + 1) put the upsampled map at
     x + 1/2 of the skip connection. The first transition up has a single path, so its
-    exact shift is +1/2; the centre crop takes the lower integer, 0, like bfortuner's
-    ``center_crop`` at even sizes. The offset analysis refuses every transition-up crop
-    as non-integer (later ones mix shifted and unshifted branches)."""
+    exact shift is +1/2 straight from the two layer maps; later ones are reached through
+    concatenations of a half-pixel crop with its skip, which stay on the skip's grid, so
+    they are +1/2 too. The centre crop takes the lower integer, 0, like bfortuner's
+    ``center_crop`` at even sizes: a half-pixel alignment, accepted, never pixel-exact."""
     path = PROTOTXT / zoo.filename(name, "deploy")
     net = load_net(path)
     assert _exact_offset(net, "tu1_crop") == ((1, 1), (Fraction(1, 2), Fraction(1, 2)))
     rows = crop_table(net)
     assert [r.layer for r in rows] == [f"tu{i}_crop" for i in range(1, 6)]
     for r in rows:
-        assert r.declared == [0, 0]
-        assert r.computed is None and "not an integer" in r.error
+        assert r.declared == r.computed == [0, 0]
+        assert r.exact == (Fraction(1, 2), Fraction(1, 2)) and r.half_pixel
+        assert r.ok and not r.passes(strict=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FC-DenseNet's transition-up crops are half a pixel off by construction (2x2 pooling + "
-    "3x3 stride-2 transposed convolution), so fcnkit.analysis.crop_offset, like Caffe's "
-    "coord_map.crop, finds no integer offset and `offsets --check` exits 1. Needs a core "
-    "policy for half-pixel crops (e.g. accept floor/ceil of an exact k + 1/2 and report it) "
-    "or a different architecture; see the issue-4 report."))
-@pytest.mark.parametrize("name", ["tiramisu56_8band"])
-def test_offsets_check_is_clean_on_tiramisu_prototxts(name):
-    assert main(["offsets", str(PROTOTXT / zoo.filename(name, "deploy")), "--check"]) == 0
+@pytest.mark.parametrize("phase", zoo.PHASES)
+@pytest.mark.parametrize("name", TIRAMISU)
+def test_offsets_check_is_clean_on_tiramisu_prototxts(name, phase, capsys):
+    """`offsets --check` accepts the half-pixel centre crops (exit 0, each reported as
+    half-pixel with its exact offset); `--check --strict` refuses them (exit 1)."""
+    path = str(PROTOTXT / zoo.filename(name, phase))
+    for state in (["--phase", "TEST"], ["--phase", "TRAIN"]):
+        assert main(["offsets", path, "--check", *state]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| 0,0 | 0,0 | ok (half-pixel: exact 0.5,0.5;") == 2 * 5
+    assert main(["offsets", path, "--check", "--strict"]) == 1
+    assert "HALF-PIXEL (exact 0.5,0.5" in capsys.readouterr().out
 
 
 def test_offsets_are_computed_not_typed():
