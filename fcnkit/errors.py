@@ -86,3 +86,14 @@ class BackendUnavailableError(FcnkitError):
 
 class InputError(FcnkitError):
     """A user-supplied input (array file, option value, raster) is unusable."""
+
+
+class OutputError(FcnkitError):
+    """An output file or directory cannot be written (permissions, a missing parent, a full
+    disk). The message names the path the user asked for, never a temporary file."""
+
+
+class OutputExistsError(OutputError):
+    """The output path exists and fcnkit will not replace it: a file where a directory is
+    to be written, or a directory that is not an earlier output of fcnkit (``--force``
+    replaces a directory)."""

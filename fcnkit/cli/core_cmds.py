@@ -27,6 +27,7 @@ def compile_cmd(
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="write the compiled model directory"),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="also export ONNX to this file"),
     deploy: bool = typer.Option(False, "--deploy", help="drop loss/metric layers and label inputs"),
+    force: bool = typer.Option(False, "--force", help="with -o: replace DIR even if it is not an earlier fcnkit output"),
     fmt: str = typer.Option("table", "--format", help="table (terminal), markdown, csv, html or json"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
 ):
@@ -36,6 +37,10 @@ def compile_cmd(
     from fcnkit.analysis import analyze, crop_table
     from fcnkit.compile import compile_net, save_compiled
 
+    if out is not None:
+        from fcnkit.atomic import check_output_directory
+
+        check_output_directory(out, force=force)  # refuse before the work, not after
     if net_path is None:
         net_path = default_prototxt()
         console.print(f"[dim]no prototxt given: compiling the bundled FCN-8s deploy net ({net_path.name})[/dim]",
@@ -73,7 +78,7 @@ def compile_cmd(
                           markup=False)
         console.print(f"weights: {compiled.weights.summary()}", markup=False, soft_wrap=True)
     if out is not None:
-        save_compiled(compiled, out)
+        save_compiled(compiled, out, force=force)
         console.print(f"wrote {out}/ (model.py, weights.safetensors, net.prototxt, fcnkit.json)")
     if onnx is not None:
         from fcnkit.deploy.onnx import export_onnx

@@ -46,7 +46,11 @@ def _load_plugins() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``fcnkit`` console script; returns the exit status."""
+    """Entry point of the ``fcnkit`` console script; returns the exit status.
+
+    0: success; 1: a check failed (``offsets --check``, ``verify``, ...); 2: bad input or
+    usage (``error: ...`` on stderr, never a traceback for these).
+    """
     try:
         _load_plugins()
         rv = app(args=argv, standalone_mode=False, prog_name="fcnkit")
@@ -55,21 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     except FcnkitError as e:
         err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", soft_wrap=True)
         return e.exit_code
-    except FileNotFoundError as e:
-        err_console.print(f"[bold red]error:[/bold red] {escape(str(e.filename or e))}: no such file",
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        err_console.print(f"[bold red]error:[/bold red] {escape(where + (e.strerror or str(e)))}",
                           soft_wrap=True)
         return 2
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:
         return 1
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            return e.exit_code
-        raise
+    except typer.TyperException as e:
+        # usage errors (unknown option, missing argument, bad value); typer vendors click,
+        # whose exceptions derive from TyperException and know how to show themselves
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        else:  # pragma: no cover - every click exception has show()
+            err_console.print(f"error: {escape(e.format_message())}", soft_wrap=True)
+        return 2
     return 0
 
 

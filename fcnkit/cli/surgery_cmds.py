@@ -32,12 +32,16 @@ def surgery_cmd(
     suffix: str = typer.Option("", "--suffix", help="suffix for converted layers, e.g. -conv (BVLC)"),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="declared input of the FCN: H,W or N,C,H,W"),
     seed: int = typer.Option(0, "--seed", help="seed of random fillers"),
+    force: bool = typer.Option(False, "--force", help="replace OUTDIR even if it is not an earlier fcnkit output"),
 ):
     """Classifier -> FCN: fc layers become convolutions, an FCN head (score, bilinear upscore,
     skips, computed crops) is added, optionally new classes and input bands; writes
     OUTDIR/net.prototxt, net.caffemodel, weights.safetensors, report.md, report.json."""
     from fcnkit.analysis import parse_shape
+    from fcnkit.atomic import check_output_directory
     from fcnkit.surgery import fcn_surgery, load_classifier, write_outdir
+
+    check_output_directory(out, force=force)  # refuse before the work, not after
 
     if group not in ("classes", "1"):
         raise InputError(f"--group must be 'classes' or 1, got '{group}'")
@@ -54,7 +58,7 @@ def surgery_cmd(
         group="classes" if group == "classes" else 1, kernel=kernel, bands=bands,
         band_map=band_map, band_fill=band_fill, source_order=source_order, suffix=suffix,
         input_shape=shape, seed=seed)
-    write_outdir(result, out, source=desc)
+    write_outdir(result, out, source=desc, force=force)
     rep = result.report
     for s in rep.steps:
         console.print(f"- {s}", markup=False)

@@ -22,8 +22,17 @@ from fcnkit.errors import WeightsError, InputError
 META = "fcnkit.json"
 
 
-def save_compiled(compiled, directory: str | Path, onnx_path: str | None = None) -> Path:
-    """Write ``compiled`` (a CompiledNet) to ``directory`` atomically; returns the path."""
+def save_compiled(compiled, directory: str | Path, onnx_path: str | None = None, *,
+                  force: bool = False) -> Path:
+    """Write ``compiled`` (a CompiledNet) to ``directory`` atomically; returns the path.
+
+    An existing ``directory`` is replaced only when it is empty or an earlier fcnkit output
+    (it holds ``fcnkit.json``), or when ``force`` is true.
+
+    Raises:
+        OutputExistsError: ``directory`` is a file, or a directory of something else.
+        OutputError: it cannot be written.
+    """
     from safetensors.torch import save_file
 
     from fcnkit import __version__, caffe
@@ -31,7 +40,7 @@ def save_compiled(compiled, directory: str | Path, onnx_path: str | None = None)
     directory = Path(directory)
     net = compiled.net
     state = net.state
-    with atomic_directory(directory) as tmp:
+    with atomic_directory(directory, marker=META, force=force) as tmp:
         caffe.write_prototxt(tmp / "net.prototxt", net.param,
                              header=f"written by fcnkit {__version__} (upgraded to V2)")
         tensors = {k: v.detach().cpu().contiguous() for k, v in compiled.module.state_dict().items()}

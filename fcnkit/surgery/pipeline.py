@@ -198,13 +198,16 @@ def torch_state(param: Any, blobs: Blobs) -> dict[str, Any]:
 
 
 def write_outdir(result: SurgeryResult, outdir: str | Path, *, source: str | None = None,
-                 overwrite: bool = True) -> Path:
+                 force: bool = False) -> Path:
     """Write a surgery result to ``outdir`` atomically (see the module docstring).
+
+    An existing ``outdir`` is replaced only when it is empty or an earlier fcnkit output
+    (it holds ``fcnkit.json``), or when ``force`` is true.
 
     Raises:
         SurgeryError: the result has no weights to write a caffemodel from.
-        FileExistsError: ``outdir`` exists and ``overwrite`` is false.
-        OSError: the files cannot be written (nothing is left behind).
+        OutputExistsError: ``outdir`` is a file, or a directory of something else.
+        OutputError: the files cannot be written (nothing is left behind).
     """
     from safetensors.numpy import save_file
 
@@ -218,7 +221,7 @@ def write_outdir(result: SurgeryResult, outdir: str | Path, *, source: str | Non
     built = build(result.param, what="write")
     header = f"written by fcnkit {__version__} surgery" + (f" from {source}" if source else "")
     state = torch_state(result.param, result.blobs)
-    with atomic_directory(outdir, overwrite=overwrite) as tmp:
+    with atomic_directory(outdir, force=force) as tmp:
         caffe.write_prototxt(tmp / "net.prototxt", result.param, header=header)
         caffe.write_caffemodel(tmp / "net.caffemodel", result.param, result.blobs)
         save_file(state, str(tmp / "weights.safetensors"), metadata={"source": source or "",
