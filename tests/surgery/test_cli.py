@@ -139,14 +139,38 @@ def test_error_mismatched_counts(classifier, tmp_path, capsys):
 def test_error_head_without_named_pools_keeps_existing_outdir(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
+    (out / "fcnkit.json").write_text("{}")  # an earlier fcnkit output, which may be replaced
     (out / "keep.txt").write_text("previous result")
     code, _, err = _run(capsys, ["surgery", LENET_PROTO, LENET_MODEL, "--head", "fcn16s", "-o", out])
     assert code == 2
     msg = " ".join(err.split())
     assert "no layer or blob named 'pool4'" in msg
     assert "pool1 (stride 2), pool2 (stride 4)" in msg
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["fcnkit.json", "keep.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_outdir_that_is_not_an_fcnkit_output_is_refused(tmp_path, capsys):
+    """A directory of something else, or a file, is never replaced (before any work is
+    done); --force replaces a directory."""
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    code, _, err = _run(capsys, ["surgery", LENET_PROTO, LENET_MODEL, "--head", "none", "-o", out])
+    assert code == 2 and "is not an fcnkit output directory (no fcnkit.json)" in " ".join(err.split())
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+    afile = tmp_path / "afile.txt"
+    afile.write_text("precious")
+    code, _, err = _run(capsys, ["surgery", LENET_PROTO, LENET_MODEL, "--head", "none", "-o", afile])
+    assert code == 2 and "exists and is a file" in " ".join(err.split())
+    assert afile.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt", "results"]
+    code, _, _ = _run(capsys, ["surgery", LENET_PROTO, LENET_MODEL, "--head", "none", "-o", out,
+                               "--force"])
+    assert code == 0 and (out / "net.caffemodel").is_file() and not (out / "thesis.tex").exists()
+    # an earlier output is replaced without --force
+    code, _, _ = _run(capsys, ["surgery", LENET_PROTO, LENET_MODEL, "--head", "none", "-o", out])
+    assert code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt", "results"]
 
 
 def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
