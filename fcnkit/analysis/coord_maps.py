@@ -73,7 +73,14 @@ def layer_map(node: LayerNode,
 
 
 def analyse_coord_maps(net: Net) -> CoordAnalysis:
-    """Compose the coordinate maps of every layer of ``net`` (see module docstring)."""
+    """Compose the coordinate maps of every layer of ``net`` (see module docstring).
+
+    Returns:
+        A :class:`CoordAnalysis`: per-layer maps, per-blob cumulative maps from the net
+        input (offsets in pixels of the blob, exact fractions), and one message per layer
+        whose bottoms descend from the same input but sit at different maps (branches that
+        meet misaligned: an Eltwise or Concat after a missing or wrong Crop).
+    """
     out = CoordAnalysis()
     for node in net.layers:
         lm = layer_map(node)
@@ -103,9 +110,25 @@ def analyse_coord_maps(net: Net) -> CoordAnalysis:
                     f"{describe(first.map)} relative to the input; the branches are misaligned "
                     "(a missing Crop?)")
         top_map = first.map.then(lm)
+        if node.type == "Crop":
+            top_map = _half_pixel_crop_map(top_map, first.root, out.blob_maps.get(node.bottoms[1]))
         for t in node.tops:
             out.blob_maps[t] = BlobMap(top_map, first.root)
     return out
+
+
+def _half_pixel_crop_map(declared: CoordMap, root: str, reference: BlobMap | None) -> CoordMap:
+    """A Crop's top map: the declared offset's, or the reference's when the declared offset
+    is one of the two nearest integers of a half-pixel alignment (see
+    :class:`CropAlignment`), so that branches joining the reference after such a crop are
+    not reported as misaligned (the half pixel is reported once, at the crop)."""
+    if reference is None or reference.map is None or reference.root != root:
+        return declared
+    r = reference.map
+    diff = [abs(a - b) for a, b in zip(declared.offset, r.offset)]
+    if declared.factor == r.factor and any(diff) and all(d in (0, Fraction(1, 2)) for d in diff):
+        return r
+    return declared
 
 
 def describe(m: CoordMap) -> str:

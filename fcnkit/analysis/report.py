@@ -65,13 +65,16 @@ def table(header: Sequence[str], cells: Sequence[Sequence[str]], fmt_: str, titl
     raise ValueError(f"unknown table format '{fmt_}'")
 
 
-def offsets_json(rows: Sequence[OffsetRow], crops: Sequence[CropRow]) -> dict[str, Any]:
+def offsets_json(rows: Sequence[OffsetRow], crops: Sequence[CropRow],
+                 misaligned: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON document of ``fcnkit offsets --format json`` (numbers as decimals).
 
     ``{"layers": [{"name", "type", "factor": [fy, fx], "offset": [oy, ox],
     "cumulative_factor", "cumulative_offset"}], "crops": [{"layer", "axis", "declared",
-    "computed", "exact": [oy, ox], "alignment": "exact" | "half-pixel"}]}``; offsets in
-    pixels of the layer's top, ``null`` where undefined.
+    "computed", "exact": [oy, ox], "alignment": "exact" | "half-pixel"}], "misaligned":
+    [message]}``; offsets in pixels of the layer's top, ``null`` where undefined;
+    ``misaligned`` lists the layers whose bottoms meet at different coordinate maps
+    (:func:`fcnkit.analysis.analyse_coord_maps`).
     """
 
     def vec(v):
@@ -88,15 +91,17 @@ def offsets_json(rows: Sequence[OffsetRow], crops: Sequence[CropRow]) -> dict[st
                    "alignment": (None if c.computed is None
                                  else "half-pixel" if c.half_pixel else "exact"),
                    **({"error": c.error} if c.error else {})} for c in crops],
+        "misaligned": list(misaligned),
     }
 
 
 def render_offsets(rows: Sequence[OffsetRow], crops: Sequence[CropRow], fmt_: str = "markdown",
-                   title: str = "", strict: bool = False) -> str:
-    """The full ``fcnkit offsets`` report in one format (``strict``: half-pixel crops are
-    marked as not pixel-exact, see :meth:`CropRow.status`)."""
+                   title: str = "", strict: bool = False, misaligned: Sequence[str] = ()) -> str:
+    """The full ``fcnkit offsets`` report in one format: the per-layer table, the Crop
+    layers' declared and computed offsets (``strict``: half-pixel crops are marked as not
+    pixel-exact, see :meth:`CropRow.status`) and the misaligned branches, if any."""
     if fmt_ == "json":
-        return json.dumps(offsets_json(rows, crops), indent=2) + "\n"
+        return json.dumps(offsets_json(rows, crops, misaligned), indent=2) + "\n"
     text = table(OFFSET_HEADER, offset_rows_as_cells(rows), fmt_, title)
     if crops:
         crop_cells = [[c.layer, str(c.axis), ",".join(map(str, c.declared)),
@@ -105,4 +110,7 @@ def render_offsets(rows: Sequence[OffsetRow], crops: Sequence[CropRow], fmt_: st
         sep = "\n" if fmt_ != "csv" else "\n"
         text += sep + table(["crop layer", "axis", "declared offset", "computed offset", "status"],
                             crop_cells, fmt_, "Crop layers" if fmt_ != "csv" else "")
+    if misaligned:
+        text += "\n" + table(["misaligned branches"], [[m] for m in misaligned], fmt_,
+                             "Misaligned branches" if fmt_ != "csv" else "")
     return text

@@ -72,6 +72,8 @@ def compile_cmd(
                       f"{analysis.total_flops / 1e9:,.2f} GFLOP per forward pass")
         console.print(f"inputs: {', '.join(f'{k} {v}' for k, v in compiled.input_shapes.items())}; "
                       f"outputs: {', '.join(compiled.outputs)}")
+        for m in analysis.coords.inconsistencies:
+            console.print(f"warning: misaligned branches: {m}", markup=False, soft_wrap=True)
         for c in crops:
             status = c.status() + (": run `fcnkit offsets --fix`" if c.status() == "MISMATCH" else "")
             console.print(f"crop {c.layer}: declared {c.declared}, computed {c.computed} -> {status}",
@@ -99,7 +101,8 @@ def offsets_cmd(
     """Print the per-layer scale factor / offset table (DIGITS Table 2 layout) and the Crop
     layers' declared vs computed offsets; --check, --fix."""
     from fcnkit import caffe
-    from fcnkit.analysis import FORMATS, crop_table, fix_crop_offsets, offset_table, render_offsets
+    from fcnkit.analysis import (FORMATS, analyse_coord_maps, crop_table, fix_crop_offsets,
+                                 offset_table, render_offsets)
     from fcnkit.atomic import write_text
     from fcnkit.graph import NetState, load_net
 
@@ -109,10 +112,11 @@ def offsets_cmd(
         raise InputError("--fix needs -o OUT.prototxt (the input file is never overwritten in place)")
     source = caffe.read_prototxt(net_path)
     net = load_net(source, NetState.make(phase, level, stage or ()), allow_unsupported=True)
-    rows = offset_table(net)
+    coords = analyse_coord_maps(net)
+    rows = offset_table(net, coords)
     crops = crop_table(net)
     text = render_offsets(rows, crops, fmt, title=f"{net.name or net_path.name}: scale factors and offsets",
-                          strict=strict)
+                          strict=strict, misaligned=coords.inconsistencies)
     if fix:
         fixed = fix_crop_offsets(net, source.param)
         caffe.write_prototxt(out, fixed, header=f"crop offsets computed by fcnkit offsets --fix from {net_path.name}")
@@ -130,7 +134,9 @@ def offsets_cmd(
         for c in bad:
             console.print(f"crop {c.layer}: declared {c.declared}, computed {c.computed}: "
                           f"{c.status(strict)}", markup=False, soft_wrap=True)
-        if bad:
+        for m in coords.inconsistencies:
+            console.print(f"misaligned: {m}", markup=False, soft_wrap=True)
+        if bad or coords.inconsistencies:
             raise typer.Exit(1)
 
 

@@ -198,3 +198,35 @@ def test_quarter_pixel_crop_is_refused():
     (row,) = crop_table(net)
     assert row.computed is None and "0.25, not an integer (nor half-way" in row.error
     assert row.status() == row.error
+
+
+MISALIGNED = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 32 dim: 32 } } }
+layer { name: "pool" type: "Pooling" bottom: "data" top: "pool"
+        pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "up" type: "Deconvolution" bottom: "pool" top: "up"
+        convolution_param { num_output: 1 kernel_size: 2 stride: 2 bias_term: false } }
+layer { name: "sum" type: "Eltwise" bottom: "up" bottom: "data" top: "sum" }
+"""
+
+
+def test_misaligned_branches_are_reported_and_fail_the_check(tmp_path, capsys):
+    """pool 3x3/2 (x/2 - 1/2) then deconv 2x2/2 (2x + 1/2) puts 'up' at x - 1/2 of 'data':
+    the shapes agree (32x32) but the Eltwise adds maps half a pixel apart, with no Crop to
+    report it. --check fails and names the layer and both maps; compile warns."""
+    path = tmp_path / "mis.prototxt"
+    path.write_text(MISALIGNED)
+    assert main(["offsets", str(path), "--check"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("misaligned: layer 'sum' (Eltwise, line 7): bottom 'data' is at factor (1, 1), "
+            "offset (0, 0) but bottom 'up' is at factor (1, 1), offset (-0.5, -0.5)") in out
+    assert main(["offsets", str(path), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["misaligned"]) == 1 and "layer 'sum'" in doc["misaligned"][0]
+    assert main(["compile", str(path)]) == 0
+    assert "warning: misaligned branches: layer 'sum'" in " ".join(capsys.readouterr().out.split())
+    # the aligned net (deconv 2x2/2 after pool 2x2/2: 2(x/2 - 1/4) + 1/2 = x) is clean
+    path.write_text(MISALIGNED.replace("kernel_size: 3 stride: 2", "kernel_size: 2 stride: 2"))
+    assert main(["offsets", str(path), "--check"]) == 0
+    doc_ok = capsys.readouterr().out
+    assert "Misaligned branches" not in doc_ok
