@@ -170,7 +170,12 @@ def _compile_for_inputs(net, weights, inputs: dict[str, np.ndarray], deploy: boo
         raise InputError(f"--input names {missing}, but the net's inputs are {names}")
     model = caffe.read_caffemodel(weights) if weights else None
     shapes = {k: tuple(v.shape) for k, v in inputs.items()}
-    return compile_net(net, model, shapes, deploy=deploy)
+    compiled = compile_net(net, model, shapes, deploy=deploy)
+    absent = [n for n in compiled.inputs if n not in inputs]
+    if absent:
+        raise InputError(f"the net has the inputs {compiled.inputs} but no array was given for "
+                         f"{absent}; give each as --input name=file.npy")
+    return compiled
 
 
 def run_cmd(

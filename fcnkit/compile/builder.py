@@ -11,6 +11,7 @@ BatchNorm ``use_global_stats``); the module starts in the mode of the net's phas
 
 from __future__ import annotations
 
+import keyword
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -21,6 +22,7 @@ import torch.fx
 
 from fcnkit.analysis import NetAnalysis, analyze
 from fcnkit.compile.weights import WeightReport, initialise
+from fcnkit.errors import NetDefinitionError
 from fcnkit.graph import TRAIN, Net
 from fcnkit.layers import Shape
 
@@ -32,8 +34,12 @@ _SINK_TYPES = {"Silence"}
 
 def module_name(layer_name: str) -> str:
     """Submodule name for a Caffe layer: the layer name, with '.' (which torch reserves
-    for nesting) replaced by '_'."""
-    return layer_name.replace(".", "_")
+    for nesting) replaced by '_', and '_' appended to a Python keyword (``class`` ->
+    ``class_``: torch.fx writes ``self.class(...)`` in its generated code otherwise).
+    Other characters (``fc6-conv``, ``inception_3a/1x1``) are kept: fx reaches them with
+    ``getattr``."""
+    name = layer_name.replace(".", "_")
+    return name + "_" if keyword.iskeyword(name) else name
 
 
 @dataclass
@@ -141,6 +147,7 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
             inputs.append(net.blob_name[t])
 
     modules: dict[str, torch.nn.Module] = {}
+    taken: dict[str, str] = {}  # submodule name -> layer name
     for node in layers:
         if node.role == "input":
             continue
@@ -154,6 +161,12 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
         bshapes = [shapes[b] for b in node.bottoms]
         mod = node.impl.build_module(bshapes)
         name = module_name(node.name)
+        if name in taken:
+            raise NetDefinitionError(
+                f"{node.where()}: its submodule name '{name}' is also that of layer "
+                f"'{taken[name]}' (torch names cannot hold '.', so it becomes '_'); rename one "
+                "of the two layers")
+        taken[name] = node.name
         root.add_module(name, mod)
         modules[node.name] = mod
         call = graph.call_module(name, args)
@@ -173,15 +186,17 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     graph.output({net.blob_name[t]: value[t] for t in outputs})
     graph.lint()
 
-    report = initialise(net, layers, modules, shapes, blobs, seed)
+    report = initialise(net, layers, modules, shapes, blobs, seed, getattr(weights, "path", None))
     gm = torch.fx.GraphModule(root, graph, class_name=_ident(net.name or "CaffeNet"))
     gm.train(net.state.phase == TRAIN)
     return CompiledNet(gm, net, analysis, inputs, out_names, report, blob_of_node, deploy)
 
 
 def _ident(name: str) -> str:
+    """A Python identifier for a blob or net name (fx placeholders, the class name)."""
     out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
-    return out if out and not out[0].isdigit() else f"_{out}"
+    out = out if out and not out[0].isdigit() else f"_{out}"
+    return out + "_" if keyword.iskeyword(out) else out
 
 
 def to_numpy(outputs: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:

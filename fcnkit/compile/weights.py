@@ -62,11 +62,15 @@ def assign(module: torch.nn.Module, arrays: Mapping[str, np.ndarray], where: str
 
 
 def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapping[str, Shape],
-               blobs: Mapping[str, list[np.ndarray]], seed: int = 0) -> WeightReport:
+               blobs: Mapping[str, list[np.ndarray]], seed: int = 0,
+               source: str | None = None) -> WeightReport:
     """Load or fill the weights of every compiled layer; see the module docstring.
 
+    ``source`` names the weights file in messages.
+
     Raises:
-        WeightsError: a blob does not fit (message names layer, blob and both shapes).
+        WeightsError: a blob does not fit (message names the weights file, the layer, the
+            blob and both shapes).
     """
     report = WeightReport()
     rng = np.random.default_rng(seed)
@@ -82,16 +86,21 @@ def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapp
         bshapes = [shapes[b] for b in node.bottoms]
         stored = blobs.get(node.name)
         if stored:
-            arrays = node.impl.blobs_to_torch(list(stored), bshapes)
+            try:
+                arrays = node.impl.blobs_to_torch(list(stored), bshapes)
+                assign(mod, arrays, node.where())
+            except WeightsError as e:
+                if source is None:
+                    raise
+                raise WeightsError(f"weights {source}: {e}") from None
             report.loaded.append(node.name)
-        else:
-            fillers = node.impl.fillers()
-            filled = [fill(f, s, rng, node.where())
-                      for f, s in zip(fillers, node.impl.blob_shapes(bshapes))]
-            arrays = node.impl.blobs_to_torch(filled, bshapes)
-            report.initialised[node.name] = [(f.type or "constant") if f is not None else "constant 0"
-                                             for f in fillers]
-        assign(mod, arrays, node.where())
+            continue
+        fillers = node.impl.fillers()
+        filled = [fill(f, s, rng, node.where())
+                  for f, s in zip(fillers, node.impl.blob_shapes(bshapes))]
+        assign(mod, node.impl.blobs_to_torch(filled, bshapes), node.where())
+        report.initialised[node.name] = [(f.type or "constant") if f is not None else "constant 0"
+                                         for f in fillers]
     report.unused = [name for name, b in blobs.items() if name not in compiled and len(b)]
     return report
 

@@ -146,7 +146,7 @@ class Net:
                     "weights after layers, so names must be unique in a phase")
             seen_names[lp.name] = line
             cls = registry.lookup(lp.type)
-            impl = cls(lp, line) if cls is not None else OpaqueLayer(lp, line)
+            impl = (cls or OpaqueLayer)(lp, line, self.path)
             lo, hi = impl.bottoms
             if len(lp.bottom) < lo or (hi is not None and len(lp.bottom) > hi):
                 raise impl.error(f"takes {_count(lo, hi)} bottom(s), got {len(lp.bottom)}")

@@ -161,18 +161,21 @@ class Layer:
     bottoms: ClassVar[tuple[int, int | None]] = (1, 1)
     tops: ClassVar[tuple[int, int | None]] = (1, 1)
 
-    def __init__(self, param: Any, line: int | None = None):
+    def __init__(self, param: Any, line: int | None = None, path: str | None = None):
         self.param = param
         self.name: str = param.name
         self.line = line
+        self.path = path
         self.setup()
 
     # ---- errors --------------------------------------------------------------------
 
     def where(self) -> str:
-        """``layer 'conv1' (Convolution, line 12)`` — used at the start of messages."""
+        """``net.prototxt: layer 'conv1' (Convolution, line 12)`` (the file when the net
+        came from one) — used at the start of messages."""
         loc = f", line {self.line}" if self.line else ""
-        return f"layer '{self.name}' ({self.type}{loc})"
+        file = f"{self.path}: " if self.path else ""
+        return f"{file}layer '{self.name}' ({self.type}{loc})"
 
     def error(self, message: str, cls: type[NetDefinitionError] = NetDefinitionError) -> NetDefinitionError:
         """An error naming this layer; ``raise layer.error("...")``."""

@@ -56,6 +56,7 @@ layer { name: "b" type: "ReLU" bottom: "a" top: "b" }
     assert code == 2
     flat = " ".join(out.split())
     assert "cycle" in flat and "'a'" in flat and "'b'" in flat
+    assert f"error: {p}: " in flat  # the file is named
 
 
 def test_missing_bottom_is_named(tmp_path, capsys):
@@ -65,7 +66,7 @@ def test_missing_bottom_is_named(tmp_path, capsys):
     code, out = _run(capsys, ["compile", str(p)])
     assert code == 2
     flat = " ".join(out.split())
-    assert "layer 'relu' (ReLU, line 5)" in flat and "bottom 'conv9'" in flat
+    assert f"{p}: layer 'relu' (ReLU, line 5)" in flat and "bottom 'conv9'" in flat
 
 
 def test_duplicate_top_is_refused(tmp_path, capsys):
@@ -128,3 +129,96 @@ def test_weights_that_do_not_fit(tmp_path, capsys):
     assert code == 2
     flat = " ".join(out.split())
     assert "layer 'ip1'" in flat and "(500, 800)" in flat
+    # both files are named: the weights file and the prototxt (with the layer's line)
+    assert f"weights {DATA / 'lenet_ahmdtaha/lenet_iter_10000.caffemodel'}: {p}: layer 'ip1'" in flat
+
+
+@pytest.mark.parametrize("args, says", [
+    (["compile", "--bogus"], "No such option: --bogus"),
+    (["nosuchcmd"], "No such command 'nosuchcmd'"),
+    (["compile", "x.prototxt", "--level", "x"], "Invalid value for '--level'"),
+    (["run", "x.prototxt"], "Missing option '--input'"),
+])
+def test_usage_errors_exit_2_without_traceback(args, says, capsys):
+    code, out = _run(capsys, args)
+    assert code == 2 and says in out and "Usage: fcnkit" in out
+
+
+def test_output_that_cannot_be_written_names_the_path(tmp_path, capsys):
+    blocker = _write(tmp_path, "plainfile", "x")
+    target = blocker / "sub" / "model"
+    net = _write(tmp_path, "good.prototxt", GOOD)
+    code, out = _run(capsys, ["compile", str(net), "-o", str(target)])
+    assert code == 2
+    flat = " ".join(out.split())
+    assert f"error: {target}: cannot write it" in flat and ".tmp" not in flat
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.prototxt", "plainfile"]
+
+
+def test_compile_output_directory_is_never_someone_elses(tmp_path, capsys):
+    """-o DIR replaces an earlier compiled model, never a directory of other files or a
+    file (checked before compiling); --force replaces a directory."""
+    net = _write(tmp_path, "good.prototxt", GOOD)
+    mine = tmp_path / "results"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    code, out = _run(capsys, ["compile", str(net), "-o", str(mine)])
+    assert code == 2 and "is not an fcnkit output directory (no fcnkit.json)" in " ".join(out.split())
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    code, out = _run(capsys, ["compile", str(net), "-o", str(net)])
+    assert code == 2 and "exists and is a file" in out and net.read_text() == GOOD
+    compiled = tmp_path / "compiled"
+    for _ in range(2):  # the second run replaces the first's output
+        assert _run(capsys, ["compile", str(net), "-o", str(compiled)])[0] == 0
+    assert sorted(p.name for p in compiled.iterdir()) == [
+        "fcnkit.json", "model.py", "net.prototxt", "weights.safetensors"]
+    assert _run(capsys, ["compile", str(net), "-o", str(mine), "--force"])[0] == 0
+    assert not (mine / "thesis.tex").exists() and (mine / "fcnkit.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compiled", "good.prototxt", "results"]
+
+
+TWO_INPUTS = """name: "two"
+layer { name: "a" type: "Input" top: "a" input_param { shape { dim: 1 dim: 1 dim: 2 dim: 2 } } }
+layer { name: "b" type: "Input" top: "b" input_param { shape { dim: 1 dim: 1 dim: 2 dim: 2 } } }
+layer { name: "d" type: "Eltwise" bottom: "a" bottom: "b" top: "d" eltwise_param { coeff: 2 coeff: -1 } }
+"""
+
+
+def test_run_with_an_input_left_out(tmp_path, capsys):
+    import numpy as np
+
+    net = _write(tmp_path, "two.prototxt", TWO_INPUTS)
+    np.save(tmp_path / "a.npy", np.ones((1, 1, 2, 2), np.float32))
+    np.save(tmp_path / "b.npy", np.full((1, 1, 2, 2), 3, np.float32))
+    out = tmp_path / "o.npz"
+    code, text = _run(capsys, ["run", str(net), "--input", f"a={tmp_path / 'a.npy'}", "-o", str(out)])
+    assert code == 2 and "no array was given for ['b']" in " ".join(text.split())
+    assert not out.exists()
+    code, _ = _run(capsys, ["run", str(net), "--input", f"a={tmp_path / 'a.npy'}",
+                            "--input", f"b={tmp_path / 'b.npy'}", "-o", str(out)])
+    assert code == 0
+    # Caffe's Eltwise SUM with coeff: 2 a - b
+    np.testing.assert_array_equal(np.load(out)["d"], np.full((1, 1, 2, 2), -1, np.float32))
+
+
+@pytest.mark.parametrize("name", ["class", "None", "def"])
+def test_layer_named_like_a_python_keyword_compiles(name):
+    import torch
+
+    from fcnkit import caffe
+    from fcnkit.compile import compile_net
+    from fcnkit.graph import load_net
+
+    text = GOOD.replace('name: "conv1"', f'name: "{name}"')
+    c = compile_net(load_net(caffe.parse_prototxt(text)))
+    assert f"{name}_.weight" in c.module.state_dict()
+    assert c.module(torch.zeros(1, 3, 8, 8))["conv1"].shape == (1, 4, 6, 6)
+
+
+def test_layers_whose_module_names_collide_are_refused(tmp_path, capsys):
+    text = GOOD.replace('name: "conv1"', 'name: "a.b"') + """layer { name: "a_b" type: "ReLU" bottom: "conv1" top: "r" }
+"""
+    p = _write(tmp_path, "collide.prototxt", text)
+    code, out = _run(capsys, ["compile", str(p)])
+    assert code == 2
+    assert "layer 'a_b' (ReLU, line 5): its submodule name 'a_b' is also that of layer 'a.b'" in " ".join(out.split())

@@ -218,13 +218,13 @@ def test_misaligned_branches_are_reported_and_fail_the_check(tmp_path, capsys):
     path.write_text(MISALIGNED)
     assert main(["offsets", str(path), "--check"]) == 1
     out = " ".join(capsys.readouterr().out.split())
-    assert ("misaligned: layer 'sum' (Eltwise, line 7): bottom 'data' is at factor (1, 1), "
-            "offset (0, 0) but bottom 'up' is at factor (1, 1), offset (-0.5, -0.5)") in out
+    assert (f"misaligned: {path}: layer 'sum' (Eltwise, line 7): bottom 'data' is at factor "
+            "(1, 1), offset (0, 0) but bottom 'up' is at factor (1, 1), offset (-0.5, -0.5)") in out
     assert main(["offsets", str(path), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["misaligned"]) == 1 and "layer 'sum'" in doc["misaligned"][0]
     assert main(["compile", str(path)]) == 0
-    assert "warning: misaligned branches: layer 'sum'" in " ".join(capsys.readouterr().out.split())
+    assert f"warning: misaligned branches: {path}: layer 'sum'" in " ".join(capsys.readouterr().out.split())
     # the aligned net (deconv 2x2/2 after pool 2x2/2: 2(x/2 - 1/4) + 1/2 = x) is clean
     path.write_text(MISALIGNED.replace("kernel_size: 3 stride: 2", "kernel_size: 2 stride: 2"))
     assert main(["offsets", str(path), "--check"]) == 0
