@@ -90,7 +90,18 @@ def _attr(impl, name):
 
 
 def offset_table(net: Net, coords: CoordAnalysis | None = None) -> list[OffsetRow]:
-    """One row per non-input layer, in net order."""
+    """The per-layer scale factor / offset table (Table 2 of the DIGITS 5 article).
+
+    Args:
+        net: a checked net (any phase; unsupported layer types have no map).
+        coords: its coordinate maps, when already computed (:func:`analyse_coord_maps`).
+
+    Returns:
+        One :class:`OffsetRow` per non-input layer, in net order: kernel, stride and pad
+        (pixels, (y, x)); the layer's own factor (output pixels per input pixel) and
+        offset (output pixels); the cumulative ones from the net input. Undefined values
+        are None and ``note`` says why (e.g. an InnerProduct has no coordinate map).
+    """
     coords = coords or analyse_coord_maps(net)
     rows = []
     for node in net.layers:
@@ -127,7 +138,9 @@ def _crop_axis_and_declared(node, ndim: int) -> tuple[int, list[int]]:
 
 
 def crop_table(net: Net, ndim: int = 4) -> list[CropRow]:
-    """Declared and computed offsets of every Crop layer (per cropped axis).
+    """Declared and computed offsets (pixels) of every Crop layer, per cropped axis, as
+    :class:`CropRow` in net order; a crop whose offset cannot be computed has
+    ``computed=None`` and the reason in ``error`` (nothing is raised).
 
     Computed offsets exist for the spatial axes (2 and 3 of an N, C, H, W blob); a crop
     along N or C keeps its declared offset there. A half-pixel crop (exact offset

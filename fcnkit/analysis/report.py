@@ -46,7 +46,7 @@ def table(header: Sequence[str], cells: Sequence[Sequence[str]], fmt_: str, titl
     """Render a header + rows in ``markdown``, ``csv`` or ``html``."""
     if fmt_ == "markdown":
         out = [f"**{title}**", ""] if title else []
-        out.append("| " + " | ".join(header) + " |")
+        out.append("| " + " | ".join(h.replace("|", "\\|") for h in header) + " |")
         out.append("|" + "|".join("---" for _ in header) + "|")
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
         return "\n".join(out) + "\n"

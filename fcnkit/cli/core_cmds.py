@@ -183,7 +183,9 @@ def run_cmd(
     weights: Optional[Path] = typer.Option(None, "--weights", "-w"),
     inputs: List[str] = typer.Option(..., "--input", "-i", help="x.npy, or name=x.npy once per input"),
     out: Path = typer.Option(..., "-o", "--output", help="output .npz"),
-    all_blobs: bool = typer.Option(False, "--all-blobs", help="save every blob, not only the net outputs"),
+    all_blobs: bool = typer.Option(False, "--all-blobs", help="save every blob, not only the net outputs; "
+                                   "a blob rewritten in place is saved once per version, as "
+                                   "'blob' (first) and 'blob@layer' (written by that layer)"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
 ):
     """Run a forward pass on .npy inputs and save the net outputs (keyed by Caffe blob name)."""
@@ -229,9 +231,13 @@ def verify_cmd(
     arrays = _load_inputs(inputs, [net.blob_name[b] for b in net.inputs])
     compiled = _compile_for_inputs(net, weights, arrays, deploy=True)
     try:
-        ref = dict(np.load(reference, allow_pickle=False))
+        ref = np.load(reference, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise InputError(f"{reference}: cannot read the reference npz ({e})") from None
+    if not isinstance(ref, np.lib.npyio.NpzFile):
+        raise InputError(f"{reference}: is one array (.npy), not an .npz of per-layer outputs "
+                         "keyed by layer name (np.savez(path, conv1=..., pool1=...))")
+    ref = dict(ref)
     rows = compare_layers(compiled, [torch.from_numpy(arrays[n]) for n in compiled.inputs], ref)
     table = [[r.layer, r.type, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.relative:.3g}",
               "ok" if r.relative <= tolerance else "FAIL"] for r in rows]

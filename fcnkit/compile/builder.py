@@ -35,11 +35,14 @@ _SINK_TYPES = {"Silence"}
 def module_name(layer_name: str) -> str:
     """Submodule name for a Caffe layer: the layer name, with '.' (which torch reserves
     for nesting) replaced by '_', and '_' appended to a Python keyword (``class`` ->
-    ``class_``: torch.fx writes ``self.class(...)`` in its generated code otherwise).
-    Other characters (``fc6-conv``, ``inception_3a/1x1``) are kept: fx reaches them with
-    ``getattr``."""
+    ``class_``: torch.fx writes ``self.class(...)`` in its generated code otherwise) and to
+    the name of a torch module attribute (``double``, ``train``, ``forward`` ->
+    ``double_``: torch refuses to shadow them). Other characters (``fc6-conv``,
+    ``inception_3a/1x1``) are kept: fx reaches them with ``getattr``."""
     name = layer_name.replace(".", "_")
-    return name + "_" if keyword.iskeyword(name) else name
+    if keyword.iskeyword(name) or hasattr(torch.fx.GraphModule, name):
+        return name + "_"
+    return name
 
 
 @dataclass
@@ -115,10 +118,14 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
         deploy: drop loss/metric layers and the inputs only they use (labels).
         seed: seed of the random fillers.
 
+    Returns:
+        A :class:`CompiledNet`; its module maps one (N, C, H, W) float32 tensor per net
+        input to {Caffe output blob name: tensor}.
+
     Raises:
         ShapeError, InputError: shapes cannot be inferred.
         WeightsError: a weights blob does not fit its layer.
-        NetDefinitionError: a layer cannot be compiled.
+        NetDefinitionError: the net has no layers, or a layer cannot be compiled.
     """
     from fcnkit import caffe
 
@@ -126,6 +133,11 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
         weights = caffe.read_caffemodel(weights)
     blobs = weights.blobs if hasattr(weights, "blobs") else (weights or {})
 
+    if not net.layers:
+        where = f"{net.path}: " if net.path else ""
+        raise NetDefinitionError(f"{where}the net has no layers in phase {net.state.phase_name} "
+                                 "(an empty file, a solver prototxt, or every layer excluded "
+                                 "by its include/exclude rules?); nothing to compile")
     analysis = analysis or analyze(net, input_shapes)
     shapes = analysis.shapes
     layers = _kept_layers(net, deploy)

@@ -77,8 +77,9 @@ def load(directory: str | Path):
         CompiledNet with the saved weights.
 
     Raises:
-        InputError: not a compiled-model directory.
-        WeightsError: the weights file does not fit the net.
+        InputError: not a compiled-model directory, or its fcnkit.json is damaged.
+        CaffeFormatError, NetDefinitionError: its net.prototxt is damaged.
+        WeightsError: the weights file is damaged or does not fit the net.
     """
     from safetensors.torch import load_file
 
@@ -89,12 +90,23 @@ def load(directory: str | Path):
     if not is_compiled_dir(directory):
         raise InputError(f"{directory} is not a compiled fcnkit model directory (no {META}); "
                          "create one with `fcnkit compile NET -o DIR`")
-    meta = json.loads((directory / META).read_text())
+    try:
+        meta = json.loads((directory / META).read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise InputError(f"{directory / META}: damaged ({e}); recompile with "
+                         "`fcnkit compile NET -o DIR`") from None
     state = NetState.make(meta.get("phase", "TEST"), meta.get("level", 0), meta.get("stages", []))
     net = load_net(directory / "net.prototxt", state)
     shapes = {k: tuple(v) for k, v in meta.get("input_shapes", {}).items()}
     compiled = compile_net(net, None, shapes, deploy=bool(meta.get("deploy", False)))
-    state_dict = load_file(str(directory / "weights.safetensors"))
+    weights = directory / "weights.safetensors"
+    try:
+        state_dict = load_file(str(weights))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError
+        raise WeightsError(f"{weights}: cannot be read as safetensors ({e}); recompile with "
+                           "`fcnkit compile NET -o DIR`") from None
     missing, unexpected = compiled.module.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise WeightsError(f"{directory / 'weights.safetensors'}: does not fit net.prototxt "

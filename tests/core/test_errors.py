@@ -201,8 +201,9 @@ def test_run_with_an_input_left_out(tmp_path, capsys):
     np.testing.assert_array_equal(np.load(out)["d"], np.full((1, 1, 2, 2), -1, np.float32))
 
 
-@pytest.mark.parametrize("name", ["class", "None", "def"])
+@pytest.mark.parametrize("name", ["class", "None", "def", "double", "train", "forward", "code"])
 def test_layer_named_like_a_python_keyword_compiles(name):
+    """Python keywords and torch module attributes get a trailing underscore."""
     import torch
 
     from fcnkit import caffe
@@ -222,3 +223,34 @@ def test_layers_whose_module_names_collide_are_refused(tmp_path, capsys):
     code, out = _run(capsys, ["compile", str(p)])
     assert code == 2
     assert "layer 'a_b' (ReLU, line 5): its submodule name 'a_b' is also that of layer 'a.b'" in " ".join(out.split())
+
+
+def test_empty_prototxt_is_an_error(tmp_path, capsys):
+    p = _write(tmp_path, "empty.prototxt", "# nothing here\n")
+    code, out = _run(capsys, ["compile", str(p)])
+    assert code == 2 and f"{p}: the net has no layers in phase TEST" in " ".join(out.split())
+
+
+def test_reference_that_is_a_single_npy_is_explained(tmp_path, capsys):
+    import numpy as np
+
+    lenet = DATA / "lenet_ahmdtaha"
+    oracle = lenet / "opencv_oracle_lenet_ahmdtaha"
+    code, out = _run(capsys, ["verify", str(lenet / "mnist_deploy.prototxt"), "--input",
+                              str(oracle / "input.npy"), "--reference", str(oracle / "input.npy")])
+    assert code == 2 and "is one array (.npy), not an .npz" in " ".join(out.split())
+
+
+def test_damaged_compiled_directory(tmp_path, capsys):
+    import fcnkit
+    from fcnkit.errors import InputError, WeightsError
+
+    net = _write(tmp_path, "good.prototxt", GOOD)
+    out = tmp_path / "compiled"
+    assert _run(capsys, ["compile", str(net), "-o", str(out)])[0] == 0
+    (out / "weights.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(WeightsError, match="cannot be read as safetensors"):
+        fcnkit.load(out)
+    (out / "fcnkit.json").write_text("{broken")
+    with pytest.raises(InputError, match="fcnkit.json: damaged"):
+        fcnkit.load(out)

@@ -85,6 +85,14 @@ def test_table2_per_layer_columns():
         assert r.stride == (stride, stride) and r.pad == (pad, pad) and r.kernel == (kernel, kernel), name
         assert r.factor == (factor, factor), name
         assert r.offset == (offset, offset), name
+    # the article's cumulative scaling factor column (its cumulative offset column is the
+    # one it gets wrong; only the final 18 is right)
+    cumulative = {"conv1": Fraction(1, 4), "pool1": Fraction(1, 8), "conv2": Fraction(1, 8),
+                  "pool2": Fraction(1, 16), "conv3": Fraction(1, 16), "conv4": Fraction(1, 16),
+                  "conv5": Fraction(1, 16), "pool5": Fraction(1, 32), "fc6": Fraction(1, 32),
+                  "fc7": Fraction(1, 32), "upscore_21classes": 1}
+    for name, f in cumulative.items():
+        assert rows[name].cumulative_factor == (f, f), name
     # the cumulative map at the upscore output is the identity shifted by 18 (the crop)
     assert rows["upscore_21classes"].cumulative_factor == (1, 1)
     assert rows["upscore_21classes"].cumulative_offset == (18, 18)
