@@ -4,7 +4,7 @@ FCN prototxt + caffemodel + safetensors + report, in one atomic output directory
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -25,12 +25,27 @@ def surgery_cmd(
     pools: Optional[str] = typer.Option(None, "--pools", help="skip layers, coarse to fine (default pool4,pool3)"),
     group: str = typer.Option("classes", "--group", help="upsampling group: 'classes' (Caffe bilinear filler) or 1 (FCN interp)"),
     kernel: Optional[int] = typer.Option(None, "--kernel", help="kernel of the last upsampling (default: computed)"),
-    bands: Optional[int] = typer.Option(None, "--bands", help="number of input bands (e.g. 8 for WorldView-3)"),
-    band_map: Optional[str] = typer.Option(None, "--band-map", help="wv3-rgb (default for 8), wv3-rnir, or '5=R,3=G,2=B'"),
+    bands: Optional[int] = typer.Option(
+        None, "--bands", help="number of input bands (e.g. 8 for WorldView-3). The pretrained "
+        "first convolution's filters are combined: a mapped band copies one R/G/B filter, "
+        "the others start from their mean (Wang et al., Temporal Segment Networks, ECCV 2016); "
+        "the bank is scaled by s = 3 / (total source weight), which keeps the response to a "
+        "constant input (s = 3/8 for 8 bands, as timm's adapt_input_conv); bias kept. "
+        "Without pretrained weights it is filled for the new bands instead"),
+    band_map: Optional[str] = typer.Option(
+        None, "--band-map", help="1-based band <- source: wv3-rgb (default for 8: 5=R,3=G,2=B), "
+        "wv3-rnir (red edge, NIR1, NIR2 <- R, G, B: 6=R,7=G,8=B), or text like '5=R,3=G,2=B' "
+        "(sources R, G, B or 0-based channels); the scale rule is that of --bands"),
     band_fill: str = typer.Option("mean", "--band-fill", help="unmapped bands: mean of the RGB filters, or zero"),
     source_order: str = typer.Option("BGR", "--source-order", help="channel order of the classifier (Caffe: BGR)"),
     suffix: str = typer.Option("", "--suffix", help="suffix for converted layers, e.g. -conv (BVLC)"),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="declared input of the FCN: H,W or N,C,H,W"),
+    input_shape: Optional[str] = typer.Option(
+        None, "--input-shape", help="declared input of the FCN: H,W or N,C,H,W; for a classifier "
+        "whose input declares no shape (Data layers, e.g. a train_val.prototxt): its input "
+        "shape N,C,H,W, used from the start"),
+    reinit: Optional[List[str]] = typer.Option(
+        None, "--reinit", help="classifier layer to initialise by its filler instead of from "
+        "the caffemodel (e.g. a blob with another element count); repeatable or comma-separated"),
     seed: int = typer.Option(0, "--seed", help="seed of random fillers"),
     force: bool = typer.Option(False, "--force", help="replace OUTDIR even if it is not an earlier fcnkit output"),
 ):
@@ -51,13 +66,14 @@ def surgery_cmd(
     shape = parse_shape(input_shape) if input_shape else None
     if shape is not None and len(shape) not in (2, 4):
         raise InputError(f"--input-shape must be H,W or N,C,H,W, got '{input_shape}'")
+    reinit_names = [n.strip() for r in reinit or () for n in r.split(",") if n.strip()]
     result = fcn_surgery(
         param, blobs, classes=classes, keep_classes=keep_classes, head=head,
         pad=None if pad < 0 else pad,
         pools=[p.strip() for p in pools.split(",") if p.strip()] if pools else None,
         group="classes" if group == "classes" else 1, kernel=kernel, bands=bands,
         band_map=band_map, band_fill=band_fill, source_order=source_order, suffix=suffix,
-        input_shape=shape, seed=seed)
+        input_shape=shape, reinit=reinit_names, seed=seed)
     write_outdir(result, out, source=desc, force=force)
     rep = result.report
     for s in rep.steps:
@@ -67,8 +83,11 @@ def surgery_cmd(
     for layer, (oy, ox) in rep.crop_offsets.items():
         console.print(f"crop {layer}: offset {oy if oy == ox else (oy, ox)} (computed)", markup=False)
     if rep.bands:
-        console.print(f"bands: {rep.bands['source_channels']} -> {rep.bands['bands']} "
-                      f"({rep.bands['preset']}), scale {rep.bands['scale']:.6g}", markup=False)
+        b = rep.bands
+        how = (f"scale {b['scale']:.6g}" if b["adapted"] else
+               f"'{b['layer']}' initialised by its filler (no pretrained weights to adapt)")
+        console.print(f"bands: {b['source_channels']} -> {b['bands']} ({b['preset']}), {how}",
+                      markup=False)
     for n in rep.notes:
         console.print(f"note: {n}", markup=False)
     console.print(f"wrote {out}/ (net.prototxt, net.caffemodel, weights.safetensors, report.md, "

@@ -51,6 +51,17 @@ from fcnkit.surgery.report import SurgeryReport, SurgeryResult
 WV3_BANDS = {1: "coastal", 2: "blue", 3: "green", 4: "yellow", 5: "red", 6: "red edge",
              7: "NIR1", 8: "NIR2"}
 
+#: The construction and its sources in one paragraph, for reports (report.md's "Input
+#: bands" section); the module docstring derives it.
+BAND_RULE = (
+    "each new band's filter is a combination of the pretrained ones, W'[:, b] = s * sum_c "
+    "A[b, c] W[:, c]: a mapped band copies one source filter (A[b, c] = 1), every other band "
+    "starts from their per-tap mean (A[b, c] = 1/C_src, the cross-modality initialisation of "
+    "Wang et al., Temporal Segment Networks, ECCV 2016) or from zero; one global factor "
+    "s = C_src / sum(A) keeps the response to a constant input c, c * sum W[o] + bias[o], for "
+    "every filter o when every source channel is used equally (the presets), e.g. s = 3/8 for "
+    "3 -> 8 bands, the factor C_src/C_new of timm's adapt_input_conv; the bias is kept")
+
 #: Presets: WorldView-3 band (1-based) <- source colour.
 BAND_PRESETS: dict[str, dict[int, str]] = {
     # true colour: red -> band 5, green -> band 3, blue -> band 2
@@ -142,6 +153,31 @@ def band_matrix(mapping: Mapping[int, int], bands: int, c_src: int, fill: str) -
     return a
 
 
+def input_conv(built, layer: str | None = None):
+    """The convolution whose input bands :func:`adapt_input_bands` changes: ``layer``, or
+    the first Convolution fed by the net's first input (a graph node of ``built``, a
+    :class:`fcnkit.surgery._net.Built`).
+
+    Raises:
+        SurgeryError: the net has no input; no Convolution reads it; ``layer`` is not a
+            Convolution of the net.
+    """
+    what = "adapt_input_bands"
+    inp = built.net.inputs[0] if built.net.inputs else None
+    if inp is None:
+        raise SurgeryError(f"{what}: the net has no input layer")
+    if layer is None:
+        convs = [n for n in built.net.layers if n.type == "Convolution"
+                 and inp in built.net.ancestors(n.bottoms[0]) | {n.bottoms[0]}]
+        if not convs:
+            raise SurgeryError(f"{what}: no Convolution reads the input '{built.net.blob_name[inp]}'")
+        return convs[0]
+    node = built.net.layer(layer) if built.net.has_layer(layer) else None
+    if node is None or node.type != "Convolution":
+        raise SurgeryError(f"{what}: no Convolution layer named '{layer}'")
+    return node
+
+
 def adapt_input_bands(net: Any, weights: Any = None, bands: int = 8,
                       mapping: str | Mapping[int, Any] | None = None, *,
                       source_order: str = "BGR", fill: str = "mean",
@@ -167,8 +203,10 @@ def adapt_input_bands(net: Any, weights: Any = None, bands: int = 8,
         input_shapes: input shape overrides.
 
     Returns:
-        SurgeryResult; ``report.bands`` holds the layer, mapping, fill, ``scale`` (s) and
-        whether the constant-response rule is exact.
+        SurgeryResult; ``report.bands`` holds the layer, mapping, fill, ``scale`` (s),
+        whether the constant-response rule is exact, whether weights were adapted
+        (``adapted``: False for the structure only) and the rule (:data:`BAND_RULE`).
+        ``input_shapes``: ``input_shapes`` with the new channel count, when given.
 
     Raises:
         SurgeryError: the first convolution is grouped or does not read the input's
@@ -185,21 +223,10 @@ def adapt_input_bands(net: Any, weights: Any = None, bands: int = 8,
     param = as_param(net)
     blobs = as_blobs(weights)
     built = build(param, input_shapes, what=what)
-    inp = built.net.inputs[0] if built.net.inputs else None
-    if inp is None:
-        raise SurgeryError(f"{what}: the net has no input layer")
+    node = input_conv(built, layer)
+    inp = built.net.inputs[0]
     in_name = built.net.blob_name[inp]
     in_shape = built.shapes[inp]
-    if layer is None:
-        convs = [n for n in built.net.layers if n.type == "Convolution"
-                 and inp in built.net.ancestors(n.bottoms[0]) | {n.bottoms[0]}]
-        if not convs:
-            raise SurgeryError(f"{what}: no Convolution reads the input '{in_name}'")
-        node = convs[0]
-    else:
-        node = built.net.layer(layer) if built.net.has_layer(layer) else None
-        if node is None or node.type != "Convolution":
-            raise SurgeryError(f"{what}: no Convolution layer named '{layer}'")
     name = node.name
     c_src = built.bottom_shapes(name)[0][1]
     if c_src != in_shape[1]:
@@ -256,11 +283,13 @@ def adapt_input_bands(net: Any, weights: Any = None, bands: int = 8,
     order_names = {i: order[i] if c_src == 3 else str(i) for i in range(c_src)}
     info = {"layer": name, "bands": bands, "source_channels": c_src, "source_order": order,
             "preset": desc, "fill": fill, "scale": float(s), "rule": rule, "exact": exact,
+            "adapted": blobs is not None, "method": BAND_RULE,
             "mapping": {str(b): (f"{order_names[c]}" + (f" ({WV3_BANDS[b]})" if bands == 8 else ""))
                         for b, c in sorted(idx.items())},
             "matrix": A.tolist()}
     report = SurgeryReport(steps=[f"adapt_input_bands: '{name}' {c_src} -> {bands} bands ({desc}), "
-                                  f"other bands {fill}, scale {s:.6g}"], bands=info)
+                                  + (f"other bands {fill}, scale {s:.6g}" if blobs is not None else
+                                     "structure only (no weights to adapt)")], bands=info)
     out = None
     if blobs is not None:
         out = dict(blobs)
@@ -281,4 +310,4 @@ def adapt_input_bands(net: Any, weights: Any = None, bands: int = 8,
     else:
         report.record(name, "structure", f"input {c_src} -> {bands} channels")
     report.reorder(param)
-    return SurgeryResult(param, out, report)
+    return SurgeryResult(param, out, report, input_shapes=new_shapes if input_shapes else None)

@@ -188,7 +188,6 @@ def set_num_classes(net: Any, num_classes: int, *, weights: Any = None,
             new[1][:m] = np.asarray(old[1], dtype=np.float32).reshape(-1)[:m]
         out[t] = new
         report.dropped = [d for d in report.dropped if d.layer != t]
-        report.record(t, "adapted", f"first {m} of {k_old} classes kept"
-                      + (f"; classes {m}..{k - 1} from the filler" if k > m else ""), source=t)
+        report.record_kept_classes(t, t, m, k_old, k)
     report.reorder(param)
     return SurgeryResult(param, out, report)

@@ -63,7 +63,9 @@ def _weight_as_conv(arrays: list[np.ndarray], transpose: bool, n: int, chw: Shap
     if w.size != n * k:
         raise SurgeryError(f"convolutionalize: {where}: the weight blob has shape "
                            f"{fmt_shape(w.shape)} ({w.size} values), the layer needs {n}x{k} "
-                           f"({n * k} values) for a bottom of C x H x W = {fmt_shape(chw)}")
+                           f"({n * k} values) for a bottom of C x H x W = {fmt_shape(chw)}; "
+                           f"re-initialise the layer from its filler instead (fcn_surgery "
+                           f"reinit=[...]; fcnkit surgery --reinit LAYER)")
     w = w.reshape(k, n).T if transpose else w.reshape(n, k)
     out = [np.ascontiguousarray(w).reshape(n, *chw)]
     for b in arrays[1:]:
@@ -146,7 +148,8 @@ def convolutionalize(net: Any, weights: Any = None, *, layers: Iterable[str] | N
                 f"convolutionalize: the input size of InnerProduct '{name}' cannot be inferred, "
                 f"so its kernel size is unknown: {_why_no_shapes(param, input_shapes, e)}. Use a "
                 "net that declares its input shape (an Input layer with a shape, as in a deploy "
-                "prototxt) or pass input_shapes={blob: (N, C, H, W)}") from None
+                "prototxt), or give its shape: input_shapes={blob: (N, C, H, W)}, or on the "
+                "command line fcnkit surgery --input-shape N,C,H,W") from None
         node = built.net.layer(name)
         where = node.impl.where()
         ip = caffe_pb2.LayerParameter()
@@ -200,7 +203,8 @@ def convolutionalize(net: Any, weights: Any = None, *, layers: Iterable[str] | N
         n = ip.inner_product_param.num_output
         kernel = f"{h}x{w}"
         summary.append(f"{name} -> {new_name} ({kernel})")
-        note = (f"InnerProduct -> Convolution, kernel {kernel} over bottom '{bottom_name}' "
+        note = ("InnerProduct -> Convolution" + (f" '{new_name}'" if suffix else "")
+                + f", kernel {kernel} over bottom '{bottom_name}' "
                 f"{fmt_shape(shape)}, num_output {n}")
         if out_blobs is not None and name in out_blobs:
             arrays = _weight_as_conv(out_blobs.pop(name), ip.inner_product_param.transpose, n,

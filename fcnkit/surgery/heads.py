@@ -320,7 +320,7 @@ def add_fcn_head(net: Any, num_classes: int, kind: str = "fcn32s", pad: int | No
     out_blobs = None
     if blobs is not None:
         tr = transplant(src, blobs, param, init=init, input_shapes=input_shapes, seed=seed,
-                        step="")
+                        step=what)  # errors start with the step; the head's own line replaces it
         out_blobs = tr.blobs
         report = _merge_step(report, tr.report)
         for d in report.dropped:
@@ -383,10 +383,7 @@ def _keep_classes(out_blobs, blobs, cls_name, score_fr, old_classes, cls_kernel,
     if len(new) > 1 and len(old) > 1:
         new[1][:m] = np.asarray(old[1], dtype=np.float32).reshape(-1)[:m]
     out_blobs[score_fr] = new
-    report.record(score_fr, "adapted",
-                  f"first {m} of {old_classes} classes from '{cls_name}'"
-                  + (f"; classes {m}..{k - 1} from the filler" if k > m else ""),
-                  source=cls_name)
+    report.record_kept_classes(score_fr, cls_name, m, old_classes, k)
     report.dropped = [d for d in report.dropped if d.layer != cls_name]
     if m < old_classes:
         report.drop(cls_name, f"classes {m}..{old_classes - 1} of '{cls_name}' dropped "

@@ -6,8 +6,10 @@
 2. :func:`~fcnkit.surgery.add_fcn_head` (or, with no head,
    :func:`~fcnkit.surgery.set_num_classes` when a class count is given), analysed at the
    classifier's input size;
-3. optionally a new declared input size (checked: every layer must fit);
-4. optionally :func:`~fcnkit.surgery.adapt_input_bands`;
+3. optionally a new declared input size (checked: every layer must fit); for a classifier
+   whose input declares no shape (Data layers), the given shape is instead its input shape
+   for every step;
+4. optionally :func:`~fcnkit.surgery.adapt_input_bands` (of pretrained weights only);
 5. every layer still without weights is initialised by its filler.
 
 :func:`write_outdir` writes the result atomically (the directory appears whole or not at
@@ -25,12 +27,12 @@ from typing import Any, Mapping, Sequence
 
 from fcnkit.errors import SurgeryError
 from fcnkit.surgery._net import Blobs, as_blobs, as_param, build
-from fcnkit.surgery.bands import adapt_input_bands
+from fcnkit.surgery.bands import adapt_input_bands, input_conv
 from fcnkit.surgery.classes import set_num_classes
 from fcnkit.surgery.convolutionalize import convolutionalize
 from fcnkit.surgery.heads import add_fcn_head
 from fcnkit.surgery.report import SurgeryReport, SurgeryResult
-from fcnkit.surgery.transplant import prune_blobs, transplant
+from fcnkit.surgery.transplant import INITIALISED_BY, prune_blobs, transplant
 
 HEADS = ("fcn32s", "fcn16s", "fcn8s", "none")
 
@@ -92,14 +94,53 @@ def _chain(report: SurgeryReport, step: SurgeryResult) -> SurgeryReport:
     return report.merge(step.report, step.renamed)
 
 
+def _undeclared_input(param) -> tuple[str, str] | None:
+    """(blob, layer) of the net's first input when its layer declares no shape (a Data
+    layer, whose channels come from the database; an Input without a shape), else None."""
+    net = build(param, shapes=False, what="fcn_surgery").net
+    if not net.inputs:
+        return None
+    blob = net.inputs[0]
+    node = net.producer[blob]
+    if node.impl.declared_shapes()[list(node.tops).index(blob)] is not None:
+        return None
+    return net.blob_name[blob], node.impl.where()
+
+
+def _reinit_names(param, reinit: Sequence[str], suffix: str) -> list[str]:
+    """``reinit`` as classifier layer names (``fc8-conv`` with suffix "-conv" is ``fc8``).
+
+    Raises:
+        SurgeryError: a name that is no layer with weights of the classifier.
+    """
+    if not reinit:
+        return []
+    net = build(param, shapes=False, what="fcn_surgery").net
+    with_weights = [n.name for n in net.layers if n.impl.blob_names()]
+    out, bad = [], []
+    for given in reinit:
+        name = given
+        if name not in with_weights and suffix and name.endswith(suffix):
+            name = name[: -len(suffix)]
+        if name in with_weights:
+            out.append(name)
+        else:
+            bad.append(given)
+    if bad:
+        raise SurgeryError(f"fcn_surgery: reinit (--reinit) names {', '.join(map(repr, bad))}, which "
+                           "is no layer with weights of the classifier; its layers with weights: "
+                           f"{', '.join(with_weights) or 'none'}")
+    return out
+
+
 def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
                 keep_classes: bool | None = None, head: str = "fcn32s", pad: int | None = 100,
                 pools: Sequence[str] | None = None, group: str | int = "classes",
                 kernel: int | Mapping[str, int] | None = None, bands: int | None = None,
                 band_map: Any = None, band_fill: str = "mean", source_order: str = "BGR",
                 suffix: str = "", input_shape: Sequence[int] | None = None,
-                names: Mapping[str, str] | None = None, score_filler: Any = None,
-                fill_missing: bool = True, seed: int = 0) -> SurgeryResult:
+                reinit: Sequence[str] = (), names: Mapping[str, str] | None = None,
+                score_filler: Any = None, fill_missing: bool = True, seed: int = 0) -> SurgeryResult:
     """Classifier -> FCN (see the module docstring for the order of the steps).
 
     Args:
@@ -111,14 +152,27 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
         head: "fcn32s", "fcn16s", "fcn8s" or "none".
         pad, pools, group, kernel, names, score_filler: see :func:`add_fcn_head`.
         bands, band_map, band_fill, source_order: see :func:`adapt_input_bands`
-            (``bands`` None: no adaptation).
+            (``bands`` None: no adaptation). A first convolution without pretrained weights
+            (no ``weights``, or listed in ``reinit``) is not adapted: it is initialised by
+            its filler for ``bands`` bands.
         suffix: see :func:`convolutionalize`.
-        input_shape: new declared input (H, W) or (N, C, H, W) of the FCN.
+        input_shape: (H, W) or (N, C, H, W). For a classifier whose input layer declares
+            its shape (Input): the new declared input of the FCN, set after the head (the fc
+            kernels are found at the classifier's own size). For one whose input layer
+            declares none (Data layers: the channels come from the database): the input
+            shape (N, C, H, W) of the classifier, used by every step and kept in
+            ``result.input_shapes`` (the written prototxt keeps its Data layers).
+        reinit: classifier layers (names before ``suffix``, or after) whose weights are
+            not used: they are initialised by their fillers (e.g. a caffemodel whose
+            layer has another element count).
         fill_missing: initialise layers that have no weights by their fillers.
         seed: seed of random fillers.
 
     Raises:
-        SurgeryError: from any step (the message names the step and the layer).
+        SurgeryError: from any step (the message names the step and the layer); a weight
+            blob whose element count differs from the classifier's layer (unless the layer
+            is in ``reinit``); ``reinit`` names no layer with weights; an input shape other
+            than N,C,H,W for an input that declares no shape.
     """
     if head not in HEADS:
         raise SurgeryError(f"unknown head {head!r}; use one of {', '.join(HEADS)}")
@@ -127,15 +181,37 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
     if blobs is None and fill_missing:
         blobs = {}
     report = SurgeryReport()
+    shapes = None
+    if input_shape is not None and (und := _undeclared_input(param)) is not None:
+        blob, where = und
+        if len(input_shape) != 4:
+            raise SurgeryError(f"fcn_surgery: {where} declares no shape for its top '{blob}'; give "
+                               f"the whole input shape N,C,H,W (--input-shape 1,3,H,W), not "
+                               f"{list(input_shape)}")
+        shapes = {blob: tuple(int(d) for d in input_shape)}
+        report.steps.append(f"input shape {list(input_shape)} given for '{blob}' ({where}, which "
+                            "declares none), used by every step")
+        input_shape = None  # nothing to re-declare after the head
+    reinit = _reinit_names(param, reinit, suffix)
     if blobs:
         blobs = prune_blobs(param, blobs, report)
+        for name in reinit:
+            if blobs.pop(name, None) is not None:
+                report.drop(name, f"source weights of '{name}' not used: '{name}' is re-initialised "
+                            "(reinit)")
         for lp in param.layer:
             if lp.name in blobs:
                 report.record(lp.name, "transplanted", shapes=[a.shape for a in blobs[lp.name]])
 
-    step = convolutionalize(param, blobs, suffix=suffix)
+    step = convolutionalize(param, blobs, suffix=suffix, input_shapes=shapes)
     report = _chain(report, step)
-    param, blobs = step.param, step.blobs
+    param, blobs, renamed = step.param, step.blobs, step.renamed
+    if blobs:
+        # Every blob against its layer, before any step builds on it: Caffe refuses another
+        # element count; the same count in another shape (legacy 4-D) is coerced.
+        step = transplant(param, blobs, param, input_shapes=shapes, fill_missing=False, step="")
+        report = _chain(report, step)
+        blobs = step.blobs
     if head != "none":
         built = build(param, shapes=False, what="surgery")
         from fcnkit.surgery._net import classifier_layer
@@ -146,11 +222,13 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
         keep = (classes is None) if keep_classes is None else bool(keep_classes)
         step = add_fcn_head(param, k, head, pad, weights=blobs, pools=pools, classifier=cls,
                             group=group, kernel=kernel, keep_classes=keep and blobs is not None
-                            and cls in blobs, names=names, score_filler=score_filler, seed=seed)
+                            and cls in blobs, names=names, score_filler=score_filler,
+                            input_shapes=shapes, seed=seed)
         report = _chain(report, step)
         param, blobs = step.param, step.blobs
     elif classes is not None:
-        step = set_num_classes(param, classes, weights=blobs, keep=bool(keep_classes), seed=seed)
+        step = set_num_classes(param, classes, weights=blobs, keep=bool(keep_classes),
+                               input_shapes=shapes, seed=seed)
         report = _chain(report, step)
         param, blobs = step.param, step.blobs
 
@@ -160,33 +238,56 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
         build(param, what="surgery (new input shape)")
 
     if bands is not None:
-        step = adapt_input_bands(param, blobs, bands, band_map, source_order=source_order,
-                                 fill=band_fill)
+        layer = input_conv(build(param, shapes, what="adapt_input_bands"), None).name
+        entry = report.layers.get(layer)
+        pretrained = blobs is not None and layer in blobs and entry is not None \
+            and entry.status != "initialised"
+        if not pretrained and blobs is not None:
+            # Filler values drawn for 3 bands are no pretrained filters: rather than adapt
+            # them, fill the layer for the new band count below.
+            blobs = {k: v for k, v in blobs.items() if k != layer}
+            if entry is not None:
+                entry.notes = [n for n in entry.notes if not n.startswith(INITIALISED_BY)]
+                entry.fillers = []
+        step = adapt_input_bands(param, blobs if pretrained else None, bands, band_map,
+                                 source_order=source_order, fill=band_fill, input_shapes=shapes)
         report = _chain(report, step)
-        param, blobs = step.param, step.blobs
+        param, shapes = step.param, step.input_shapes or shapes
+        if pretrained:
+            blobs = step.blobs
 
     if blobs is not None:
-        built = build(param, what="surgery")
+        built = build(param, shapes, what="surgery")
         missing = [n.name for n in built.net.layers if n.impl.blob_names() and n.name not in blobs]
         if missing:
-            step = transplant(param, blobs, param, seed=seed + 1, step="")
+            step = transplant(param, blobs, param, input_shapes=shapes, seed=seed + 1, step="")
             report = _chain(report, step)
             blobs = step.blobs
     for lp in param.layer:
         if lp.name not in report.layers:
             report.record(lp.name, "kept")
     report.reorder(param)
-    return SurgeryResult(param, blobs, report)
+    # Dropped layers by the classifier's names, as the sources of the others (fc8, not the
+    # fc8-conv it became before the head replaced it).
+    original = {new: old for old, new in renamed.items() if new != old}
+    for d in report.dropped:
+        base, sep, rest = d.layer.partition("[")
+        if base in original:
+            d.notes.append(f"'{original[base]}' became '{base}' in convolutionalize")
+            d.layer = d.source = original[base] + sep + rest
+    return SurgeryResult(param, blobs, report, input_shapes=shapes)
 
 
-def torch_state(param: Any, blobs: Blobs) -> dict[str, Any]:
+def torch_state(param: Any, blobs: Blobs,
+                input_shapes: Mapping[str | None, Sequence[int]] | None = None) -> dict[str, Any]:
     """``{module.param: array}`` in the compiled module's names and torch layouts (what
-    :func:`fcnkit.compile.compile_net` would hold after loading ``blobs``)."""
+    :func:`fcnkit.compile.compile_net` would hold after loading ``blobs``); ``input_shapes``
+    for a net whose input layers declare no shape."""
     import numpy as np
 
     from fcnkit.compile import module_name
 
-    built = build(param, what="write")
+    built = build(param, input_shapes, what="write")
     out = {}
     for node in built.net.layers:
         if not node.impl.blob_names() or node.name not in blobs:
@@ -218,9 +319,9 @@ def write_outdir(result: SurgeryResult, outdir: str | Path, *, source: str | Non
         raise SurgeryError("the surgery result has no weights; run it with weights (or "
                            "fill_missing=True) to write a caffemodel")
     outdir = Path(outdir)
-    built = build(result.param, what="write")
+    built = build(result.param, result.input_shapes, what="write")
     header = f"written by fcnkit {__version__} surgery" + (f" from {source}" if source else "")
-    state = torch_state(result.param, result.blobs)
+    state = torch_state(result.param, result.blobs, result.input_shapes)
     with atomic_directory(outdir, force=force) as tmp:
         caffe.write_prototxt(tmp / "net.prototxt", result.param, header=header)
         caffe.write_caffemodel(tmp / "net.caffemodel", result.param, result.blobs)

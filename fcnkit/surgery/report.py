@@ -95,6 +95,27 @@ class SurgeryReport:
         self.layers.pop(layer, None)
         self.dropped.append(LayerEntry(layer, "dropped", layer, notes=[note]))
 
+    def record_kept_classes(self, layer: str, source: str, kept: int, old_classes: int,
+                            classes: int) -> LayerEntry:
+        """Record a score layer whose first ``kept`` classes hold the weights of the first
+        ``kept`` of ``source``'s ``old_classes`` classes (fcn's ``expand_score``).
+
+        The layer's entry from the transplant that initialised it is replaced: its weights
+        come from ``source``, and only classes ``kept..classes-1`` (if any) keep the fillers
+        recorded there, so the fillers column names those classes or is empty.
+        """
+        prev = self.layers.pop(layer, None)
+        fillers = list(prev.fillers) if prev is not None else []
+        note = f"first {kept} of {old_classes} classes from '{source}'"
+        if classes > kept:
+            fillers = [f and f"{f} (classes {kept}..{classes - 1})" for f in fillers]
+            note += (f"; classes {kept}..{classes - 1} initialised by "
+                     + ", ".join(f or "-" for f in (prev.fillers if prev else [])))
+        else:
+            fillers = [None] * len(fillers)
+        return self.record(layer, "adapted", note, source=source,
+                           shapes=prev.shapes if prev is not None else None, fillers=fillers)
+
     def merge(self, later: "SurgeryReport", renamed: dict[str, str] | None = None) -> "SurgeryReport":
         """This report followed by ``later`` (a step applied to this step's result).
 
@@ -137,7 +158,10 @@ class SurgeryReport:
         order = {lp.name: i for i, lp in enumerate(param.layer)}
         for name in [n for n in self.layers if n not in order]:
             e = self.layers.pop(name)
-            used = any(x.source == name for x in self.layers.values())
+            # Weights that went on under another name (fc8 -> fc8-conv -> score_fr, whose
+            # source is the classifier's 'fc8') are not dropped either.
+            used = any(x.source is not None and x.source in (name, e.source)
+                       for x in self.layers.values())
             if not used and not any(d.layer == name for d in self.dropped):
                 self.dropped.append(LayerEntry(name, "dropped", name,
                                                notes=e.notes + ["not in the resulting net"]))
@@ -197,9 +221,15 @@ class SurgeryReport:
                       f"(source channel order {b['source_order']})",
                       "- mapping (1-based band <- source): " + ", ".join(
                           f"{k} <- {v}" for k, v in b["mapping"].items()),
-                      f"- other bands: {b['fill']}",
-                      f"- scale: {b['scale']:.6g} ({b['rule']})"]
-            if not b.get("exact", True):
+                      f"- other bands: {b['fill']}"]
+            if b.get("adapted", True):
+                lines.append(f"- scale: {b['scale']:.6g} ({b['rule']})")
+            else:
+                lines.append(f"- weights: no pretrained weights to adapt; `{b['layer']}` is "
+                             f"initialised by its filler for {b['bands']} bands (no scale applied)")
+            if b.get("method"):
+                lines.append(f"- rule: {b['method']}")
+            if b.get("adapted", True) and not b.get("exact", True):
                 lines.append("- note: the response to a constant input is preserved exactly only "
                              "for filters whose channels are equal (unequal source use)")
         if self.notes:
@@ -228,9 +258,12 @@ class SurgeryResult:
             or None when the step ran on the structure only (no weights given).
         report: what happened to every layer.
         renamed: source layer name -> new name, for layers the step renamed.
+        input_shapes: input shape overrides ({blob: (N, C, H, W)}) the net needs because its
+            input layers (Data, ...) do not declare their shapes; None when they do.
     """
 
     param: Any
     blobs: dict[str, list] | None
     report: SurgeryReport
     renamed: dict[str, str] = field(default_factory=dict)
+    input_shapes: dict[str | None, tuple[int, ...]] | None = None

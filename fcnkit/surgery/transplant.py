@@ -34,6 +34,9 @@ from fcnkit.fillers import fill
 from fcnkit.surgery._net import Blobs, Shape, as_blobs, as_param, build, fmt_shape
 from fcnkit.surgery.report import SurgeryReport, SurgeryResult
 
+#: How a layer's note about its initialisation starts (steps that refill a layer drop it).
+INITIALISED_BY = "initialised by "
+
 #: An initialiser overriding a layer's prototxt filler for one blob: a FillerParameter, a
 #: filler type name ("bilinear_interp", "msra", ...) or a function (shape, rng) -> array.
 Initialiser = Any
@@ -86,7 +89,7 @@ def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable
                rename: Mapping[str, str] | None = None, suffix: str = "",
                init: Mapping[str, list[Initialiser]] | None = None,
                input_shapes: Mapping[str | None, Shape] | None = None, seed: int = 0,
-               step: str = "transplant") -> SurgeryResult:
+               fill_missing: bool = True, step: str = "transplant") -> SurgeryResult:
     """Copy the weights of ``src_net`` into ``dst_net`` by layer name.
 
     Args:
@@ -105,7 +108,11 @@ def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable
         input_shapes: input shape overrides for the destination ({blob: (N, C, H, W)}).
         seed: seed of the random fillers (numpy Generator; Caffe's distributions, not its
             random stream).
-        step: the name of the step in the report.
+        fill_missing: initialise destination layers without a source (and ``reinit``
+            layers) by their fillers; False leaves them out of the blobs and the report (a
+            later step fills them, e.g. once their shapes are final).
+        step: the name of the step in the report, and the start of error messages (empty:
+            neither).
 
     Returns:
         SurgeryResult: the destination net (a copy), its blobs in Caffe shapes and the
@@ -119,7 +126,8 @@ def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable
     src_param = as_param(src_net) if src_net is not None else None
     blobs = as_blobs(src_weights) or {}
     dst = as_param(dst_net)
-    built = build(dst, input_shapes, what=step)
+    built = build(dst, input_shapes, what=step or "transplant")
+    prefix = f"{step}: " if step else ""
     rng = np.random.default_rng(seed)
     rename = dict(rename or {})
     init = dict(init or {})
@@ -133,11 +141,11 @@ def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable
     for what, names in (("reinit", reinit), ("init", set(init))):
         unknown = sorted(n for n in names if n not in dst_names)
         if unknown:
-            raise SurgeryError(f"{step}: {what} names layer(s) the destination net lacks: "
+            raise SurgeryError(f"{prefix}{what} names layer(s) the destination net lacks: "
                                f"{', '.join(unknown)}")
     unknown = sorted(k for k in rename if k not in blobs and k not in src_layers)
     if unknown:
-        raise SurgeryError(f"{step}: rename names source layer(s) that do not exist: {', '.join(unknown)}")
+        raise SurgeryError(f"{prefix}rename names source layer(s) that do not exist: {', '.join(unknown)}")
 
     def dst_name(src: str) -> str:
         return rename.get(src, src + suffix)
@@ -162,8 +170,10 @@ def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable
             report.drop(src, f"source weights of '{src}' not used: '{name}' is re-initialised")
             src = None
         if src is None:
+            if not fill_missing:
+                continue
             out[name] = [initialise_blob(f, s, rng, where) for f, s in zip(fillers, shapes)]
-            report.record(name, "initialised", "initialised by " + ", ".join(
+            report.record(name, "initialised", INITIALISED_BY + ", ".join(
                 f"{n}: {filler_name(f)}" for n, f in zip(names, fillers)),
                 shapes=shapes, fillers=[filler_name(f) for f in fillers])
             continue
@@ -190,11 +200,11 @@ def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable
             count = int(np.prod(shape)) if len(shape) else 1
             if a.size != count:
                 raise SurgeryError(
-                    f"{step}: {where}: blob {i} ({bname}) of source layer '{src}' has shape "
+                    f"{prefix}{where}: blob {i} ({bname}) of source layer '{src}' has shape "
                     f"{fmt_shape(a.shape)} ({a.size} values) but the destination needs "
                     f"{fmt_shape(shape)} ({count} values); the element counts differ, so it cannot "
-                    f"be coerced. List '{name}' to be re-initialised (reinit / --reinit) or "
-                    "rename the layer")
+                    f"be coerced. Re-initialise the layer from its filler (fcnkit surgery "
+                    f"--reinit {name}; reinit=['{name}']) or rename it")
             if _strip_leading_ones(a.shape) != _strip_leading_ones(shape):
                 coerced = True
                 notes.append(f"{bname} coerced from {fmt_shape(a.shape)} to {fmt_shape(shape)}")

@@ -114,3 +114,30 @@ def test_structure_only_and_errors(net):
         adapt_input_bands(param, None, 8, "5=N")
     with pytest.raises(SurgeryError, match="no default band mapping for 5 bands"):
         adapt_input_bands(param, None, 5)
+
+
+@pytest.mark.parametrize("how", ["no weights", "reinit"])
+def test_first_conv_without_pretrained_weights_is_filled_for_the_new_bands(how):
+    """No pretrained conv1 (no caffemodel, or --reinit conv1): nothing to adapt, so conv1 is
+    drawn from its filler with 8 input bands, every band alike. (An adapted bank of filler
+    values would have std 3/8 * 0.01 in the mapped bands and less in the mean bands.)"""
+    from fcnkit.surgery import fcn_surgery
+
+    param = alexnet_shaped()
+    conv1 = [lp for lp in param.layer if lp.name == "conv1"][0]
+    conv1.convolution_param.weight_filler.type = "gaussian"  # BVLC AlexNet train_val's filler
+    conv1.convolution_param.weight_filler.std = 0.01
+    blobs = random_blobs(param, seed=5) if how == "reinit" else None
+    r = fcn_surgery(param, blobs, bands=8, reinit=["conv1"] if blobs else ())
+    w = r.blobs["conv1"][0]
+    assert w.shape == (8, 8, 11, 11)
+    for band in range(8):
+        assert float(w[:, band].std()) == pytest.approx(0.01, rel=0.15), band
+    e = r.report.layers["conv1"]
+    assert e.status == "initialised" and e.fillers[0] == "gaussian(mean=0, std=0.01)"
+    assert sum(n.startswith("initialised by") for n in e.notes) == 1
+    assert r.report.bands["adapted"] is False
+    md = r.report.to_markdown()
+    assert "`conv1` is initialised by its filler for 8 bands" in md and "- scale:" not in md
+    if blobs is not None:
+        np.testing.assert_array_equal(r.blobs["conv2"][0], blobs["conv2"][0])

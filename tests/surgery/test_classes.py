@@ -43,6 +43,12 @@ def test_more_classes_keep_old_and_fill_new(lenet):
     lim = np.sqrt(3 / 500)  # LeNet's ip2 filler is xavier; bias filler constant 0
     assert np.abs(w[10:]).max() <= lim and np.abs(w[10:]).max() > 0
     np.testing.assert_array_equal(b[10:], 0)
+    e = r.report.layers["ip2"]
+    assert (e.status, e.source) == ("adapted", "ip2")
+    # the fillers named are those of the prototxt, for the new classes only
+    assert e.fillers == ["xavier (classes 10..12)", "constant 0 (classes 10..12)"]
+    assert e.notes[-1] == ("first 10 of 10 classes from 'ip2'; classes 10..12 initialised by "
+                           "xavier, constant 0")
 
 
 def test_without_keep_the_scorer_is_reinitialised(lenet):
@@ -78,7 +84,14 @@ def test_grouped_bilinear_upsampling_is_refilled():
     assert (up.convolution_param.num_output, up.convolution_param.group) == (3, 3)
     w = r.blobs["upscore"][0]
     assert w.shape == (3, 1, 63, 63)
-    np.testing.assert_array_equal(w[2, 0], head.blobs["upscore"][0][0, 0])
+    # CAFFE_FACTS.md: f = ceil(K/2), c = (K-1)/(2f), w(x, y) = (1 - |x/f - c|)(1 - |y/f - c|),
+    # the same kernel in every slice of the group = classes deconvolution.
+    K = 63
+    f = -(-K // 2)
+    c = (K - 1) / (2 * f)
+    tent = np.array([1 - abs(x / f - c) for x in range(K)])
+    for ch in range(3):
+        np.testing.assert_allclose(w[ch, 0], np.outer(tent, tent), rtol=0, atol=1e-7)
 
 
 def test_bad_class_count():

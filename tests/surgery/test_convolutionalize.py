@@ -3,6 +3,8 @@ and reproduces BVLC's own full-convolution CaffeNet."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -11,11 +13,13 @@ from fcnkit.errors import SurgeryError
 from fcnkit.graph import load_net
 from fcnkit.surgery import convolutionalize
 from fcnkit.surgery._net import build
+from tests.conftest import DATA
 from tests.surgery._nets import (CAFFENET, FULL_CONV, LENET, alexnet_shaped, forward, random_blobs,
                                  rel_err)
 
 LENET_PROTO = LENET / "mnist_deploy.prototxt"
 LENET_MODEL = LENET / "lenet_iter_10000.caffemodel"
+ORACLE = LENET / "opencv_oracle_lenet_ahmdtaha"
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +41,17 @@ def test_lenet_real_weights_same_outputs_at_original_size(lenet):
     assert [n.type for n in load_net(r.param).layers].count("InnerProduct") == 0
     assert r.report.by_status("coerced") == ["ip1", "ip2"]
     assert r.report.by_status("transplanted") == ["conv1", "conv2"]
+    # ... and what the independent implementation (OpenCV 4.10, stored) computed for the
+    # classifier: its ip2 logits and softmax on its input.
+    meta = json.loads((ORACLE / "meta.json").read_text())
+    assert (DATA / meta["prototxt"], DATA / meta["caffemodel"]) == (LENET_PROTO, LENET_MODEL)
+    x = np.load(ORACLE / "input.npy")
+    assert list(x.shape) == meta["input_shape"]
+    got = forward(r.param, r.blobs, x)
+    layers = np.load(ORACLE / "layer_outputs.npz")
+    assert rel_err(got["ip2"].reshape(1, 10), layers["ip2"]) <= 1e-4
+    out = meta["outputs"]["loss"]
+    assert rel_err(got["loss"].reshape(out["shape"]), np.load(ORACLE / out["file"])) <= 1e-4
 
 
 def test_lenet_slides_over_a_larger_input(lenet):
@@ -208,6 +223,7 @@ layer { name: "ip1" type: "InnerProduct" bottom: "data" top: "ip1" inner_product
     msg = str(e.value)
     assert "input size of InnerProduct 'ip1' cannot be inferred" in msg
     assert "declares no shape" in msg and "input_shapes" in msg
+    assert "fcnkit surgery --input-shape N,C,H,W" in msg  # the CLI's way, too
     # ... and works once the shape is given.
     r = convolutionalize(param, input_shapes={"data": (4, 3, 5, 5)})
     assert list(r.param.layer[1].convolution_param.kernel_size) == [5]

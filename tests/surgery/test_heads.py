@@ -160,3 +160,15 @@ def test_alexnet_shaped_fcn8s_with_chosen_pools_aligns_with_fcn32s():
     err = rel_err(s8, s32)
     print(f"AlexNet-shaped FCN-8s (zero skips) vs FCN-32s: rel. error {err:.2e}")
     assert err <= 1e-5 and np.abs(s32).max() > 0.05
+
+
+def test_head_transplant_errors_name_the_step():
+    from tests.surgery._nets import LENET
+
+    param = caffe.read_prototxt(LENET / "mnist_deploy.prototxt").param
+    model = dict(caffe.read_caffemodel(LENET / "lenet_iter_10000.caffemodel").blobs)
+    model["conv2"] = [model["conv2"][0][:, :10], model["conv2"][1]]
+    conv = convolutionalize(param, model)
+    with pytest.raises(SurgeryError) as e:
+        add_fcn_head(conv.param, 10, weights=conv.blobs)
+    assert str(e.value).startswith("add_fcn_head(fcn32s): layer 'conv2' (Convolution): blob 0")

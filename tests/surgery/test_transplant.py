@@ -83,7 +83,11 @@ def test_mismatched_counts_name_both_shapes(lenet_model):
         transplant(LENET_PROTO, lenet_model, dst)
     msg = str(e.value)
     assert "'conv1'" in msg and "20x1x5x5 (500 values)" in msg and "30x1x5x5 (750 values)" in msg
-    assert "reinit" in msg
+    assert msg.startswith("transplant: layer 'conv1' (Convolution): blob 0 (weight)")
+    assert "--reinit conv1" in msg and "reinit=['conv1']" in msg
+    with pytest.raises(SurgeryError) as e:
+        transplant(LENET_PROTO, lenet_model, dst, step="")  # no step name: no ": " before
+    assert str(e.value).startswith("layer 'conv1' (Convolution): ")
     # conv2 now also mismatches (30 input channels): re-initialise both.
     r = transplant(LENET_PROTO, lenet_model, dst, reinit=["conv1", "conv2"])
     assert set(r.report.by_status("initialised")) >= {"conv1", "conv2"}
