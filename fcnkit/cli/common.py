@@ -10,8 +10,10 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: long lines (paths, reports) are not broken at the terminal width, so that logs
+# and pipes get whole lines; rich tables still fit themselves to the terminal
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 PhaseOpt = typer.Option("TEST", "--phase", help="Net phase: TRAIN or TEST (Caffe NetState).")
 StageOpt = typer.Option(None, "--stage", help="NetState stage (repeatable).")

@@ -157,7 +157,7 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
             its filler for ``bands`` bands.
         suffix: see :func:`convolutionalize`.
         input_shape: (H, W) or (N, C, H, W). For a classifier whose input layer declares
-            its shape (Input): the new declared input of the FCN, set after the head (the fc
+            its shape (Input): the new declared input of the FCN, set after the head and the band adaptation (the fc
             kernels are found at the classifier's own size). For one whose input layer
             declares none (Data layers: the channels come from the database): the input
             shape (N, C, H, W) of the classifier, used by every step and kept in
@@ -232,11 +232,6 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
         report = _chain(report, step)
         param, blobs = step.param, step.blobs
 
-    if input_shape is not None:
-        param = set_input_shape(param, input_shape)
-        report.steps.append(f"declared input shape set to {list(input_shape)}")
-        build(param, what="surgery (new input shape)")
-
     if bands is not None:
         layer = input_conv(build(param, shapes, what="adapt_input_bands"), None).name
         entry = report.layers.get(layer)
@@ -255,6 +250,16 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
         param, shapes = step.param, step.input_shapes or shapes
         if pretrained:
             blobs = step.blobs
+
+    if input_shape is not None:
+        # after the band adaptation, so that N,C,H,W may name the new band count
+        if len(input_shape) == 4 and bands is not None and int(input_shape[1]) != int(bands):
+            raise SurgeryError(f"fcn_surgery: the input shape {list(input_shape)} has "
+                               f"{input_shape[1]} channels but bands={bands}; give C = {bands} "
+                               "or the input size as H,W")
+        param = set_input_shape(param, input_shape)
+        report.steps.append(f"declared input shape set to {list(input_shape)}")
+        build(param, what="surgery (new input shape)")
 
     if blobs is not None:
         built = build(param, shapes, what="surgery")
