@@ -20,5 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+## Benchmarks (not tests): figures measured side by side in one run, printed.
+bench: $(STAMP)
+	$(PY) tools/bench_compile.py
+	$(PY) tools/bench_backends.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info
