@@ -48,6 +48,22 @@ def bilinear_kernel(size: int) -> np.ndarray:
     return np.outer(w, w).astype(np.float32)
 
 
+# Drawn in float32 directly, in place: float64 draws plus a cast took most of the time
+# (and twice the memory) of filling VGG's 103 M-value fc6.
+def _uniform(rng: np.random.Generator, low: float, high: float, shape) -> np.ndarray:
+    out = rng.random(shape, dtype=np.float32)
+    out *= np.float32(high - low)
+    out += np.float32(low)
+    return out
+
+
+def _normal(rng: np.random.Generator, mean: float, std: float, shape) -> np.ndarray:
+    out = rng.standard_normal(shape, dtype=np.float32)
+    out *= np.float32(std)
+    out += np.float32(mean)
+    return out
+
+
 def fill(filler, shape: tuple[int, ...], rng: np.random.Generator | None = None,
          where: str = "") -> np.ndarray:
     """A new float32 array of ``shape`` filled as Caffe's filler ``filler`` would.
@@ -71,9 +87,9 @@ def fill(filler, shape: tuple[int, ...], rng: np.random.Generator | None = None,
     if kind == "constant":
         return np.full(shape, filler.value, np.float32)
     if kind == "uniform":
-        return rng.uniform(filler.min, filler.max, shape).astype(np.float32)
+        return _uniform(rng, filler.min, filler.max, shape)
     if kind == "gaussian":
-        out = rng.normal(filler.mean, filler.std, shape).astype(np.float32)
+        out = _normal(rng, filler.mean, filler.std, shape)
         if filler.sparse >= 0:
             # Caffe keeps each weight with probability sparse / num_outputs (filler.hpp).
             num_outputs = shape[0] if shape else 1
@@ -87,10 +103,10 @@ def fill(filler, shape: tuple[int, ...], rng: np.random.Generator | None = None,
         return out.astype(np.float32)
     if kind == "xavier":
         scale = math.sqrt(3.0 / _fan(shape, filler.variance_norm))
-        return rng.uniform(-scale, scale, shape).astype(np.float32)
+        return _uniform(rng, -scale, scale, shape)
     if kind == "msra":
         std = math.sqrt(2.0 / _fan(shape, filler.variance_norm))
-        return rng.normal(0.0, std, shape).astype(np.float32)
+        return _normal(rng, 0.0, std, shape)
     if kind in ("bilinear", "bilinear_interp"):
         if len(shape) != 4 or shape[2] != shape[3]:
             raise NetDefinitionError(f"{prefix}the bilinear filler needs a square 4-D kernel, "

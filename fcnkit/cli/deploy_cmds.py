@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
-
-from typing import List
+from rich.markup import escape
 
 from fcnkit.cli.common import InputShapeOpt, console, err_console, input_shapes_cli
 
@@ -16,7 +15,8 @@ from fcnkit.cli.common import InputShapeOpt, console, err_console, input_shapes_
 def export_cmd(
     model: str = typer.Argument(..., help="prototxt (+ --weights), compiled model directory, or zoo model name"),
     out: Path = typer.Option(..., "-o", "--output", help="ONNX file to write"),
-    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="caffemodel for a prototxt"),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w",
+                                           help="caffemodel for a prototxt or a zoo model"),
     opset: int = typer.Option(18, "--opset", help="ONNX opset of the file (>= 13; the file's opset is checked)"),
     tile: Optional[str] = typer.Option(None, "--tile", help="H,W of the input tile in pixels (default: as declared)"),
     input_shape: Optional[List[str]] = InputShapeOpt,
@@ -25,17 +25,26 @@ def export_cmd(
     dynamic_hw: bool = typer.Option(False, "--dynamic-hw", help="dynamic H and W when the net allows it"),
     tolerance: Optional[float] = typer.Option(None, "--tolerance",
                                               help="relative parity tolerance (default 1e-4 fp32, 1e-2 fp16)"),
+    fill_untrained: bool = typer.Option(False, "--fill-untrained",
+                                        help="give all-zero (untrained) weights seeded random values first, so "
+                                             "that parity means something; the file is then for benchmarks only"),
     no_check: bool = typer.Option(False, "--no-check", help="skip the checker and the parity run (not advised)"),
 ):
     """Export MODEL to ONNX, check it (onnx.checker, shape inference) and compare it with torch in
-    ONNX Runtime; fail (and write nothing) beyond the tolerance."""
+    ONNX Runtime; fail (and write nothing) beyond the tolerance. A warning says when the comparison
+    was not meaningful (an untrained net whose output does not change with the input)."""
     from fcnkit.deploy.onnx import export_model
 
     result = export_model(model, out, weights=weights, tile=tile, batch=batch, opset=opset, dtype=dtype,
-                          input_shapes=input_shapes_cli(input_shape),
+                          input_shapes=input_shapes_cli(input_shape), fill_untrained=fill_untrained,
                           dynamic_hw=dynamic_hw, tolerance=tolerance, check=not no_check)
     for line in result.lines():
-        (err_console if line.startswith("note:") else console).print(line, markup=False, soft_wrap=True)
+        if line.startswith("warning:"):
+            # prominent: a parity run that cannot fail is easy to mistake for a passed one
+            err_console.print(f"[bold yellow]warning:[/bold yellow] {escape(line[len('warning: '):])}",
+                              soft_wrap=True)
+        else:
+            (err_console if line.startswith("note:") else console).print(line, markup=False, soft_wrap=True)
     console.print(f"wrote {out} ({result.summary()}; {result.size_bytes / 2**20:.1f} MiB)", markup=False,
                   soft_wrap=True)
 

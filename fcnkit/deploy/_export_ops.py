@@ -122,3 +122,22 @@ TRANSLATIONS = {
     torch.ops.fcnkit_deploy.max_pool.default: max_pool_onnx,
     torch.ops.fcnkit_deploy.ave_pool.default: ave_pool_onnx,
 }
+
+
+class BatchNormScaleExport(torch.nn.Module):
+    """Drop-in for a Caffe BatchNorm (stored statistics) followed by its in-place Scale
+    (learned per-channel scale, optional bias) during export: one per-channel affine op,
+    ``(x - mean) / sqrt(var + eps) * scale + bias``, which ONNX writes as one
+    BatchNormalization node. Shares the two modules' tensors (no copy)."""
+
+    def __init__(self, bn, scale):
+        super().__init__()
+        self.eps = float(bn.eps)
+        self.register_buffer("running_mean", bn.running_mean, persistent=False)
+        self.register_buffer("running_var", bn.running_var, persistent=False)
+        self.weight = scale.weight
+        self.bias = scale.bias
+
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            False, 0.0, self.eps)

@@ -144,8 +144,9 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
     Args:
         model: a prototxt path, a compiled-model directory (``fcnkit compile -o DIR``) or the
             name of a zoo model (``fcnkit.zoo.names()``).
-        weights: a caffemodel for a prototxt (ignored with a note for the other kinds: a
-            compiled directory carries its weights; zoo models start from their fillers).
+        weights: a caffemodel for a prototxt or a zoo model (e.g. one trained from the
+            zoo's train_val net); without one a zoo model starts from its fillers (layers
+            without a filler are 0). A compiled directory carries its own weights.
         tile: (H, W) of the image input(s) in pixels; default: as declared / compiled.
         batch: batch size to compile for (default: as declared, usually 1).
         input_shapes: explicit input shapes ({blob name or None for the first input:
@@ -154,7 +155,7 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
 
     Raises:
         InputError: the path does not exist and is no zoo name, or weights are given for a
-            model that carries its own.
+            compiled directory (which carries its own).
         CaffeFormatError, NetDefinitionError, ShapeError, WeightsError: from loading/compiling.
     """
     from fcnkit.compile import compile_net, is_compiled_dir, load
@@ -166,7 +167,7 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
                              "create one with `fcnkit compile NET -o DIR`")
         if weights is not None:
             raise InputError(f"{path} is a compiled model directory with its own weights; "
-                             "--weights applies to a prototxt only")
+                             "--weights applies to a prototxt or a zoo model name only")
         compiled = load(path)
         meta = json.loads((path / "fcnkit.json").read_text())
         src = Path(meta.get("source") or path.name).name
@@ -190,13 +191,11 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
         from fcnkit import zoo
         from fcnkit.graph import load_net
 
-        if weights is not None:
-            raise InputError(f"'{model}' is a zoo model; --weights applies to a prototxt only")
         param = zoo.build(str(model))
         info = zoo.info(str(model)) if hasattr(zoo, "info") else None
         net = load_net(param)
         shapes = deploy_shapes(declared_input_shapes(net, input_shapes), tile, batch)
-        compiled = compile_net(net, None, shapes, deploy=True)
+        compiled = compile_net(net, weights, shapes, deploy=True)
         bands = _as_names(_info_get(info, "band_names", "bands"))
         classes = _as_names(_info_get(info, "class_names", "classes", "labels"))
         return ModelSource(compiled, "zoo", str(model), f"zoo:{model}", bands, classes, info)
@@ -210,8 +209,10 @@ def fill_untrained(compiled, seed: int = 0) -> list[str]:
     tests: every all-zero weight tensor (a Caffe layer without ``weight_filler`` is filled
     with 0) gets seeded He-normal values (std sqrt(2 / fan_in)), and every BatchNorm
     variance that is 0 (Caffe's initial statistics, which make BatchNorm divide by
-    sqrt(eps) and overflow deep nets) becomes 1. Trained or filler-initialised weights are
-    left alone.
+    sqrt(eps) and overflow deep nets) becomes 1, with its scale factor set to 1 where it was
+    0, so that the Caffe blobs written from the net (``mean * s``, ``var * s``, ``s``;
+    :func:`fcnkit.compile.export_blobs`) hold these statistics too (with ``s = 0`` Caffe and
+    OpenCV read the statistics as 0). Trained or filler-initialised weights are left alone.
 
     Returns:
         The names of the tensors changed.
@@ -226,8 +227,14 @@ def fill_untrained(compiled, seed: int = 0) -> list[str]:
                 fan_in = max(1, p[0].numel())
                 p.copy_(torch.randn(p.shape, generator=g) * (2.0 / fan_in) ** 0.5)
                 changed.append(name)
-        for name, b in compiled.module.named_buffers():
-            if name.endswith("running_var") and b.dtype.is_floating_point and not bool(b.amax() > 0):
-                b.fill_(1.0)
-                changed.append(name)
+        for mname, mod in compiled.module.named_modules():
+            var = getattr(mod, "_buffers", {}).get("running_var")
+            if var is None or not var.dtype.is_floating_point or bool(var.amax() > 0):
+                continue
+            var.fill_(1.0)
+            changed.append(f"{mname}.running_var" if mname else "running_var")
+            s = mod._buffers.get("scale_factor")
+            if s is not None and s.numel() == 1 and not bool(s.abs().amax() > 0):
+                s.fill_(1.0)
+                changed.append(f"{mname}.scale_factor" if mname else "scale_factor")
     return changed

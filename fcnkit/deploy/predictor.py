@@ -9,10 +9,13 @@ The contract is the same whatever the backend::
 
 - input: float32 N x C x H x W (C = the model's bands; H, W = the tile size for backends
   built for a fixed tile), any N: tiles are cut into batches of ``batch_size``;
-- output: float32 N x K x H x W class probabilities (a net whose output is raw scores gets a
-  softmax over the class axis; ``probabilities=False`` returns the raw output), or uint8
-  N x H x W labels with ``labels=True`` (computed on the device, so only labels are copied
-  back; int32 for a model with more than 256 classes). A classification net gives N x K and N.
+- output: float32 N x K x H x W class probabilities, or uint8 N x H x W labels with
+  ``labels=True`` (computed on the device, so only labels are copied back; int32 for a model
+  with more than 256 classes). A classification net gives N x K and N. An output that a
+  Softmax layer produces is returned as it is; a raw multi-channel output (K >= 2 class
+  scores) gets a softmax over the class axis (``probabilities=False`` returns the raw
+  scores); a single-channel output (K = 1: a regression net such as FSRCNN's image, or a
+  one-logit score) is never softmaxed (it would be all ones) and is returned raw.
 
 Backends:
 
@@ -73,26 +76,34 @@ class ModelInfo:
 # Post-processing shared by the backends (torch tensors on any device, or numpy)
 # --------------------------------------------------------------------------------------
 
+def _class_axis(shape, labels: bool) -> bool:
+    """Whether an output of ``shape`` has a class axis of K >= 2 (axis 1), which a softmax
+    and labels need; ``labels=True`` without one is an error."""
+    multi = len(shape) >= 2 and int(shape[1]) >= 2
+    if labels and not multi:
+        raise InputError(f"labels=True needs an output with a class axis of K >= 2 classes (N x K x ...), "
+                         f"got shape {tuple(shape)}; this output is not a class score")
+    return multi
+
+
 def _post_torch(y, softmax: bool, labels: bool):
     import torch
 
     y = y.float()
+    multi = _class_axis(y.shape, labels)
     if labels:
-        if y.ndim < 2:
-            raise InputError(f"labels=True needs an output with a class axis, got shape {tuple(y.shape)}")
         idx = torch.argmax(y, dim=1)
         return idx.to(torch.uint8) if y.shape[1] <= 256 else idx.to(torch.int32)
-    return torch.softmax(y, dim=1) if softmax else y
+    return torch.softmax(y, dim=1) if softmax and multi else y
 
 
 def _post_numpy(y: np.ndarray, softmax: bool, labels: bool) -> np.ndarray:
     y = np.asarray(y, dtype=np.float32)
+    multi = _class_axis(y.shape, labels)
     if labels:
-        if y.ndim < 2:
-            raise InputError(f"labels=True needs an output with a class axis, got shape {y.shape}")
         idx = np.argmax(y, axis=1)
         return idx.astype(np.uint8) if y.shape[1] <= 256 else idx.astype(np.int32)
-    if softmax:
+    if softmax and multi:
         e = np.exp(y - y.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
     return y
@@ -255,15 +266,15 @@ class _OrtBackend:
             raise BackendUnavailableError(f"ONNX Runtime execution provider(s) {missing} are not installed "
                                           f"(available: {', '.join(available)}); CUDA and TensorRT providers "
                                           "come with `pip install onnxruntime-gpu`")
+        # ONNX Runtime reads the file (or bytes) itself: no proto round trip of the weights
         if isinstance(model, (str, Path)):
-            import onnx
-
-            proto = onnx.load(str(model))
+            info = inspect_onnx(model)
+            source: Any = str(model)
         else:
             import onnx
 
-            proto = onnx.load_from_string(model)
-        info = inspect_onnx(proto)
+            info = inspect_onnx(onnx.load_from_string(model))
+            source = model
         if len(info.inputs) != 1:
             raise InputError(f"the Predictor takes graphs with one image input; this one has "
                              f"{[i[0] for i in info.inputs]}")
@@ -272,7 +283,7 @@ class _OrtBackend:
             raise InputError(f"the Predictor takes an N,C,H,W input; '{name}' has shape {shape}")
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(proto.SerializeToString(), so, providers=list(providers))
+        self.session = ort.InferenceSession(source, so, providers=list(providers))
         self.providers = self.session.get_providers()
         self.in_dtype = np.float16 if np_dtype == "float16" else np.float32
         kinds = info.meta_json("fcnkit.output_kinds", {}) or {}
@@ -405,12 +416,15 @@ class Predictor:
                 CUDA); ONNX/TensorRT files carry their precision (a Caffe model exported on
                 the fly uses ``dtype``: fp32 or fp16).
             weights: caffemodel for a prototxt.
-            tile: (H, W) for on-the-fly exports (default: the net's declared size).
+            tile: (H, W) for on-the-fly exports (default: the net's declared size), and the
+                tile a TensorRT engine is built for when an ONNX file has dynamic H and W
+                (``fcnkit export --dynamic-hw``).
             batch_size: tiles per batch (default: the backend's limit, else 8).
             output: the output blob to return (default: the only output, or the first that is
                 already probabilities).
-            probabilities: softmax raw scores over the class axis (default True; False returns
-                the raw output).
+            probabilities: softmax raw multi-channel scores over the class axis (default
+                True; False returns the raw output). Outputs of a Softmax layer and
+                single-channel outputs (regression) are returned as they are either way.
             compile: wrap the torch module in ``torch.compile``.
             providers: ONNX Runtime execution providers (default: CUDA/TensorRT when
                 ``device`` is CUDA, else CPU).
@@ -488,7 +502,8 @@ class Predictor:
                     export_model(path, onnx_path, weights=weights, tile=tile,
                                  dtype=canonical_dtype(dtype or "fp16", allowed=("fp32", "fp16"), option="dtype"))
                 engine = Path(keep.name) / "model.engine"
-                build_engine(onnx_path, engine, batch=batch_size, device=device)
+                # the tile matters for a --dynamic-hw ONNX file: its profile needs one
+                build_engine(onnx_path, engine, batch=batch_size, tile=_tile(tile), device=device)
             impl = _TrtBackend(engine, device)
             dt = "fp16" if str(impl.runner.dtypes[impl.info.input]).endswith("float16") else "fp32"
         pred = cls(impl, device=device, dtype=dt, output=output, batch_size=batch_size,
@@ -533,10 +548,12 @@ class Predictor:
 
         Returns:
             float32 N x K x H x W probabilities (or the raw output with
-            ``probabilities=False``), or uint8 N x H x W labels.
+            ``probabilities=False``, and for a single-channel output), or uint8 N x H x W
+            labels.
 
         Raises:
-            InputError: wrong rank, band count, tile size or batch size.
+            InputError: wrong rank, band count, tile size or batch size, or ``labels=True``
+                for an output without K >= 2 classes.
         """
         x = self._check(x)
         bs = self.batch_size if batch_size is None else int(batch_size)

@@ -4,13 +4,15 @@ Written against the TensorRT 10/11 Python API (NVIDIA TensorRT developer guide a
 API reference; the 10.x -> 11.x migration guide):
 
 - build: ``trt.Builder`` -> ``create_network`` (explicit shapes are the only mode since
-  TensorRT 10; on 10.x fcnkit asks for a strongly typed network, which 11.x always is) ->
+  TensorRT 10; on 10.x fcnkit asks for a strongly typed network, which 11.x always is, so
+  there the deprecated, ignored ``STRONGLY_TYPED`` flag is not passed) ->
   ``trt.OnnxParser.parse_from_file`` (every parser error is reported) ->
   ``create_builder_config`` with ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``,
   ``builder_optimization_level``, one optimisation profile over the batch axis
   (``create_optimization_profile`` / ``set_shape`` / ``add_optimization_profile``) and a
   persistent timing cache (``create_timing_cache`` / ``set_timing_cache``, saved back with
-  ``serialize``) -> ``build_serialized_network`` -> the engine file, written atomically.
+  ``serialize``) -> ``build_serialized_network`` -> the engine file and its JSON sidecar,
+  written as an atomic pair (:func:`write_engine_files`).
 - precision follows the ONNX file: TensorRT 11 is strongly typed (``BuilderFlag.FP16`` is
   gone), so fp16 comes from ``fcnkit export --dtype fp16``; on TensorRT 10 ``fp16=True``
   builds a weakly typed network with ``BuilderFlag.FP16``.
@@ -83,21 +85,29 @@ class BatchProfile:
         """
         if value is None or isinstance(value, BatchProfile):
             return value
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, (int, float)):  # bool too: refused below, by name
             parts = [value]
         elif isinstance(value, str):
             parts = [p for p in value.replace(" ", "").split(",") if p]
         else:
             parts = list(value)
+        typed = value if isinstance(value, str) else ",".join(map(str, parts))
         try:
+            if any(isinstance(p, (bool, float)) for p in parts):
+                raise TypeError
             nums = [int(p) for p in parts]
         except (TypeError, ValueError):
-            raise InputError(f"--batch must be N or min,opt,max (positive integers), got '{value}'") from None
+            raise InputError(f"--batch must be N or min,opt,max (positive integers), got '{typed}'") from None
+        if len(nums) not in (1, 3):
+            raise InputError(f"--batch must be N or min,opt,max (one or three positive integers), got '{typed}'")
+        if min(nums) < 1:
+            # name what was typed: `--batch 0` is the batch N (= opt and max) of the profile
+            raise InputError(f"--batch takes positive batch sizes (N, or min,opt,max), got '{typed}'")
         if len(nums) == 1:
             return cls(1, nums[0], nums[0])
-        if len(nums) == 3:
-            return cls(*nums)
-        raise InputError(f"--batch must be N or min,opt,max, got '{value}'")
+        if not nums[0] <= nums[1] <= nums[2]:
+            raise InputError(f"--batch min,opt,max must satisfy min <= opt <= max, got '{typed}'")
+        return cls(*nums)
 
     def __str__(self) -> str:
         return f"{self.min},{self.opt},{self.max}"
@@ -324,12 +334,55 @@ def parser_errors(parser) -> list[str]:
     return out
 
 
+def network_flags(trt, major: int, fp16: bool = False) -> int:
+    """The ``create_network`` flags: ``STRONGLY_TYPED`` on TensorRT 10 (where weak typing
+    is still the default) unless ``fp16`` asks for a weakly typed network with
+    ``BuilderFlag.FP16``; none on TensorRT >= 11, where every network is strongly typed and
+    the flag is deprecated and ignored (TensorRT 11 API reference,
+    ``NetworkDefinitionCreationFlag``). Explicit batch is the only mode since TensorRT 10."""
+    strongly = getattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED", None)
+    if strongly is None or fp16 or major >= 11:
+        return 0
+    return 1 << int(strongly)
+
+
+def write_engine_files(engine_path: str | Path, data: bytes, sidecar: Mapping[str, Any]) -> Path:
+    """Write an engine and its JSON description beside it, as a pair: the sidecar first,
+    then the engine; if the engine cannot be written the sidecar is put back as it was
+    (removed, or its earlier content restored), so a failure leaves neither new file and
+    an earlier pair intact. Each file is written atomically
+    (:func:`fcnkit.deploy._common.write_public`).
+
+    Returns:
+        The sidecar path.
+
+    Raises:
+        OutputError: a file cannot be written (the message names the path).
+    """
+    from fcnkit.deploy._common import write_public
+
+    engine_path = Path(engine_path)
+    side = sidecar_path(engine_path)
+    old = side.read_bytes() if side.is_file() else None
+    write_public(side, (json.dumps(sidecar, indent=2) + "\n").encode())
+    try:
+        write_public(engine_path, data)
+    except BaseException:
+        if old is None:
+            side.unlink(missing_ok=True)
+        else:
+            write_public(side, old)
+        raise
+    return side
+
+
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
                  batch: BatchProfile | str | int | None = None, tile: tuple[int, int] | str | None = None,
                  workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | Path | None = None,
                  opt_level: int | None = None, fp16: bool = False, check: bool = True,
                  tolerance: float = ENGINE_TOLERANCE, verbose: bool = False, device: Any = None) -> EngineBuildResult:
-    """Build a TensorRT engine from an ONNX file and write it atomically.
+    """Build a TensorRT engine from an ONNX file and write it, with its JSON sidecar, as an
+    atomic pair (:func:`write_engine_files`: a failure leaves neither new file).
 
     Args:
         onnx_path: an ONNX file (from ``fcnkit export``; any ONNX file with a batch axis works).
@@ -354,8 +407,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
         ExportError: the parser reports errors (all of them are listed), the build fails, or
             the engine disagrees with ONNX Runtime.
     """
-    from fcnkit.atomic import write_bytes, write_text
-    from fcnkit.deploy._common import write_public
+    from fcnkit.atomic import write_bytes
     from fcnkit.deploy.onnx import inspect_onnx
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
@@ -372,11 +424,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
     logger = _Logger.make(trt, verbose)
     with torch.cuda.device(dev):
         builder = trt.Builder(logger)
-        flags = 0
-        strongly = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-        if strongly is not None and not fp16:
-            flags |= 1 << int(strongly)
-        network = builder.create_network(flags)
+        network = builder.create_network(network_flags(trt, major, fp16))
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(str(onnx_path)):
             errs = parser_errors(parser) or [m for s, m in logger.messages if s in ("ERROR", "INTERNAL_ERROR")]
@@ -414,19 +462,19 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
             if not parity[1] <= tolerance:
                 raise ExportError(f"the engine disagrees with ONNX Runtime: max abs {parity[0]:.3g}, relative "
                                   f"{parity[1]:.3g} > {tolerance:g}; no engine was written")
-        write_public(engine_path, data)
+        # The timing cache first: it only speeds later builds up, whatever happens next.
         if cache_path is not None:
             write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
-    precision = info.dtype + ("+fp16 flag" if fp16 else "")
-    meta = {k: info.meta_json(k) for k in info.metadata if k.startswith("fcnkit.")}
-    side = {
-        "engine": engine_path.name, "onnx": str(onnx_path.name), "tensorrt_version": str(trt.__version__),
-        "device": torch.cuda.get_device_name(dev), "precision": precision,
-        "inputs": [asdict(i) for i in inputs], "outputs": [[n, s, t] for n, s, t in info.outputs],
-        "softmax_outputs": sorted(info.softmax_outputs),
-        "profile": {k: [list(s) for s in v] for k, v in shapes.items()}, "onnx_metadata": meta,
-    }
-    write_text(sidecar_path(engine_path), json.dumps(side, indent=2) + "\n")
+        precision = info.dtype + ("+fp16 flag" if fp16 else "")
+        meta = {k: info.meta_json(k) for k in info.metadata if k.startswith("fcnkit.")}
+        side = {
+            "engine": engine_path.name, "onnx": str(onnx_path.name), "tensorrt_version": str(trt.__version__),
+            "device": torch.cuda.get_device_name(dev), "precision": precision,
+            "inputs": [asdict(i) for i in inputs], "outputs": [[n, s, t] for n, s, t in info.outputs],
+            "softmax_outputs": sorted(info.softmax_outputs),
+            "profile": {k: [list(s) for s in v] for k, v in shapes.items()}, "onnx_metadata": meta,
+        }
+        write_engine_files(engine_path, data, side)
     return EngineBuildResult(engine_path, sidecar_path(engine_path), shapes, str(trt.__version__),
                              torch.cuda.get_device_name(dev), precision, seconds, len(data), parity,
                              tolerance, cache_path,

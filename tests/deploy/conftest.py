@@ -15,9 +15,13 @@ def exports(tmp_path_factory) -> ExportCache:
 
 @pytest.fixture(scope="session")
 def real_export(exports):
-    """real_export(key, **export options) -> (ModelSource, ExportResult, path), cached."""
+    """real_export(key, **export options) -> (ModelSource, ExportResult, path), cached. The
+    net's ``extra_outputs`` (deploy_helpers.RealNet) are exported unless given."""
+    from tests.deploy.deploy_helpers import BY_KEY
 
     def get(key, **kw):
+        if BY_KEY[key].extra_outputs:
+            kw.setdefault("extra_outputs", BY_KEY[key].extra_outputs)
         return exports.get(key, lambda: load_real(key), **kw)
 
     return get

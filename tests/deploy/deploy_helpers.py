@@ -19,13 +19,18 @@ class RealNet:
     """A real Caffe net of the data folder, as exported in the tests.
 
     ``tile`` is the small tile the test uses (FCNs with conv1 pad 100 work at 64x64);
-    ``input_shapes`` stands in for the shapes Data layers do not declare."""
+    ``input_shapes`` stands in for the shapes Data layers do not declare. ``extra_outputs``
+    are blobs exported (and compared) besides the net's outputs, and ``constant`` the outputs
+    that do not vary on random input for a reason of the net (so that their parity alone
+    would prove nothing, and an extra output is compared instead)."""
 
     key: str
     prototxt: str
     weights: str | None = None
     tile: tuple[int, int] | None = None
     input_shapes: tuple = ()
+    extra_outputs: tuple = ()
+    constant: tuple = ()
 
     @property
     def path(self) -> Path:
@@ -44,7 +49,10 @@ REAL_NETS = [
     RealNet("lenet_v0", "bvlc_caffe/v0_legacy/examples/lenet/lenet.prototxt"),
     RealNet("lenet", "lenet_ahmdtaha/mnist_deploy.prototxt", "lenet_ahmdtaha/lenet_iter_10000.caffemodel"),
     RealNet("cifar10_quick", "bvlc_caffe/v2/examples/cifar10/cifar10_quick.prototxt", CIFAR_W),
-    RealNet("cifar10_prediction_example", "cifar10quick_ikkichung/prediction_example.prototxt", CIFAR_W),
+    # its output is ArgMax (top-5 class indices): the trained net gives the same five classes
+    # for any standard-normal noise, so the probabilities before it are compared as well
+    RealNet("cifar10_prediction_example", "cifar10quick_ikkichung/prediction_example.prototxt", CIFAR_W,
+            extra_outputs=("prob",), constant=("argmax",)),
     RealNet("fsrcnn", "fsrcnn_espcn_wangxuewen99/FSRCNN_mat.prototxt",
             "fsrcnn_espcn_wangxuewen99/fsrcnn_snapshot_iter_2546000.caffemodel"),
     RealNet("resnet50_stem", "resnet50_stem_htshinichi/test.prototxt", "resnet50_stem_htshinichi/test.caffemodel"),
@@ -101,3 +109,130 @@ class ExportCache:
             result = export_onnx(src, path, **export_kw)
             self.items[ck] = (src, result, path)
         return self.items[ck]
+
+
+# ------------------------------------------------------------------------------------------
+# Untrained nets whose scores mean something
+# ------------------------------------------------------------------------------------------
+
+def _score_leaves(net, bid: str, crossed: int = 0) -> list[tuple[object, int]]:
+    """The weighted layers whose outputs reach blob ``bid`` through linear, position-wise
+    steps only (Crop, Eltwise SUM with unit coefficients, bias-free Deconvolution), with how
+    many Deconvolutions each path crosses: scaling all of them by a scales ``bid`` by a, and
+    a per-channel bias added to one of them shifts ``bid`` by about that constant (a
+    bilinear upsampling of a constant is the constant away from the border)."""
+    node = net.producer[bid]
+    if node.type == "Crop":
+        return _score_leaves(net, node.bottoms[0], crossed)
+    if node.type == "Eltwise":
+        p = node.param.eltwise_param
+        assert p.operation == 1 and all(c == 1 for c in p.coeff), f"{node.name}: not a plain sum"
+        return [leaf for b in node.bottoms for leaf in _score_leaves(net, b, crossed)]
+    if node.type == "Deconvolution":
+        assert not node.param.convolution_param.bias_term, f"{node.name}: a deconvolution with a bias"
+        return _score_leaves(net, node.bottoms[0], crossed + 1)
+    if node.type in ("Convolution", "InnerProduct"):
+        return [(node, crossed)]
+    raise AssertionError(f"cannot calibrate through {node.type} layer '{node.name}'")
+
+
+def calibrate_scores(compiled, blob: str = "score", seed: int = 101, target_std: float = 1.5) -> dict:
+    """Make an untrained (filled) net's class scores O(1) and centred, in place.
+
+    He-normal weights keep activations O(1), but ReLU features have positive means, so each
+    class score carries a large random offset: after fill_untrained, FCN-8s at 32 x 32 gives
+    the same class everywhere with probability >= 0.999 on 99% of the pixels, and a
+    comparison of such probabilities cannot see a wrong Crop or upsampling. This scales the
+    last weighted layers (:func:`_score_leaves`) so that the scores' spread is
+    ``target_std`` and removes each class's mean through the bias of the leaf closest to
+    the scores, both measured on a seeded standard-normal input (the distribution of the
+    export's parity input).
+
+    Returns:
+        Statistics of the calibrated reference on another input, for the tests to assert
+        on: ``labels`` (count per class), ``prob_std``, ``saturated`` (fraction of pixels
+        whose top probability is >= 0.999), ``score_std``, ``spatial`` (the scores' spread
+        over the tile, within a sample and class, over their whole spread).
+    """
+    import torch
+
+    net = compiled.net
+    bid = net.final[blob]
+    leaves = _score_leaves(net, bid)
+    from fcnkit.compile import module_name
+
+    shape = (2,) + tuple(compiled.input_shapes[compiled.inputs[0]][1:])
+
+    def scores(seed_):
+        return compiled.run_all(torch.from_numpy(rand(shape, seed_)))[bid].double()
+
+    s = scores(seed)
+    mean = s.mean(dim=(0, 2, 3))
+    spread = float((s - mean[None, :, None, None]).std())
+    alpha = target_std / spread if spread > 0 else 1.0
+    mods = [getattr(compiled.module, module_name(n.name)) for n, _ in leaves]
+    nearest = mods[min(range(len(leaves)), key=lambda i: leaves[i][1])]
+    with torch.no_grad():
+        for m in mods:
+            m.weight.mul_(alpha)
+            if m.bias is not None:
+                m.bias.mul_(alpha)
+        nearest.bias.sub_((alpha * mean).to(nearest.bias.dtype))
+    s = scores(seed + 1)
+    prob = torch.softmax(s, dim=1)
+    k = s.shape[1]
+    labels = torch.bincount(prob.argmax(1).flatten(), minlength=k)
+    return {"labels": labels.tolist(), "prob_std": float(prob.std()),
+            "saturated": float((prob.max(1).values >= 0.999).double().mean()), "score_std": float(s.std()),
+            # spread over the tile within each sample and class, relative to the overall one
+            "spatial": float(s.std(dim=(2, 3)).mean() / s.std())}
+
+
+#: A small FCN with seeded random (gaussian-filled) weights whose class probabilities are
+#: not saturated: conv - ReLU - ceil-mode MAX pooling - 1x1 score - bilinear 2x upsampling
+#: (Deconvolution) - Crop back to the input - Softmax. 4 bands, 3 classes, 16 x 16 tiles.
+SMALL_FCN = """name: "small_fcn"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 4 dim: 16 dim: 16 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 8 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.3 }
+                            bias_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "score_fr" type: "Convolution" bottom: "pool1" top: "score_fr"
+        convolution_param { num_output: 3 kernel_size: 1 weight_filler { type: "gaussian" std: 0.5 }
+                            bias_filler { type: "gaussian" std: 0.2 } } }
+layer { name: "upscore" type: "Deconvolution" bottom: "score_fr" top: "upscore"
+        convolution_param { num_output: 3 group: 3 kernel_size: 4 stride: 2 bias_term: false
+                            weight_filler { type: "bilinear" } } }
+layer { name: "score" type: "Crop" bottom: "upscore" bottom: "data" top: "score" crop_param { axis: 2 offset: 1 } }
+layer { name: "prob" type: "Softmax" bottom: "score" top: "prob" }
+"""
+
+
+def write_small_fcn(directory: Path) -> Path:
+    path = Path(directory) / "small_fcn.prototxt"
+    path.write_text(SMALL_FCN)
+    return path
+
+
+def load_zoo_untrained(name: str, tile: tuple[int, int]):
+    """The zoo model ``name`` at ``tile`` (ModelSource) with seeded He-normal weights in its
+    Convolution and InnerProduct layers (fill_untrained: the distribution of the zoo's msra
+    fillers), its other layers as their fillers make them (bilinear upsampling, BatchNorm
+    statistics with variance 1).
+
+    Zero blobs are given for the convolutions so that the compile does not draw their filler
+    values first (numpy draws FCN-8s's 134 M msra values in ~6 s, which fill_untrained then
+    replaces in ~1.5 s); what is exported is the same net with weights of the same law."""
+    from fcnkit import zoo
+    from fcnkit.analysis import analyze
+    from fcnkit.deploy.model import declared_input_shapes, deploy_shapes, fill_untrained, load_model
+    from fcnkit.graph import load_net
+
+    net = load_net(zoo.build(name))
+    shapes = analyze(net, deploy_shapes(declared_input_shapes(net), tile)).shapes
+    zeros = {n.name: [np.zeros(s, np.float32) for s in n.impl.blob_shapes([shapes[b] for b in n.bottoms])]
+             for n in net.layers if n.type in ("Convolution", "InnerProduct")}
+    src = load_model(name, tile=tile, weights=zeros)
+    fill_untrained(src.compiled)
+    return src
