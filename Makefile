@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/fcnkit compile
 
-## The test suite (CPU only; GPU/TensorRT tests skip with a reason).
+## The test suite (CPU only; GPU/TensorRT tests skip with a reason), one pytest-xdist worker
+## per core; a test file stays on one worker (its tests share cached ONNX exports).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 ## Benchmarks (not tests): figures measured side by side in one run, printed.
 bench: $(STAMP)

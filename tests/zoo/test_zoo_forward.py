@@ -9,13 +9,7 @@ import pytest
 import torch
 
 from fcnkit import zoo
-from tests.zoo.zoo_helpers import compile_zoo, full_only, make_realistic
-
-#: run for real at 512x512 by default: the FCNs and the smallest FC-DenseNet; the other
-#: FC-DenseNets (15-30 s each on a 2-core CPU) with FCNKIT_ZOO_FULL=1 (see zoo_helpers)
-DEFAULT_512 = ["fcn_alexnet_8band", "fcn32s_8band", "fcn16s_8band", "fcn8s_8band",
-               "tiramisu56_8band"]
-
+from tests.zoo.zoo_helpers import compile_zoo, make_realistic
 
 def _check_forward(name: str, shape: tuple[int, int, int, int]) -> None:
     compiled = compile_zoo(name, shape)
@@ -33,15 +27,8 @@ def _check_forward(name: str, shape: tuple[int, int, int, int]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", DEFAULT_512)
+@pytest.mark.parametrize("name", zoo.names())
 def test_forward_512(name):
-    _check_forward(name, (1, 8, 512, 512))
-
-
-@full_only
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in zoo.names() if n not in DEFAULT_512])
-def test_forward_512_all_models(name):
     _check_forward(name, (1, 8, 512, 512))
 
 
@@ -55,13 +42,8 @@ def test_every_model_compiles_to_512_output_on_meta(name):
 
 
 @pytest.mark.slow
-def test_tiramisu_320x352():
-    _check_forward("tiramisu56_8band", (1, 8, 320, 352))
-
-
-@full_only
-@pytest.mark.parametrize("name", ["tiramisu67_8band", "tiramisu103_8band"])
-def test_tiramisu_320x352_deeper(name):
+@pytest.mark.parametrize("name", ["tiramisu56_8band", "tiramisu67_8band", "tiramisu103_8band"])
+def test_tiramisu_320x352(name):
     _check_forward(name, (1, 8, 320, 352))
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
 import torch
 
 from fcnkit import zoo
@@ -14,14 +12,6 @@ from fcnkit.graph import NetState, load_net
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOTXT = ROOT / "prototxt"
-
-#: Real 512x512 forwards of every zoo model take minutes on a 2-core CPU (FC-DenseNet103
-#: about 25 s); by default the four FCNs and FC-DenseNet56 run at 512x512 and the other
-#: FC-DenseNets at 512x512 on the meta device only (shapes and FLOPs, no arithmetic).
-#: FCNKIT_ZOO_FULL=1 runs the real forward of all of them.
-FULL = os.environ.get("FCNKIT_ZOO_FULL", "") not in ("", "0")
-full_only = pytest.mark.skipif(not FULL, reason="real 512x512 forward of every zoo model: "
-                               "set FCNKIT_ZOO_FULL=1 (minutes on a small CPU)")
 
 FCN = [n for n in zoo.names() if zoo.info(n)["family"] == "fcn"]
 TIRAMISU = [n for n in zoo.names() if zoo.info(n)["family"] == "tiramisu"]
