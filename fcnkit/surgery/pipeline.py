@@ -6,10 +6,10 @@
 2. :func:`~fcnkit.surgery.add_fcn_head` (or, with no head,
    :func:`~fcnkit.surgery.set_num_classes` when a class count is given), analysed at the
    classifier's input size;
-3. optionally a new declared input size (checked: every layer must fit); for a classifier
-   whose input declares no shape (Data layers), the given shape is instead its input shape
-   for every step;
-4. optionally :func:`~fcnkit.surgery.adapt_input_bands` (of pretrained weights only);
+3. optionally :func:`~fcnkit.surgery.adapt_input_bands` (of pretrained weights only);
+4. optionally a new declared input size (checked: every layer must fit; N,C,H,W may give
+   the new band count); for a classifier whose input declares no shape (Data layers), the
+   given shape is instead its input shape for every step;
 5. every layer still without weights is initialised by its filler.
 
 :func:`write_outdir` writes the result atomically (the directory appears whole or not at
@@ -157,8 +157,9 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
             its filler for ``bands`` bands.
         suffix: see :func:`convolutionalize`.
         input_shape: (H, W) or (N, C, H, W). For a classifier whose input layer declares
-            its shape (Input): the new declared input of the FCN, set after the head and the band adaptation (the fc
-            kernels are found at the classifier's own size). For one whose input layer
+            its shape (Input): the new declared input of the FCN, set after the head and
+            the band adaptation (the fc kernels are found at the classifier's own size; C
+            must equal ``bands`` when both are given). For one whose input layer
             declares none (Data layers: the channels come from the database): the input
             shape (N, C, H, W) of the classifier, used by every step and kept in
             ``result.input_shapes`` (the written prototxt keeps its Data layers).

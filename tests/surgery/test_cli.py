@@ -14,6 +14,7 @@ from fcnkit import caffe
 from fcnkit.cli.main import main
 from fcnkit.compile import compile_net, load
 from fcnkit.graph import load_net
+from fcnkit.errors import SurgeryError
 from fcnkit.surgery import fcn_surgery, write_outdir
 from tests.conftest import DATA
 from tests.surgery._nets import LENET, alexnet_shaped, forward, random_blobs, rel_err
@@ -420,3 +421,15 @@ def test_help_documents_the_band_rule(capsys):
     assert code == 0
     for words in ("--reinit", "Temporal Segment Networks", "constant input", "s = 3/8", "wv3-rnir"):
         assert words in text, words
+
+
+def test_new_input_shape_may_name_the_new_band_count():
+    """--input-shape N,C,H,W is declared after the band adaptation: C = bands is the FCN's
+    input; another C is refused (it could only contradict --bands)."""
+    net = alexnet_shaped()
+    blobs = random_blobs(net, seed=0)
+    r = fcn_surgery(net, blobs, classes=2, head="fcn32s", bands=8, input_shape=(1, 8, 96, 96))
+    assert list(r.param.layer[0].input_param.shape[0].dim) == [1, 8, 96, 96]
+    assert r.blobs["conv1"][0].shape == (8, 8, 11, 11)  # 8 filters of AlexNet-shaped conv1, 8 bands
+    with pytest.raises(SurgeryError, match=r"has 3 channels but bands=8; give C = 8 or the input size as H,W"):
+        fcn_surgery(net, blobs, classes=2, head="fcn32s", bands=8, input_shape=(1, 3, 96, 96))
