@@ -215,10 +215,6 @@ class CropAlignment:
         """Whether some axis has no pixel-exact offset (only the two nearest integers)."""
         return any(o.denominator != 1 for o in self.exact)
 
-    def accepts(self, offset: Sequence[int]) -> bool:
-        """Whether the integer (y, x) ``offset`` is one of the best alignments."""
-        return all(int(o) in c for o, c in zip(offset, self.candidates))
-
     def choose(self, preferred: Sequence[int] | None = None) -> tuple[int, int]:
         """The integer (y, x) offset to crop at: per axis, ``preferred`` when it is a
         candidate (a declared half-pixel crop is kept), else the lowest candidate."""
@@ -292,8 +288,8 @@ def crop_offset(net: Net, cropped: str, reference: str,
     """
     al = align_crop(net, cropped, reference, crops)
     if al.half_pixel:
-        axis, o = next((a, o) for a, o in zip("yx", al.exact) if o.denominator != 1)
-        near = " and ".join(str(k) for k in (math.floor(o), math.ceil(o)) if k >= 0)
+        axis, o, near = next((a, o, " and ".join(map(str, c)))
+                             for a, o, c in zip("yx", al.exact, al.candidates) if o.denominator != 1)
         raise OffsetError(
             f"cannot crop '{net.blob_name[net.blob(cropped)]}' to "
             f"'{net.blob_name[net.blob(reference)]}': the offset along {axis} is {fmt(o)}, not "

@@ -12,7 +12,7 @@ import copy
 from dataclasses import dataclass
 from fractions import Fraction
 
-from fcnkit.analysis.coord_maps import CoordAnalysis, align_crop, analyse_coord_maps
+from fcnkit.analysis.coord_maps import CoordAnalysis, align_crop, analyse_coord_maps, fmt
 from fcnkit.errors import OffsetError
 from fcnkit.graph import Net
 from fcnkit.layers import CoordMap
@@ -65,8 +65,6 @@ class CropRow:
     def status(self, strict: bool = False) -> str:
         """``ok``, ``ok (half-pixel: exact 0.5,0.5)``, ``MISMATCH`` or the error; with
         ``strict`` a half-pixel crop is ``HALF-PIXEL`` (not pixel-exact)."""
-        from fcnkit.analysis.coord_maps import fmt
-
         if self.computed is None:
             return self.error or "no offset"
         if not self.ok:

@@ -75,7 +75,9 @@ def compile_cmd(
         for m in analysis.coords.inconsistencies:
             console.print(f"warning: misaligned branches: {m}", markup=False, soft_wrap=True)
         for c in crops:
-            status = c.status() + (": run `fcnkit offsets --fix`" if c.status() == "MISMATCH" else "")
+            status = c.status()
+            if status == "MISMATCH":
+                status += ": run `fcnkit offsets --fix`"
             console.print(f"crop {c.layer}: declared {c.declared}, computed {c.computed} -> {status}",
                           markup=False)
         console.print(f"weights: {compiled.weights.summary()}", markup=False, soft_wrap=True)
