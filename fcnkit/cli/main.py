@@ -29,7 +29,8 @@ app.command("verify")(core_cmds.verify_cmd)
 app.command("layers")(core_cmds.layers_cmd)
 
 # Command groups of the higher layers register themselves here when present.
-for _mod in ("fcnkit.cli.surgery_cmds", "fcnkit.cli.zoo_cmds", "fcnkit.cli.deploy_cmds"):
+for _mod in ("fcnkit.cli.surgery_cmds", "fcnkit.cli.zoo_cmds", "fcnkit.cli.deploy_cmds",
+             "fcnkit.cli.geo_cmds", "fcnkit.cli.roads_cmds", "fcnkit.cli.train_cmds"):
     try:
         importlib.import_module(_mod).register(app)
     except ModuleNotFoundError as e:  # pragma: no cover - optional during development
