@@ -297,7 +297,7 @@ def _wkt_segments(wkt_lines: Iterable[str], first_node_id: int):
             seen.add((loc, prev))
             length = abs(line.project(shapely.Point(loc)) - line.project(shapely.Point(prev)))
             edges.append((ids[prev], ids[loc], {"length_pix": length, "osmid": i,
-                                                "geometry_pix": LineString([prev, loc])}))
+                                                "geometry_pix": (prev, loc)}))
     return ids, edges
 
 
@@ -342,13 +342,16 @@ def _georeference_wkt_graph(graph: nx.MultiGraph, transform) -> nx.MultiGraph:
     crs = _to_utm(graph)
     to_utm = Transformer.from_crs(CRS84, crs, always_xy=True)
     for u, v, d in graph.edges(data=True):
-        px = np.asarray(d["geometry_pix"].coords)
+        # plain coordinate tuples: networkx deep-copies edge data on every conversion
+        px = np.asarray(d["geometry_pix"], float)
         lon, lat = lonlat(px[:, 0], px[:, 1])
-        d["geometry_utm"] = LineString(np.column_stack(to_utm.transform(lon, lat)))
-        d["length"] = d["geometry_utm"].length
+        east, north = to_utm.transform(lon, lat)
+        d["geometry_utm"] = tuple(zip(east.tolist(), north.tolist()))
+        d["length"] = LineString(d["geometry_utm"]).length
     graph = simplify(graph.to_directed()).to_undirected()
     for u, v, d in graph.edges(data=True):
         parts = d["geometry_utm"]
-        d["geometry"] = shapely.ops.linemerge(parts) if isinstance(parts, list) else parts
+        d["geometry"] = (shapely.ops.linemerge([LineString(p) for p in parts])
+                         if isinstance(parts, list) else LineString(parts))
     graph.graph["crs"] = crs
     return graph

@@ -86,8 +86,8 @@ def _buffer(road: RoadLines, width: Width, transform: Affine, crs: Any) -> list:
     in_crs = reproject(geoms, road.crs, crs)
 
     def _to_px(xy: np.ndarray) -> np.ndarray:
-        c, r = inv * (xy[:, 0], xy[:, 1])
-        return np.column_stack([c, r])
+        x, y = xy[:, 0], xy[:, 1]
+        return np.column_stack([inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f])
 
     return [shapely.transform(g, _to_px).buffer(width.radius) for g in in_crs]
 
@@ -149,7 +149,9 @@ def burn_road_lines(lines: Any, *, shape: Sequence[int], transform: Affine, crs:
 
 
 def _grid_box(rows: int, cols: int, transform: Affine):
-    corners = [transform * (c, r) for c, r in ((0, 0), (cols, 0), (cols, rows), (0, rows))]
+    t = transform
+    corners = [(t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f)
+               for c, r in ((0, 0), (cols, 0), (cols, rows), (0, rows))]
     return shapely.Polygon(corners).envelope
 
 
