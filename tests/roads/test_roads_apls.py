@@ -97,3 +97,19 @@ def test_empty_graph_gives_zero_with_a_note(img99):
 
 def test_identical_graphs_score_one(img99):
     assert apls(img99[0], img99[0].copy(), HEAD).apls == pytest.approx(1.0, abs=1e-12)
+
+
+def test_travel_time_weight_with_one_speed_equals_length_weight(img99):
+    by_length = apls(*img99, HEAD)
+    by_time = apls(*img99, AplsParams(weight="travel_time_s"))
+    # every edge gets the default 13.41 m/s: times are lengths / 13.41, ratios unchanged
+    assert by_time.apls == pytest.approx(by_length.apls, abs=1e-9)
+    assert "without speed got 13.41 m/s" in by_time.notes[0]
+
+
+def test_large_graph_sampling_is_seeded(img99):
+    params = AplsParams(max_nodes=6, seed=3)
+    first, again = apls(*img99, params), apls(*img99, params)
+    assert first.apls == again.apls and first.gt_control_points == 6
+    assert "sampled control nodes (seed 3)" in first.notes[0]
+    assert 0 < first.apls <= 1

@@ -1,0 +1,130 @@
+"""``fcnkit roads mask|graph|score`` end to end, and the bad inputs of issue 10
+(acceptance 5): clear errors (exit 2), nothing written on failure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+
+from fcnkit.cli.main import main
+from fcnkit.roads.vector import read_road_lines, reproject
+
+
+def _run(capsys, *argv):
+    code = main(["roads", *map(str, argv)])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_mask_graph_score_chain(tmp_path, spacenet, capsys):
+    d = spacenet / "solaris"
+    mask, geo, csv_, scores = (tmp_path / n for n in ("m.tif", "g.geojson", "s.csv", "o.json"))
+    code, text = _run(capsys, "mask", d / "sample_roads_for_masking.geojson", "--like",
+                      d / "road_mask_input.tif", "-o", mask)
+    assert code == 0 and "56416 road pixels from 9 lines" in text
+    with rasterio.open(mask) as src, rasterio.open(d / "sample_road_raster_mask.tif") as ref:
+        assert np.array_equal(src.read(1), ref.read(1)) and src.crs == ref.crs
+    code, text = _run(capsys, "graph", mask, "-o", geo, "--wkt-csv", csv_)
+    assert code == 0 and "edges" in text
+    assert csv_.read_text().startswith("ImageId,WKT_Pix\nm,")
+    code, text = _run(capsys, "score", d / "sample_roads_for_masking.geojson", geo, "-o", scores)
+    assert code == 0
+    row, = json.loads(scores.read_text())
+    assert row["apls"] >= 0.99
+    assert row["param_linestring_delta"] == 50 and row["param_max_snap_dist"] == 4
+    assert row["param_is_curved_eps"] == -1 and row["param_min_path_length"] == 0.001
+    assert "s)" in text  # per-tile time
+
+
+def test_score_img99_cli_records_parameters(tmp_path, spacenet, capsys):
+    d = spacenet / "apls" / "img99"
+    out = tmp_path / "scores.csv"
+    code, text = _run(capsys, "score", d / "spacenetroads_AOI_2_Vegas_img99.geojson",
+                      d / "osm_AOI_2_Vegas_img99.geojson", "--linestring-delta", 200,
+                      "--is-curved-eps", 0.12, "-o", out)
+    assert code == 0 and "APLS 0.734504" in text
+    header, row = out.read_text().splitlines()
+    values = dict(zip(header.split(","), row.split(",")))
+    assert float(values["apls"]) == pytest.approx(0.734504, abs=1e-6)
+    assert values["param_linestring_delta"] == "200.0" and values["param_weight"] == "length"
+
+
+def test_empty_geojson_gives_empty_mask_and_apls_zero_with_note(tmp_path, spacenet, capsys):
+    d = spacenet / "solaris"
+    empty = tmp_path / "empty.geojson"
+    empty.write_text('{"type": "FeatureCollection", "features": []}')
+    mask = tmp_path / "m.tif"
+    code, text = _run(capsys, "mask", empty, "--like", d / "road_mask_input.tif", "-o", mask)
+    assert code == 0 and "0 road pixels from 0 lines" in text
+    code, text = _run(capsys, "graph", mask, "-o", tmp_path / "g.geojson", "--wkt-csv",
+                      tmp_path / "s.csv")
+    assert code == 0 and "m,LINESTRING EMPTY" in (tmp_path / "s.csv").read_text()
+    assert json.loads((tmp_path / "g.geojson").read_text())["features"] == []
+    code, text = _run(capsys, "score", empty, d / "sample_roads_for_masking.geojson")
+    assert code == 0 and "APLS 0.000000" in text and "ground truth graph empty" in text
+
+
+def test_other_crs_is_reprojected_and_said(tmp_path, spacenet, capsys):
+    d = spacenet / "solaris"
+    lines = read_road_lines(d / "sample_roads_for_masking.geojson")
+    utm = reproject(lines.geometries, lines.crs, "EPSG:32611")
+    doc = {"type": "FeatureCollection",
+           "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32611"}},
+           "features": [{"type": "Feature", "properties": {}, "geometry": g.__geo_interface__}
+                        for g in utm]}
+    path = tmp_path / "utm.geojson"
+    path.write_text(json.dumps(doc))
+    mask = tmp_path / "m.tif"
+    code, text = _run(capsys, "mask", path, "--like", d / "road_mask_input.tif", "-o", mask)
+    assert code == 0 and "reprojected from urn:ogc:def:crs:EPSG::32611" in text
+    with rasterio.open(mask) as src, rasterio.open(d / "sample_road_raster_mask.tif") as ref:
+        assert int((src.read(1) != ref.read(1)).sum()) <= 10
+
+
+def test_lines_outside_the_image_are_counted(tmp_path, spacenet, capsys):
+    far = tmp_path / "far.geojson"
+    far.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {},
+         "geometry": {"type": "LineString", "coordinates": [[10, 10], [10.01, 10]]}}]}))
+    code, text = _run(capsys, "mask", far, "--like",
+                      spacenet / "solaris" / "road_mask_input.tif", "-o", tmp_path / "m.tif")
+    assert code == 0 and "1 outside the image, ignored" in text
+
+
+def test_corrupt_csv_row_named_and_nothing_written(tmp_path, spacenet, capsys):
+    d = spacenet / "solaris"
+    bad = tmp_path / "road_mask_input.csv"
+    bad.write_text('ImageId,WKT_Pix\nroad_mask_input,"LINESTRING (0 0, 5 5)"\n'
+                   'road_mask_input,"LINESTRING (1 2, x)"\n')
+    out = tmp_path / "scores.csv"
+    code, text = _run(capsys, "score", d / "sample_roads_for_masking.geojson", bad, "--image",
+                      d / "road_mask_input.tif", "-o", out)
+    assert code == 2 and "road_mask_input.csv:3:" in text and "Traceback" not in text
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_mask_of_the_wrong_grid_is_refused(tmp_path, spacenet, capsys):
+    d = spacenet / "solaris"
+    small = tmp_path / "small.tif"
+    with rasterio.open(d / "sample_road_raster_mask.tif") as src:
+        profile = src.profile | {"width": 650, "height": 650}
+        data = src.read(1)[:650, :650]
+    with rasterio.open(small, "w", **profile) as dst:
+        dst.write(data, 1)
+    out = tmp_path / "o.csv"
+    code, text = _run(capsys, "score", d / "sample_road_raster_mask.tif", small, "-o", out)
+    assert code == 2 and "different grid" in text and not out.exists()
+
+
+def test_failed_graph_writes_no_partial_output(tmp_path, capsys):
+    bad = tmp_path / "p.tif"
+    with rasterio.open(bad, "w", driver="GTiff", width=8, height=8, count=1, dtype="float32",
+                       crs="EPSG:32611", transform=rasterio.Affine(1, 0, 0, 0, -1, 8)) as dst:
+        dst.write(np.full((1, 8, 8), 7.0, np.float32))
+    code, text = _run(capsys, "graph", bad, "-o", tmp_path / "g.geojson", "--graphml",
+                      tmp_path / "g.graphml")
+    assert code == 2 and "[0, 1]" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tif"]
