@@ -128,3 +128,49 @@ def test_failed_graph_writes_no_partial_output(tmp_path, capsys):
                       tmp_path / "g.graphml")
     assert code == 2 and "[0, 1]" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tif"]
+
+
+def test_many_tiles_from_folders_with_a_mean_row(tmp_path, spacenet, capsys):
+    d = spacenet / "apls" / "img99"
+    gt_dir, prop_dir = tmp_path / "gt", tmp_path / "prop"
+    gt_dir.mkdir()
+    prop_dir.mkdir()
+    for name in ("a", "b"):
+        (gt_dir / f"{name}.geojson").write_bytes(
+            (d / "spacenetroads_AOI_2_Vegas_img99.geojson").read_bytes())
+    (prop_dir / "a.geojson").write_bytes((d / "osm_AOI_2_Vegas_img99.geojson").read_bytes())
+    (prop_dir / "b.geojson").write_bytes(
+        (d / "spacenetroads_AOI_2_Vegas_img99.geojson").read_bytes())
+    out = tmp_path / "scores.json"
+    code, text = _run(capsys, "score", gt_dir, prop_dir, "-o", out)
+    assert code == 0
+    rows = json.loads(out.read_text())
+    assert [r["tile"] for r in rows] == ["a", "b", "mean"]
+    assert rows[0]["apls"] == pytest.approx(0.780562, abs=1e-6)
+    assert rows[1]["apls"] == pytest.approx(1.0)
+    assert rows[2]["apls"] == pytest.approx((rows[0]["apls"] + 1.0) / 2)
+    assert rows[2]["param_linestring_delta"] == 50.0
+
+
+def test_mask_refine_floodfill_cli(tmp_path, capsys):
+    from tests.roads.test_roads_refine import CRS, TRANSFORM, _scene
+
+    img, surface, line = _scene()
+    image = tmp_path / "scene.tif"
+    with rasterio.open(image, "w", driver="GTiff", width=200, height=200, count=1,
+                       dtype="uint16", crs=CRS, transform=TRANSFORM) as dst:
+        dst.write(img)
+    lines = tmp_path / "road.geojson"
+    lines.write_text(json.dumps({
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "EPSG:32611"}},
+        "features": [{"type": "Feature", "properties": {}, "geometry": line.__geo_interface__}]}))
+    out = tmp_path / "label.tif"
+    code, text = _run(capsys, "mask", lines, "--like", image, "-o", out, "--width", "8m",
+                      "--refine", "floodfill", "--lo-diff", 40, "--up-diff", 40,
+                      "--max-distance", 12)
+    assert code == 0 and "pixels added" in text
+    with rasterio.open(out) as src:
+        refined = src.read(1) > 0
+    iou = (refined & surface).sum() / (refined | surface).sum()
+    assert iou > 0.9
