@@ -95,27 +95,31 @@ def _cut(line: LineString, distance: float):
     """apls ``cut_linestring``: two lines split ``distance`` along ``line``, or None at an end."""
     if distance <= 0.0 or distance >= line.length:
         return None
+    import shapely
+
     coords = list(line.coords)
-    for i, p in enumerate(coords):
-        along = line.project(Point(p))
-        if along == distance:
+    along = shapely.line_locate_point(line, shapely.points(np.asarray(coords)))
+    hits = np.flatnonzero(along >= distance)  # the first vertex at or past the cut
+    if hits.size:
+        i = int(hits[0])
+        if along[i] == distance:
             return LineString(coords[: i + 1]), LineString(coords[i:])
-        if along > distance:
-            cp = line.interpolate(distance)
-            return (LineString(coords[:i] + [(cp.x, cp.y)]),
-                    LineString([(cp.x, cp.y)] + coords[i:]))
-    cp = line.interpolate(distance)
+        cp = line.interpolate(distance)
+        return (LineString(coords[:i] + [(cp.x, cp.y)]),
+                LineString([(cp.x, cp.y)] + coords[i:]))
+    cp = line.interpolate(distance)  # a self-loop: the cut lies after the last vertex
     i = len(coords) - 1
     return LineString(coords[:i] + [(cp.x, cp.y)]), LineString([(cp.x, cp.y)] + coords[i:])
 
 
 def _closest_edge(graph: nx.MultiGraph, point: Point):
-    best, best_dist = None, math.inf
-    for u, v, k, d in graph.edges(keys=True, data=True):
-        dist = point.distance(d["geometry"])
-        if dist < best_dist:
-            best, best_dist = (u, v, k, d), dist
-    return best, best_dist
+    """The first edge (in networkx order) at the smallest distance, and that distance."""
+    import shapely
+
+    edges = list(graph.edges(keys=True, data=True))
+    dists = shapely.distance(point, np.array([d["geometry"] for *_, d in edges], dtype=object))
+    best = int(np.argmin(dists))  # first minimum, as apls' np.argmin
+    return edges[best], float(dists[best])
 
 
 def insert_point(graph: nx.MultiGraph, point: Point, node_id, max_dist: float,

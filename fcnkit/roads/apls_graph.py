@@ -105,10 +105,13 @@ def lines_multidigraph(road: RoadLines, first_node_id: int = 0) -> nx.MultiDiGra
         attrs = {k: v for k, v in props.items() if k not in ("geometry", "length")}
         graph.add_edges_from(pairs, **attrs)
         graph.add_edges_from([(v, u) for u, v in pairs], **attrs)
-    for u, v, k in graph.edges(keys=True):
-        a, b = graph.nodes[u], graph.nodes[v]
-        length = haversine_m(a["y"], a["x"], b["y"], b["x"])
-        graph.edges[u, v, k]["length"] = float(np.round(length, 3))
+    edges = list(graph.edges(keys=True, data=True))
+    if edges:
+        ends = np.array([(graph.nodes[u]["y"], graph.nodes[u]["x"], graph.nodes[v]["y"],
+                          graph.nodes[v]["x"]) for u, v, _, _ in edges])
+        lengths = np.round(haversine_m(*ends.T), 3)  # osmnx: mm-rounded great circles
+        for (_, _, _, data), length in zip(edges, lengths.tolist()):
+            data["length"] = length
     return graph
 
 
