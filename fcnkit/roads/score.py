@@ -134,7 +134,7 @@ def score_tile(gt_path, prop_path, *, params: AplsParams = AplsParams(), image=N
     prop = load_graph(prop_path, first_node_id=prop_first, image=image, image_id=image_id,
                       graph_params=graph_params)
     result = apls(gt, prop, params)
-    row = {"tile": image_id or Path(gt_path).stem, "apls": result.apls,
+    row = {"tile": image_id or tile_id(Path(gt_path)), "apls": result.apls,
            "apls_gt_onto_prop": result.gt_onto_prop, "apls_prop_onto_gt": result.prop_onto_gt,
            "gt_length_m": result.gt_length_m, "prop_length_m": result.prop_length_m,
            "gt_control_points": result.gt_control_points,
@@ -163,24 +163,31 @@ def _pixel_row(gt_path, prop_path, rho_px) -> dict:
     return row
 
 
+def tile_id(path: Path) -> str:
+    """A tile's id from a ground-truth file name: the stem without SpaceNet's
+    ``spacenetroads_`` prefix (``spacenetroads_AOI_2_Vegas_img99`` -> ``AOI_2_Vegas_img99``)."""
+    return path.stem.split("spacenetroads_")[-1]
+
+
+def _find(folder: Path, tile: str, suffixes) -> Path | None:
+    """The file of ``folder`` whose stem is the tile id or ends with ``_<tile id>``
+    (SpaceNet's ``RGB-PanSharpen_AOI_2_Vegas_img99.tif``)."""
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes
+                   and (p.stem == tile or p.stem.endswith("_" + tile)))
+    return found[0] if found else None
+
+
 def pair_tiles(gt_dir: Path, prop: Path, image_dir: Path | None) -> list[tuple]:
     """(tile id, gt file, proposal file, image or None) for each ground-truth file that has a
-    proposal (same stem in a folder, or the tile id in a WKT_Pix CSV)."""
-    gts = sorted(p for p in gt_dir.iterdir() if p.suffix.lower() in GRAPH_SUFFIXES)
+    proposal: a file of the proposal folder named like the tile, or one WKT_Pix CSV whose
+    ImageId is the tile id."""
     pairs = []
-    for gt in gts:
-        image = None
-        if image_dir is not None:
-            found = [p for p in image_dir.iterdir()
-                     if p.stem == gt.stem and p.suffix.lower() in RASTER_SUFFIXES]
-            image = found[0] if found else None
-        if prop.is_dir():
-            cands = [p for p in prop.iterdir()
-                     if p.stem == gt.stem and p.suffix.lower() in GRAPH_SUFFIXES]
-            if cands:
-                pairs.append((gt.stem, gt, cands[0], image))
-        else:
-            pairs.append((gt.stem, gt, prop, image))
+    for gt in sorted(p for p in gt_dir.iterdir() if p.suffix.lower() in GRAPH_SUFFIXES):
+        tile = tile_id(gt)
+        image = _find(image_dir, tile, RASTER_SUFFIXES) if image_dir is not None else None
+        proposal = _find(prop, tile, GRAPH_SUFFIXES) if prop.is_dir() else prop
+        if proposal is not None:
+            pairs.append((tile, gt, proposal, image))
     return pairs
 
 

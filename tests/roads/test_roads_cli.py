@@ -174,3 +174,30 @@ def test_mask_refine_floodfill_cli(tmp_path, capsys):
         refined = src.read(1) > 0
     iou = (refined & surface).sum() / (refined | surface).sum()
     assert iou > 0.9
+
+
+def test_submission_csv_against_a_folder_reproduces_the_anchor(tmp_path, spacenet, capsys):
+    """The solaris anchor through the CLI: sknw WKT_Pix rows in a SpaceNet CSV, ground truth
+    named spacenetroads_<tile>.geojson, image <prefix>_<tile>.tif."""
+    from skimage.morphology import skeletonize
+
+    from fcnkit.roads.graph_io import wkt_csv_text
+    from fcnkit.roads.skeleton import build_pixel_graph, graph_wkt_pix
+
+    d = spacenet / "solaris"
+    with rasterio.open(d / "sample_road_raster_mask.tif") as src:
+        wkt = graph_wkt_pix(build_pixel_graph(skeletonize(src.read(1) > 0)))
+    gt_dir, im_dir = tmp_path / "gt", tmp_path / "images"
+    gt_dir.mkdir()
+    im_dir.mkdir()
+    (gt_dir / "spacenetroads_tile7.geojson").write_bytes(
+        (d / "sample_roads_for_masking.geojson").read_bytes())
+    (im_dir / "PAN_tile7.tif").write_bytes((d / "road_mask_input.tif").read_bytes())
+    sub = tmp_path / "submission.csv"
+    sub.write_text(wkt_csv_text({"tile7": wkt, "tile8": []}))
+    out = tmp_path / "s.json"
+    code, text = _run(capsys, "score", gt_dir, sub, "--image", im_dir, "-o", out)
+    assert code == 0, text
+    row, = json.loads(out.read_text())
+    assert row["tile"] == "tile7"
+    assert row["apls"] == pytest.approx(0.992486, abs=1e-6)
