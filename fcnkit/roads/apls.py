@@ -74,19 +74,36 @@ class AplsResult:
     notes: list = field(default_factory=list)
 
 
-def set_travel_time(graph: nx.MultiGraph, speed_key: str = "speed_m/s",
-                    default_speed: float = DEFAULT_SPEED_MPS) -> int:
-    """Edge ``travel_time_s`` = ``length`` / speed (m/s); returns how many edges had no
-    speed and got ``default_speed``."""
+SPEED_KEYS_MPS = ("speed_m/s", "inferred_speed_mps")  # apls, SpaceNet 5 ground truth
+MPH_TO_MPS = 0.44704
+
+
+def edge_speed_mps(data: dict) -> float | None:
+    """An edge's speed in m/s from ``speed_m/s``, ``inferred_speed_mps`` or ``speed_mph``
+    (a list, from merged edges, gives its mean); None if it has none or it is not > 0."""
+    for key, scale in [(k, 1.0) for k in SPEED_KEYS_MPS] + [("speed_mph", MPH_TO_MPS)]:
+        if key in data:
+            value = data[key]
+            try:
+                value = float(np.mean([float(v) for v in value])) if isinstance(value, list) \
+                    else float(value)
+            except (TypeError, ValueError):
+                continue
+            if value > 0:
+                return value * scale
+    return None
+
+
+def set_travel_time(graph: nx.MultiGraph, default_speed: float = DEFAULT_SPEED_MPS) -> int:
+    """Edge ``travel_time_s`` = ``length`` / speed (m/s, see :func:`edge_speed_mps`); returns
+    how many edges had no speed and got ``default_speed``."""
     missing = 0
     for _, _, d in graph.edges(data=True):
-        speed = d.get(speed_key)
-        if isinstance(speed, list):
-            speed = float(np.mean(speed))
-        if speed is None or not speed > 0:
+        speed = edge_speed_mps(d)
+        if speed is None:
             missing += 1
             speed = default_speed
-        d[speed_key] = speed
+        d["speed_m/s"] = speed
         d["travel_time_s"] = d["length"] / speed
     return missing
 
@@ -292,6 +309,10 @@ def apls(gt: nx.MultiGraph, prop: nx.MultiGraph, params: AplsParams = AplsParams
         notes.append(f"{' and '.join(empty)} graph empty: APLS is 0 by definition")
         return AplsResult(0.0, 0.0, 0.0, gt_len, prop_len, 0, 0, params, notes)
     gt0, prop0 = orient_edge_geometries(gt.copy()), orient_edge_geometries(prop.copy())
+    if params.weight == "travel_time_s":
+        missing = set_travel_time(gt0) + set_travel_time(prop0)
+        if missing:
+            notes.append(f"{missing} edges without speed got {DEFAULT_SPEED_MPS} m/s")
     if gt0.number_of_nodes() >= params.max_nodes:
         import random
 
@@ -308,10 +329,9 @@ def apls(gt: nx.MultiGraph, prop: nx.MultiGraph, params: AplsParams = AplsParams
         ctrl_gt, ctrl_prop = list(gt_cp.nodes), list(prop_cp.nodes)
     prop_prime = snap_points(prop0, _control_points(gt_cp, ctrl_gt), params.max_snap_dist)
     gt_prime = snap_points(gt0, _control_points(prop_cp, ctrl_prop), params.max_snap_dist)
-    if params.weight == "travel_time_s":
-        missing = sum(set_travel_time(g) for g in (gt_cp, prop_cp, gt_prime, prop_prime))
-        if missing:
-            notes.append(f"{missing} edges without speed got {DEFAULT_SPEED_MPS} m/s")
+    if params.weight == "travel_time_s":  # split edges keep their speed: new times
+        for g in (gt_cp, prop_cp, gt_prime, prop_prime):
+            set_travel_time(g)
     c_gt, _ = path_similarity(gt_cp, prop_prime, ctrl_gt, params.weight, params.min_path_length)
     c_prop, _ = path_similarity(prop_cp, gt_prime, ctrl_prop, params.weight,
                                 params.min_path_length)

@@ -113,3 +113,18 @@ def test_large_graph_sampling_is_seeded(img99):
     assert first.apls == again.apls and first.gt_control_points == 6
     assert "sampled control nodes (seed 3)" in first.notes[0]
     assert 0 < first.apls <= 1
+
+
+def test_travel_time_uses_edge_speeds(img99):
+    gt, prop = img99[0].copy(), img99[0].copy()
+    for graph, mph in ((gt, 30.0), (prop, 15.0)):
+        for _, _, d in graph.edges(data=True):
+            d["speed_mph"] = mph  # the proposal is half as fast: every trip takes twice as long
+    result = apls(gt, prop, AplsParams(weight="travel_time_s"))
+    # every route differs by |t - 2t| / t = 1: C = 0 gt -> prop, APLS 0
+    assert result.gt_onto_prop == pytest.approx(0.0, abs=1e-9) and result.apls == 0.0
+    assert result.notes == []
+    del gt.edges[next(iter(gt.edges(keys=True)))]["speed_mph"]
+    assert apls(gt, prop, AplsParams(weight="travel_time_s")).notes == [
+        "1 edges without speed got 13.41 m/s"]
+    assert apls(gt, prop, AplsParams(weight="length")).apls == pytest.approx(1.0)

@@ -201,3 +201,20 @@ def test_submission_csv_against_a_folder_reproduces_the_anchor(tmp_path, spacene
     row, = json.loads(out.read_text())
     assert row["tile"] == "tile7"
     assert row["apls"] == pytest.approx(0.992486, abs=1e-6)
+
+
+def test_two_masks_get_pixel_metrics(tmp_path, spacenet, capsys):
+    d = spacenet / "solaris"
+    touched = tmp_path / "touched.tif"
+    code, _ = _run(capsys, "mask", d / "sample_roads_for_masking.geojson", "--like",
+                   d / "road_mask_input.tif", "-o", touched, "--all-touched")
+    assert code == 0
+    out = tmp_path / "s.json"
+    code, text = _run(capsys, "score", d / "sample_road_raster_mask.tif", touched, "-o", out)
+    assert code == 0
+    row, = json.loads(out.read_text())
+    # all_touched = the 56,416 solaris pixels + 4,243 more: road IoU 56416 / 60659
+    assert row["iou_255"] == pytest.approx(56416 / 60659)
+    assert row["precision"] == pytest.approx(56416 / 60659) and row["recall"] == 1.0
+    assert row["relaxed_precision"] == 1.0  # the extra pixels touch the buffer
+    assert row["apls"] > 0.95
