@@ -218,3 +218,28 @@ def test_two_masks_get_pixel_metrics(tmp_path, spacenet, capsys):
     assert row["precision"] == pytest.approx(56416 / 60659) and row["recall"] == 1.0
     assert row["relaxed_precision"] == 1.0  # the extra pixels touch the buffer
     assert row["apls"] > 0.95
+
+
+def test_graph_with_speed_mask(tmp_path, spacenet, capsys):
+    transform = rasterio.Affine(0.5, 0, 500000.0, 0, -0.5, 4000000.0)
+    mask = np.zeros((1, 60, 200), np.uint8)
+    mask[0, 25:35, 10:190] = 255
+    speed = np.zeros((7, 60, 200), np.uint8)
+    speed[5, 25:35, 10:190] = 200  # channel 5: 51..60 mph, mean 55.5
+    paths = {}
+    for name, data in (("mask", mask), ("speed", speed)):
+        paths[name] = tmp_path / f"{name}.tif"
+        with rasterio.open(paths[name], "w", driver="GTiff", width=200, height=60,
+                           count=data.shape[0], dtype="uint8", crs="EPSG:32611",
+                           transform=transform) as dst:
+            dst.write(data)
+    out = tmp_path / "g.geojson"
+    code, text = _run(capsys, "graph", paths["mask"], "-o", out, "--speed-mask", paths["speed"],
+                      "--speed-bins", spacenet / "cresi" / "speed_conversion_binned7.csv")
+    assert code == 0 and "0 edges at the default speed" in text
+    (feature,) = json.loads(out.read_text())["features"]
+    props = feature["properties"]
+    assert props["speed_mph"] == pytest.approx(55.5)
+    assert props["travel_time_s"] == pytest.approx(props["length_m"] / (55.5 * 0.44704))
+    code, text = _run(capsys, "graph", paths["mask"], "-o", out, "--speed-mask", paths["speed"])
+    assert code == 2 and "--speed-bins" in text

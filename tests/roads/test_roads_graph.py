@@ -73,8 +73,10 @@ def test_perfect_mask_round_trip_on_the_solaris_tile(spacenet, solaris_grid):
     assert cleaned >= 0.99 and cleaned >= raw
 
 
-def test_cleaning_never_lowers_apls_on_img99(spacenet):
-    lines = read_road_lines(spacenet / "apls" / "img99" / "spacenetroads_AOI_2_Vegas_img99.geojson")
+@pytest.mark.parametrize("name", ["spacenetroads_AOI_2_Vegas_img99.geojson",
+                                  "osm_AOI_2_Vegas_img99.geojson"])
+def test_cleaning_never_lowers_apls_on_img99(spacenet, name):
+    lines = read_road_lines(spacenet / "apls" / "img99" / name)
     shape_, transform = _utm_grid(lines)
     raw = _round_trip(lines, shape_, transform, "EPSG:32611", clean=False)
     cleaned = _round_trip(lines, shape_, transform, "EPSG:32611", clean=True)
