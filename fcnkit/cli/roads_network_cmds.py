@@ -176,6 +176,8 @@ def score_cmd(
     max_nodes: int = typer.Option(500, "--max-nodes", help="sample control nodes above this"),
     seed: int = typer.Option(0, "--seed", help="seed of that sampling"),
     rho: float = typer.Option(3.0, "--rho", help="relaxed precision/recall slack, pixels"),
+    with_topo: bool = typer.Option(False, "--topo", help="also the TOPO metric (apls: radius "
+                                   "150 m, interval 30 m, hole 4 m)"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="scores .csv or .json"),
 ):
     """APLS (and pixel IoU/F1 for masks) of proposals against ground truth, per tile + mean."""
@@ -202,7 +204,7 @@ def score_cmd(
         start = time.perf_counter()
         rows.append(score_tile(gt_path, prop_path, params=params, image=tile_image,
                                image_id=tile_id if prop_path.suffix == ".csv" else None,
-                               rho_px=rho))
+                               rho_px=rho, with_topo=with_topo))
         err_console.print(f"{rows[-1]['tile']}: APLS {rows[-1]['apls']:.6f} "
                           f"({time.perf_counter() - start:.2f} s)", markup=False)
         if rows[-1]["notes"]:

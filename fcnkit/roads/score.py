@@ -123,9 +123,10 @@ def load_graph(path: str | Path, *, first_node_id: int, image: str | Path | None
 
 def score_tile(gt_path, prop_path, *, params: AplsParams = AplsParams(), image=None,
                image_id: str | None = None, graph_params: GraphParams = GraphParams(),
-               rho_px: float = 3.0) -> dict:
+               rho_px: float = 3.0, with_topo: bool = False) -> dict:
     """One row of scores (APLS, both directions, lengths, every parameter, seconds; pixel
-    metrics when both files are masks of one grid)."""
+    metrics when both files are masks of one grid; TOPO (apls' defaults, ``max_nodes``
+    origins, ``seed``) if ``with_topo``)."""
     start = time.perf_counter()
     gt = load_graph(gt_path, first_node_id=0, image=image, image_id=image_id,
                     graph_params=graph_params)
@@ -141,6 +142,13 @@ def score_tile(gt_path, prop_path, *, params: AplsParams = AplsParams(), image=N
            "prop_control_points": result.prop_control_points}
     if all(Path(p).suffix.lower() in RASTER_SUFFIXES for p in (gt_path, prop_path)):
         row.update(_pixel_row(gt_path, prop_path, rho_px))
+    if with_topo:
+        from fcnkit.roads.topo import topo
+
+        t = topo(gt, prop, n_nodes=params.max_nodes, seed=params.seed)
+        row.update(topo_tp=t.tp, topo_fp=t.fp, topo_fn=t.fn, topo_precision=t.precision,
+                   topo_recall=t.recall, topo_f1=t.f1, param_topo_subgraph_radius=150.0,
+                   param_topo_interval=30.0, param_topo_hole_size=4.0)
     row.update({f"param_{k}": v for k, v in asdict(params).items()})
     row["notes"] = "; ".join(result.notes)
     row["seconds"] = time.perf_counter() - start
