@@ -21,7 +21,7 @@ through the image's geotransform, lengths are UTM lengths, then the graph is sim
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import networkx as nx
 import numpy as np
@@ -271,10 +271,6 @@ def graph_from_lines(lines: RoadLines, *, first_node_id: int = 0,
     graph = drop_small_subgraphs(graph, min_subgraph_length)
     graph.graph["crs"] = crs
     return graph
-
-
-def _dedupe_consecutive(coords: Sequence) -> list:
-    return [c for i, c in enumerate(coords) if i == 0 or c != coords[i - 1]]
 
 
 def _wkt_segments(wkt_lines: Iterable[str], first_node_id: int):
