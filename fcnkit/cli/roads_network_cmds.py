@@ -40,6 +40,11 @@ def mask_cmd(
     class_property: Optional[str] = typer.Option(
         None, "--class-property", help="burn each line with the integer value of this "
         "property (e.g. road_type)"),
+    speed_table: Optional[Path] = typer.Option(
+        None, "--speed-table", help="CRESI speed bins CSV: burn each line with the bin of its "
+        "--class-property speed in mph (default property inferred_speed_mph)"),
+    multi_channel: bool = typer.Option(False, "--multi-channel", help="with --speed-table: "
+                                       "one band per speed bin (255 on its roads)"),
     refine: Optional[str] = typer.Option(None, "--refine", help="'floodfill' to grow the "
                                          "label over the road surface in --like"),
     bands: Optional[List[int]] = typer.Option(None, "--bands", help="1-based image bands for "
@@ -60,6 +65,9 @@ def mask_cmd(
 
     shape, transform, crs = read_grid(like)
     road = read_road_lines(lines)
+    if speed_table is not None:
+        return _speed_mask(road, speed_table, class_property or "inferred_speed_mph",
+                           multi_channel, (shape, transform, crs), width, all_touched, output)
     values = L.class_values(road, class_property) if class_property else burn
     report = L.burn_road_lines(road, shape=shape, transform=transform, crs=crs, width=width,
                                all_touched=all_touched, burn_values=values)
@@ -73,6 +81,32 @@ def mask_cmd(
     console.print(f"wrote {output}: {int((mask > 0).sum())} road pixels from {report.lines} "
                   f"lines ({report.outside} outside the image, ignored; {report.skipped} "
                   "non-line features skipped)", markup=False)
+
+
+def _speed_mask(road, table_path, prop, multi_channel, grid, width, all_touched, output):
+    """CRESI speed labels: one band of bin burn values, or one band per bin."""
+    import numpy as np
+
+    from fcnkit.roads.labels import burn_road_lines, read_speed_table, speed_bins
+
+    shape, transform, crs = grid
+    table = read_speed_table(table_path)
+    bins = speed_bins(road, prop, table)
+    kwargs = dict(shape=shape, transform=transform, crs=crs, width=width,
+                  all_touched=all_touched)
+    if not multi_channel:
+        mask = burn_road_lines(road, burn_values=[b for b, _ in bins], **kwargs).mask
+    else:
+        channels = 1 + max(c for _, c in table.values())
+        mask = np.zeros((channels,) + tuple(shape), np.uint8)
+        for c in range(channels):
+            chosen = [g for g, (_, ch) in zip(road.geometries, bins) if ch == c]
+            if chosen:
+                mask[c] = burn_road_lines(chosen, lines_crs=road.crs, **kwargs).mask
+    _write_raster(output, mask, transform, crs)
+    console.print(f"wrote {output}: speed labels of {len(bins)} lines "
+                  f"({'one band per bin' if multi_channel else 'bin burn values'})",
+                  markup=False)
 
 
 def _refine(method, like, road, label, grid, bands, lo, up, connectivity, floating, max_m):

@@ -194,3 +194,51 @@ def class_values(road: RoadLines, prop: str,
                              "outside 1..255")
         out.append(value)
     return out
+
+
+def read_speed_table(path) -> dict[int, tuple[int, int]]:
+    """CRESI's speed-bin table (``speed_conversion_binned7.csv``): {speed mph: (burn value,
+    channel)}.
+
+    Raises:
+        InputError: unreadable file, missing columns or a bad number (named by line).
+    """
+    import csv
+    import io
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read it ({e})") from None
+    if not reader.fieldnames or not {"burn_val", "speed", "channel"} <= set(reader.fieldnames):
+        raise InputError(f"{path}: expected columns burn_val, speed, channel (CRESI table)")
+    table = {}
+    for row in reader:
+        try:
+            table[int(round(float(row["speed"])))] = (int(row["burn_val"]), int(row["channel"]))
+        except (TypeError, ValueError):
+            raise InputError(f"{path}:{reader.line_num}: bad row {row}") from None
+    if not table:
+        raise InputError(f"{path}: no rows")
+    return table
+
+
+def speed_bins(road: RoadLines, prop: str, table: dict[int, tuple[int, int]]) -> list[tuple]:
+    """(burn value, channel) of each line from its speed property (mph), rounded to the
+    nearest integer and clipped to the table's range (CRESI speed masks).
+
+    Raises:
+        InputError: a line without a numeric speed (the message gives the feature index).
+    """
+    lo, hi = min(table), max(table)
+    out = []
+    for i, props in enumerate(road.properties):
+        try:
+            speed = int(round(float(props[prop])))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{road.source or 'lines'}: feature {i}: no numeric speed "
+                             f"property {prop!r}") from None
+        out.append(table[min(hi, max(lo, speed))])
+    return out

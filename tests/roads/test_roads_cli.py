@@ -243,3 +243,31 @@ def test_graph_with_speed_mask(tmp_path, spacenet, capsys):
     assert props["travel_time_s"] == pytest.approx(props["length_m"] / (55.5 * 0.44704))
     code, text = _run(capsys, "graph", paths["mask"], "-o", out, "--speed-mask", paths["speed"])
     assert code == 2 and "--speed-bins" in text
+
+
+def test_speed_labels_single_and_multi_channel(tmp_path, spacenet, capsys):
+    d = spacenet / "solaris"
+    doc = json.loads((d / "sample_roads_for_masking.geojson").read_text())
+    speeds = [5, 25, 45, 65, 30, 30, 12, 70, 0.4]  # mph; 70 and 0.4 clip to the table ends
+    for feature, mph in zip(doc["features"], speeds):
+        feature["properties"]["inferred_speed_mph"] = mph
+    lines = tmp_path / "speeds.geojson"
+    lines.write_text(json.dumps(doc))
+    table = spacenet / "cresi" / "speed_conversion_binned7.csv"
+    single, multi = tmp_path / "s.tif", tmp_path / "m.tif"
+    assert _run(capsys, "mask", lines, "--like", d / "road_mask_input.tif", "-o", single,
+                "--speed-table", table)[0] == 0
+    assert _run(capsys, "mask", lines, "--like", d / "road_mask_input.tif", "-o", multi,
+                "--speed-table", table, "--multi-channel")[0] == 0
+    rows = [r.split(",") for r in table.read_text().splitlines()[1:]]
+    by_speed = {int(r[2]): (int(r[1]), int(r[3])) for r in rows}
+    with rasterio.open(single) as a, rasterio.open(multi) as b:
+        burned, bands = a.read(1), b.read()
+    assert bands.shape[0] == 7
+    expected_burns = {by_speed[min(65, max(1, round(s)))][0] for s in speeds}
+    assert set(np.unique(burned)) - {0} == expected_burns
+    # the union of the bands is the binary road mask; each band only holds its bin's roads
+    with rasterio.open(d / "sample_road_raster_mask.tif") as ref:
+        assert np.array_equal(bands.max(axis=0) > 0, ref.read(1) > 0)
+    channel_of_feature0 = by_speed[5][1]
+    assert bands[channel_of_feature0].any()
