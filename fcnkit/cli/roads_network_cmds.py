@@ -84,49 +84,24 @@ def mask_cmd(
 
 
 def _speed_mask(road, table_path, prop, multi_channel, grid, width, all_touched, output):
-    """CRESI speed labels: one band of bin burn values, or one band per bin."""
-    import numpy as np
-
-    from fcnkit.roads.labels import burn_road_lines, read_speed_table, speed_bins
+    from fcnkit.roads.labels import speed_label_mask
 
     shape, transform, crs = grid
-    table = read_speed_table(table_path)
-    bins = speed_bins(road, prop, table)
-    kwargs = dict(shape=shape, transform=transform, crs=crs, width=width,
-                  all_touched=all_touched)
-    if not multi_channel:
-        mask = burn_road_lines(road, burn_values=[b for b, _ in bins], **kwargs).mask
-    else:
-        channels = 1 + max(c for _, c in table.values())
-        mask = np.zeros((channels,) + tuple(shape), np.uint8)
-        for c in range(channels):
-            chosen = [g for g, (_, ch) in zip(road.geometries, bins) if ch == c]
-            if chosen:
-                mask[c] = burn_road_lines(chosen, lines_crs=road.crs, **kwargs).mask
+    mask = speed_label_mask(road, table_path, prop, multi_channel, shape=shape,
+                            transform=transform, crs=crs, width=width, all_touched=all_touched)
     _write_raster(output, mask, transform, crs)
-    console.print(f"wrote {output}: speed labels of {len(bins)} lines "
+    console.print(f"wrote {output}: speed labels of {len(road.geometries)} lines "
                   f"({'one band per bin' if multi_channel else 'bin burn values'})",
                   markup=False)
 
 
 def _refine(method, like, road, label, grid, bands, lo, up, connectivity, floating, max_m):
-    import rasterio
-
-    from fcnkit.roads.labels import burn_road_lines
-    from fcnkit.roads.refine import FloodFillParams, floodfill_refine, stretch_to_uint8
+    from fcnkit.roads.refine import FloodFillParams, refine_with_image
 
     if method != "floodfill":
         raise InputError(f"--refine {method!r}: the one refinement is 'floodfill'")
-    shape, transform, crs = grid
-    with rasterio.open(like) as src:
-        chosen = bands or ([1, 2, 3] if src.count >= 3 else [1])
-        if any(not 1 <= b <= src.count for b in chosen):
-            raise InputError(f"--bands {chosen}: {like} has bands 1..{src.count}")
-        image = stretch_to_uint8(src.read(chosen))
-    corridor = burn_road_lines(road, shape=shape, transform=transform, crs=crs,
-                               width=2 * max_m).mask > 0
     params = FloodFillParams(tuple(lo), tuple(up), connectivity, not floating, max_m)
-    result = floodfill_refine(image, label, corridor, params)
+    result = refine_with_image(like, road, label, grid, params, bands)
     console.print(f"floodFill: {result.seeds} seeds, {result.added} pixels added, "
                   f"{result.removed} removed", markup=False)
     return result.mask

@@ -242,3 +242,26 @@ def speed_bins(road: RoadLines, prop: str, table: dict[int, tuple[int, int]]) ->
                              f"property {prop!r}") from None
         out.append(table[min(hi, max(lo, speed))])
     return out
+
+
+def speed_label_mask(road: RoadLines, table_path, prop: str, multi_channel: bool, *, shape,
+                     transform, crs, width, all_touched: bool = False) -> np.ndarray:
+    """CRESI speed labels of road lines: (rows, cols) uint8 bin burn values, or with
+    ``multi_channel`` (bins, rows, cols) uint8 with 255 on each bin's roads.
+
+    Raises:
+        InputError: see :func:`read_speed_table`, :func:`speed_bins`, :func:`burn_road_lines`.
+    """
+    table = read_speed_table(table_path)
+    bins = speed_bins(road, prop, table)
+    kwargs = dict(shape=shape, transform=transform, crs=crs, width=width,
+                  all_touched=all_touched)
+    if not multi_channel:
+        return burn_road_lines(road, burn_values=[b for b, _ in bins], **kwargs).mask
+    channels = 1 + max(c for _, c in table.values())
+    mask = np.zeros((channels,) + tuple(shape), np.uint8)
+    for c in range(channels):
+        chosen = [g for g, (_, ch) in zip(road.geometries, bins) if ch == c]
+        if chosen:
+            mask[c] = burn_road_lines(chosen, lines_crs=road.crs, **kwargs).mask
+    return mask

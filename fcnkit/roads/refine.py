@@ -120,3 +120,31 @@ def floodfill_refine(image: np.ndarray, label: np.ndarray, corridor: np.ndarray,
     out = label.copy().astype(np.uint8)
     out[fill & ~road] = 255
     return RefineReport(out, fill, int((fill & ~road).sum()), 0, len(seeds))
+
+
+def refine_with_image(image_path, road, label: np.ndarray, grid, params: FloodFillParams,
+                      bands=None) -> RefineReport:
+    """floodFill refinement of ``label`` over the image file it was made for.
+
+    Args:
+        image_path: the reference image (its grid is ``grid`` = (shape, transform, crs)).
+        road: the :class:`~fcnkit.roads.vector.RoadLines` the label was burnt from (the
+            corridor is within ``params.max_distance_m`` of them).
+        bands: 1-based bands to compare (1 or 3; default band 1, or 1, 2, 3).
+
+    Raises:
+        InputError: a band the image does not have; see :func:`floodfill_refine`.
+    """
+    import rasterio
+
+    from fcnkit.roads.labels import burn_road_lines
+
+    shape, transform, crs = grid
+    with rasterio.open(image_path) as src:
+        chosen = list(bands) if bands else ([1, 2, 3] if src.count >= 3 else [1])
+        if any(not 1 <= b <= src.count for b in chosen):
+            raise InputError(f"--bands {chosen}: {image_path} has bands 1..{src.count}")
+        image = stretch_to_uint8(src.read(chosen))
+    corridor = burn_road_lines(road, shape=shape, transform=transform, crs=crs,
+                               width=2 * params.max_distance_m).mask > 0
+    return floodfill_refine(image, label, corridor, params)
