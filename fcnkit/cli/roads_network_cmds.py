@@ -205,14 +205,15 @@ def score_cmd(
     if gt.is_dir():
         tiles = pair_tiles(gt, proposal, image if image and image.is_dir() else None)
         if not tiles:
-            raise InputError(f"{gt}: no ground-truth file has a proposal in {proposal}")
+            raise InputError(f"{gt}: no ground-truth files (.geojson, .csv, .graphml, .tif)")
     else:
         tiles = [(None, gt, proposal, image)]
     rows = []
     for tile_id, gt_path, prop_path, tile_image in tiles:
         start = time.perf_counter()
         rows.append(score_tile(gt_path, prop_path, params=params, image=tile_image,
-                               image_id=tile_id if prop_path.suffix == ".csv" else None,
+                               image_id=tile_id if prop_path is not None
+                               and prop_path.suffix == ".csv" else None,
                                rho_px=rho, with_topo=with_topo))
         err_console.print(f"{rows[-1]['tile']}: APLS {rows[-1]['apls']:.6f} "
                           f"({time.perf_counter() - start:.2f} s)", markup=False)

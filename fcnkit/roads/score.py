@@ -110,9 +110,8 @@ def load_graph(path: str | Path, *, first_node_id: int, image: str | Path | None
             raise InputError(f"{path}: a WKT_Pix CSV is in pixels; give --image for its grid")
         rows = read_wkt_csv(path)
         key = image_id or Path(image).stem
-        if key not in rows:
-            raise InputError(f"{path}: no rows for ImageId {key!r} (has {len(rows)} ids)")
-        return graph_from_wkt_pix(rows[key], read_grid(image)[1], first_node_id=1000)
+        # a tile missing from a submission has no roads (SpaceNet scores it, apls skips it)
+        return graph_from_wkt_pix(rows.get(key, []), read_grid(image)[1], first_node_id=1000)
     if suffix in RASTER_SUFFIXES:
         mask, (_, transform, crs) = read_mask(path)
         lines = mask_wkt_pix(mask, gsd_metres(transform, crs), graph_params, clean)
@@ -130,17 +129,21 @@ def score_tile(gt_path, prop_path, *, params: AplsParams = AplsParams(), image=N
     start = time.perf_counter()
     gt = load_graph(gt_path, first_node_id=0, image=image, image_id=image_id,
                     graph_params=graph_params)
-    prop_first = 500 if Path(prop_path).suffix.lower() in (".geojson", ".json", ".graphml") \
-        else 1000
-    prop = load_graph(prop_path, first_node_id=prop_first, image=image, image_id=image_id,
-                      graph_params=graph_params)
+    if prop_path is None:  # no proposal file for this tile: no roads proposed
+        prop = nx.MultiGraph()
+    else:
+        prop_first = 500 if Path(prop_path).suffix.lower() in (".geojson", ".json",
+                                                               ".graphml") else 1000
+        prop = load_graph(prop_path, first_node_id=prop_first, image=image,
+                          image_id=image_id, graph_params=graph_params)
     result = apls(gt, prop, params)
     row = {"tile": image_id or tile_id(Path(gt_path)), "apls": result.apls,
            "apls_gt_onto_prop": result.gt_onto_prop, "apls_prop_onto_gt": result.prop_onto_gt,
            "gt_length_m": result.gt_length_m, "prop_length_m": result.prop_length_m,
            "gt_control_points": result.gt_control_points,
            "prop_control_points": result.prop_control_points}
-    if all(Path(p).suffix.lower() in RASTER_SUFFIXES for p in (gt_path, prop_path)):
+    if prop_path is not None and all(Path(p).suffix.lower() in RASTER_SUFFIXES
+                                     for p in (gt_path, prop_path)):
         row.update(_pixel_row(gt_path, prop_path, rho_px))
     if with_topo:
         from fcnkit.roads.topo import topo
@@ -186,16 +189,15 @@ def _find(folder: Path, tile: str, suffixes) -> Path | None:
 
 
 def pair_tiles(gt_dir: Path, prop: Path, image_dir: Path | None) -> list[tuple]:
-    """(tile id, gt file, proposal file, image or None) for each ground-truth file that has a
-    proposal: a file of the proposal folder named like the tile, or one WKT_Pix CSV whose
-    ImageId is the tile id."""
+    """(tile id, gt file, proposal file or None, image or None) for each ground-truth file:
+    the proposal is a file of the proposal folder named like the tile (None if there is none:
+    the tile scores 0), or one WKT_Pix CSV whose ImageId is the tile id."""
     pairs = []
     for gt in sorted(p for p in gt_dir.iterdir() if p.suffix.lower() in GRAPH_SUFFIXES):
         tile = tile_id(gt)
         image = _find(image_dir, tile, RASTER_SUFFIXES) if image_dir is not None else None
         proposal = _find(prop, tile, GRAPH_SUFFIXES) if prop.is_dir() else prop
-        if proposal is not None:
-            pairs.append((tile, gt, proposal, image))
+        pairs.append((tile, gt, proposal, image))
     return pairs
 
 

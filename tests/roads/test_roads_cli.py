@@ -141,15 +141,18 @@ def test_many_tiles_from_folders_with_a_mean_row(tmp_path, spacenet, capsys):
     (prop_dir / "a.geojson").write_bytes((d / "osm_AOI_2_Vegas_img99.geojson").read_bytes())
     (prop_dir / "b.geojson").write_bytes(
         (d / "spacenetroads_AOI_2_Vegas_img99.geojson").read_bytes())
+    (gt_dir / "c.geojson").write_bytes(  # no proposal for tile c: it scores 0
+        (d / "spacenetroads_AOI_2_Vegas_img99.geojson").read_bytes())
     out = tmp_path / "scores.json"
     code, text = _run(capsys, "score", gt_dir, prop_dir, "-o", out)
     assert code == 0
     rows = json.loads(out.read_text())
-    assert [r["tile"] for r in rows] == ["a", "b", "mean"]
+    assert [r["tile"] for r in rows] == ["a", "b", "c", "mean"]
     assert rows[0]["apls"] == pytest.approx(0.780562, abs=1e-6)
     assert rows[1]["apls"] == pytest.approx(1.0)
-    assert rows[2]["apls"] == pytest.approx((rows[0]["apls"] + 1.0) / 2)
-    assert rows[2]["param_linestring_delta"] == 50.0
+    assert rows[2]["apls"] == 0.0 and "proposal graph empty" in rows[2]["notes"]
+    assert rows[3]["apls"] == pytest.approx((rows[0]["apls"] + 1.0) / 3)
+    assert rows[3]["param_linestring_delta"] == 50.0
 
 
 def test_mask_refine_floodfill_cli(tmp_path, capsys):
@@ -195,12 +198,16 @@ def test_submission_csv_against_a_folder_reproduces_the_anchor(tmp_path, spacene
     (im_dir / "PAN_tile7.tif").write_bytes((d / "road_mask_input.tif").read_bytes())
     sub = tmp_path / "submission.csv"
     sub.write_text(wkt_csv_text({"tile7": wkt, "tile8": []}))
+    (gt_dir / "spacenetroads_tile9.geojson").write_bytes(  # tile 9 is not in the CSV
+        (d / "sample_roads_for_masking.geojson").read_bytes())
+    (im_dir / "PAN_tile9.tif").write_bytes((d / "road_mask_input.tif").read_bytes())
     out = tmp_path / "s.json"
     code, text = _run(capsys, "score", gt_dir, sub, "--image", im_dir, "-o", out)
     assert code == 0, text
-    row, = json.loads(out.read_text())
-    assert row["tile"] == "tile7"
-    assert row["apls"] == pytest.approx(0.992486, abs=1e-6)
+    row7, row9, mean = json.loads(out.read_text())
+    assert (row7["tile"], row9["tile"], mean["tile"]) == ("tile7", "tile9", "mean")
+    assert row7["apls"] == pytest.approx(0.992486, abs=1e-6)
+    assert row9["apls"] == 0.0 and mean["apls"] == pytest.approx(row7["apls"] / 2)
 
 
 def test_two_masks_get_pixel_metrics(tmp_path, spacenet, capsys):
