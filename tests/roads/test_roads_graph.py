@@ -134,3 +134,35 @@ def test_corrupt_csv_row_is_named_by_line(tmp_path):
 def test_float_mask_out_of_range_is_an_input_error():
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         mask_to_pixel_graph(np.full((10, 10), 3.0, np.float32), 0.3)
+
+
+def _ends(graph):
+    return sorted(tuple(graph.nodes[n]["o"].tolist()) for n, d in graph.degree() if d == 1)
+
+
+def test_short_and_collinear_gaps_are_bridged_oblique_ones_not():
+    import networkx as nx
+
+    mask = np.zeros((100, 300), np.uint8)
+    mask[45:56, 10:100] = 255    # road A
+    mask[45:56, 115:180] = 255   # road B: 15 px (4.5 m) gap, bridged as short
+    mask[45:56, 230:290] = 255   # road C: 50 px gap, collinear: bridged
+    g, report = mask_to_pixel_graph(mask, 0.3)
+    assert report.bridges == 2 and nx.number_connected_components(g) == 1
+    oblique = np.zeros((200, 200), np.uint8)
+    oblique[45:56, 10:100] = 255          # horizontal road ending at column 99
+    oblique[90:190, 130:141] = 255        # vertical road starting 35 px below-right
+    g, report = mask_to_pixel_graph(oblique, 0.3)
+    assert report.bridges == 0 and nx.number_connected_components(g) == 2
+
+
+def test_short_spur_removed_long_branch_kept():
+    mask = np.zeros((160, 300), np.uint8)
+    mask[45:56, 10:290] = 255     # main road
+    mask[56:80, 70:79] = 255      # a 7 m stub below it (< 10 m): a spur
+    mask[56:150, 200:209] = 255   # a 30 m side road: kept
+    g, report = mask_to_pixel_graph(mask, 0.3)
+    assert report.spurs >= 1
+    tips = _ends(g)
+    assert not any(r > 60 and 60 <= c <= 90 for r, c in tips)  # stub tip gone
+    assert any(r > 140 and 195 <= c <= 215 for r, c in tips)   # side road tip kept
