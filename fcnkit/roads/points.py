@@ -194,3 +194,42 @@ def write_raster(path: str | Path, bands: np.ndarray, transform, crs, nodata=Non
     """
     write_bytes(path, raster_bytes(bands, transform, crs, nodata))
 
+
+
+def default_bands(count: int) -> list[int]:
+    """Image bands (1-based) for the CRF's appearance kernel: WorldView-3 red, green, blue
+    (5, 3, 2) for 8 bands, 1, 2, 3 for three or more, else band 1."""
+    if count == 8:
+        return [5, 3, 2]
+    return [1, 2, 3] if count >= 3 else [1]
+
+
+def read_image(path: str | Path, like: ProbabilityRaster, bands: list[int] | None = None):
+    """Read ``bands`` (1-based) of the image at ``path`` on the probability raster's grid.
+
+    Returns (array (len(bands), rows, cols) of the image's dtype, nodata value or None).
+
+    Raises:
+        InputError: unreadable, a band out of range, or another grid (size, transform, CRS)
+            than the probability raster's.
+    """
+    import rasterio
+
+    path = str(path)
+    try:
+        with rasterio.open(path) as ds:
+            bands = bands or default_bands(ds.count)
+            bad = [b for b in bands if not 1 <= b <= ds.count]
+            if bad:
+                raise InputError(f"{path}: has {ds.count} bands; band(s) {bad} do not exist")
+            if (ds.height, ds.width) != like.prob.shape:
+                raise InputError(f"{path}: {ds.height} x {ds.width} pixels, but {like.path} has "
+                                 f"{like.prob.shape[0]} x {like.prob.shape[1]}; give the image "
+                                 "the probability map was predicted from")
+            if like.crs is not None and (ds.crs != like.crs
+                                         or not ds.transform.almost_equals(like.transform)):
+                raise InputError(f"{path}: its CRS or transform differs from {like.path}'s; "
+                                 "the image and the probability map must share one grid")
+            return ds.read(bands), ds.nodata
+    except rasterio.errors.RasterioIOError as e:
+        raise InputError(f"{path}: cannot read it as a raster ({e})") from None

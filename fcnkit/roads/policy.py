@@ -221,3 +221,34 @@ def follow(actions: np.ndarray, start, max_steps: int | None = None) -> tuple[li
         path.append((r, c))
         seen.add((r, c))
     return path, int(actions[r, c]) == GOAL_ACTION
+
+
+def quiver_png(prob: np.ndarray, actions: np.ndarray, goal, *, arrows: int = 40,
+               dpi: int = 100) -> bytes:
+    """A PNG of the policy: the road probability in grey, one arrow per cell of a
+    ``arrows`` x ``arrows`` subsampling (matplotlib ``quiver``, Agg backend), the goal as a red
+    dot, like Figure 21 of the SpaceNet roads article. ``prob`` and ``actions`` (rows, cols)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    rows, cols = actions.shape
+    step = max(1, -(-max(rows, cols) // arrows))
+    rr, cc = np.mgrid[step // 2:rows:step, step // 2:cols:step]
+    act = actions[rr, cc].astype(int)
+    moving = act != GOAL_ACTION
+    drow = np.array([a[0] for a in ACTIONS] + [0])[np.where(moving, act, 4)]
+    dcol = np.array([a[1] for a in ACTIONS] + [0])[np.where(moving, act, 4)]
+    fig = Figure(figsize=(8, 8 * rows / max(cols, 1)), dpi=dpi)
+    ax = fig.add_subplot()
+    ax.imshow(prob, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.quiver(cc[moving], rr[moving], dcol[moving], drow[moving], color="tab:orange",
+              angles="xy", scale_units="xy", scale=1.0 / (0.8 * step), width=0.003)
+    ax.plot([goal[1]], [goal[0]], "o", color="red", markersize=10)
+    ax.set_axis_off()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
