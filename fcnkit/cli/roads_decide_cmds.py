@@ -136,7 +136,7 @@ def policy_cmd(
         raise InputError(f"--method must be policy or value, not {method}")
     solve = pol.policy_iteration if method == "policy" else pol.value_iteration
     sol = solve(world)
-    transform = raster.transform * raster.transform.scale(block) if block > 1 else raster.transform
+    transform = raster.transform @ raster.transform.scale(block) if block > 1 else raster.transform
     files = [(output, raster_bytes(sol.actions, transform, raster.crs, pol.GOAL_ACTION))]
     if value is not None:
         files.append((value, raster_bytes(sol.values.astype("float32"), transform, raster.crs)))

@@ -139,7 +139,7 @@ def to_pixel(point: tuple[float, float], raster: ProbabilityRaster, crs: str = "
     else:
         if crs != "map":
             x, y = _reproject(x, y, crs, raster, option)
-        col, row = ~raster.transform * (x, y)
+        col, row = ~raster.transform @ (x, y)
     r, c = int(math.floor(row)), int(math.floor(col))
     if not (0 <= r < rows and 0 <= c < cols):
         raise InputError(f"{option} {point[0]:g},{point[1]:g} ({crs}) falls outside the raster "
