@@ -41,6 +41,10 @@ class Gridworld:
         prob: float64 (rows, cols), P(road) per cell.
         goal: (row, col) of the goal cell.
         gamma, step_cost, goal_reward, slip: as in the module docstring.
+
+    Raises:
+        InputError: gamma outside (0, 1), a negative step cost, a goal outside the grid or on
+            a cell of probability 0.
     """
 
     prob: np.ndarray
@@ -56,6 +60,11 @@ class Gridworld:
         if self.step_cost < 0:
             raise InputError(f"--step-cost must be >= 0, not {self.step_cost}")
         rows, cols = self.prob.shape
+        if not (0 <= self.goal[0] < rows and 0 <= self.goal[1] < cols):
+            raise InputError(f"goal cell {self.goal} lies outside the {rows} x {cols} grid")
+        if self.prob[self.goal] <= 0:
+            raise InputError(f"the goal cell {self.goal} has road probability 0: no move can "
+                             "enter it; put the goal on a road")
         flat = np.arange(rows * cols).reshape(rows, cols)
         goal_flat = self.goal[0] * cols + self.goal[1]
         self.goal_flat = goal_flat

@@ -89,3 +89,11 @@ def test_quiver_png_is_a_png():
     sol = pol.value_iteration(pol.Gridworld(prob, (25, 20)))
     data = pol.quiver_png(prob, sol.actions, (25, 20), dpi=30)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_goal_off_the_road_is_refused():
+    prob = _network()
+    with pytest.raises(InputError, match="probability 0"):
+        pol.Gridworld(prob, (0, 0))
+    with pytest.raises(InputError, match="outside"):
+        pol.Gridworld(prob, (99, 0))
