@@ -7,9 +7,13 @@ Monte Carlo estimate over n realisations is the fraction connected, with Wilson'
 interval (E. B. Wilson, "Probable inference, the law of succession, and statistical
 inference", JASA 22:209-212, 1927).
 
-Vectorised: a batch of realisations is one (B, rows, cols) boolean stack labelled by
-``scipy.ndimage.label`` with a 3x3x3 structuring element whose outer planes are zero, so that
-pixels connect only within their own plane; labels are then unique across the whole batch.
+Vectorised: a batch of realisations is drawn as one (B, rows, cols) stack and labelled in one
+call of OpenCV's ``connectedComponents`` on the planes stacked vertically, each followed by a
+row of zeros so that no component crosses from one plane into the next; labels are therefore
+unique across the batch, and "A <-> B" and the reach map are array lookups. The batch is kept
+small (:data:`BATCH_BYTES`): on a 1300 x 1300 tile a stack of a few planes labels faster per
+realisation than one of hundreds of MB (memory traffic), and OpenCV's labelling is faster
+than ``scipy.ndimage.label`` (tools/bench_roads.py).
 """
 
 from __future__ import annotations
@@ -18,14 +22,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from fcnkit.errors import InputError
 
 #: z of the two-sided 95 % normal interval.
 Z95 = 1.959963984540054
 #: Memory of one batch, in bytes (uniform draws float32 + mask + int32 labels per pixel).
-BATCH_BYTES = 256 * 2**20
+BATCH_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -69,13 +72,26 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def structure(connectivity: int) -> np.ndarray:
-    """The 3x3x3 structuring element joining pixels only within a plane of a stack."""
+def check_connectivity(connectivity: int) -> int:
+    """Return 4 or 8; raise InputError for anything else."""
     if connectivity not in (4, 8):
         raise InputError(f"--connectivity must be 4 or 8, not {connectivity}")
-    st = np.zeros((3, 3, 3), bool)
-    st[1] = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
-    return st
+    return connectivity
+
+
+def label_planes(masks: np.ndarray, connectivity: int) -> np.ndarray:
+    """Connected components of every plane of ``masks`` (B, rows, cols) bool.
+
+    Returns int32 labels (B, rows, cols): 0 for background, and component labels unique
+    across the whole stack (a component never spans two planes)."""
+    import cv2
+
+    count, rows, cols = masks.shape
+    stacked = np.zeros((count, rows + 1, cols), np.uint8)  # a zero row after every plane
+    stacked[:, :rows] = masks
+    _, labels = cv2.connectedComponents(stacked.reshape(-1, cols), connectivity=connectivity,
+                                        ltype=cv2.CV_32S)
+    return labels.reshape(count, rows + 1, cols)[:, :rows]
 
 
 def batch_size(shape: tuple[int, int], requested: int | None = None) -> int:
@@ -118,7 +134,7 @@ def monte_carlo(prob: np.ndarray, sources, targets, *, realisations: int = 1000,
         realisations: number of independent realisations n (>= 1).
         seed: seed of numpy's PCG64 generator (same seed, same answer).
         reach: also return the map (rows, cols) float32 of P(pixel connected to a source).
-        batch: realisations per labelled stack (default: ~256 MiB of working memory).
+        batch: realisations per labelled stack (default: ~32 MiB of working memory).
 
     Returns:
         (Connectivity, reach map or None).
@@ -128,14 +144,14 @@ def monte_carlo(prob: np.ndarray, sources, targets, *, realisations: int = 1000,
     """
     if realisations < 1:
         raise InputError(f"--realisations must be at least 1, not {realisations}")
-    st = structure(connectivity)
+    check_connectivity(connectivity)
     src, tgt = _points_index(sources, prob.shape), _points_index(targets, prob.shape)
     rng = np.random.default_rng(seed)
     step = batch_size(prob.shape, batch)
     hits, reach_count = 0, (np.zeros(prob.shape, np.int64) if reach else None)
     for start in range(0, realisations, step):
         count = min(step, realisations - start)
-        labels, _ = ndimage.label(_realise(prob, count, rng), structure=st)
+        labels = label_planes(_realise(prob, count, rng), connectivity)
         hits += int(_linked(labels, src, tgt).sum())
         if reach:
             reach_count += _reached(labels, src).sum(axis=0)
@@ -162,8 +178,7 @@ def exact(prob: np.ndarray, sources, targets, *, threshold: float = 0.5,
     """
     if not 0.0 < threshold <= 1.0:
         raise InputError(f"--threshold must lie in (0, 1], not {threshold}")
-    st = structure(connectivity)
-    labels, _ = ndimage.label((prob >= threshold)[None], structure=st)
+    labels = label_planes((prob >= threshold)[None], check_connectivity(connectivity))
     src, tgt = _points_index(sources, prob.shape), _points_index(targets, prob.shape)
     hit = int(_linked(labels, src, tgt)[0])
     result = Connectivity(float(hit), float(hit), float(hit), hit, 1, None, connectivity, threshold)

@@ -118,4 +118,4 @@ def test_four_versus_eight_connectivity_on_a_diagonal():
     assert percolation.exact(prob, [(0, 0)], [(5, 5)], connectivity=8)[0].estimate == 1.0
     assert percolation.exact(prob, [(0, 0)], [(5, 5)], connectivity=4)[0].estimate == 0.0
     with pytest.raises(InputError):
-        percolation.structure(6)
+        percolation.check_connectivity(6)
