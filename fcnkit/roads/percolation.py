@@ -79,19 +79,24 @@ def check_connectivity(connectivity: int) -> int:
     return connectivity
 
 
-def label_planes(masks: np.ndarray, connectivity: int) -> np.ndarray:
+def label_planes(masks: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
     """Connected components of every plane of ``masks`` (B, rows, cols) bool.
 
-    Returns int32 labels (B, rows, cols): 0 for background, and component labels unique
-    across the whole stack (a component never spans two planes)."""
-    import cv2
-
+    Returns (int32 labels (B, rows, cols), number of labels + 1): 0 for background, component
+    labels unique across the whole stack (a component never spans two planes)."""
     count, rows, cols = masks.shape
     stacked = np.zeros((count, rows + 1, cols), np.uint8)  # a zero row after every plane
     stacked[:, :rows] = masks
-    _, labels = cv2.connectedComponents(stacked.reshape(-1, cols), connectivity=connectivity,
+    return _label_stacked(stacked, connectivity)
+
+
+def _label_stacked(stacked: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
+    import cv2
+
+    count, rows_1, cols = stacked.shape
+    n, labels = cv2.connectedComponents(stacked.reshape(-1, cols), connectivity=connectivity,
                                         ltype=cv2.CV_32S)
-    return labels.reshape(count, rows + 1, cols)[:, :rows]
+    return labels.reshape(count, rows_1, cols)[:, :rows_1 - 1], int(n)
 
 
 def batch_size(shape: tuple[int, int], requested: int | None = None) -> int:
@@ -101,26 +106,39 @@ def batch_size(shape: tuple[int, int], requested: int | None = None) -> int:
 
 
 def _realise(prob: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    draws = rng.random((count,) + prob.shape, dtype=np.float32)
-    return draws < prob  # p = 1 always road, p = 0 never
+    """(count, rows + 1, cols) uint8: ``count`` realisations, each followed by a zero row."""
+    rows, cols = prob.shape
+    stacked = np.zeros((count, rows + 1, cols), np.uint8)
+    draws = rng.random((count, rows, cols), dtype=np.float32)
+    np.less(draws, prob, out=stacked[:, :rows].view(bool))  # p = 1 always road, p = 0 never
+    return stacked
 
 
-def _linked(labels: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def _linked(labels: np.ndarray, n_labels: int, sources, targets) -> np.ndarray:
     """(B,) bool: some source pixel and some target pixel share a non-zero label.
 
-    ``labels`` (B, rows, cols) with labels unique across planes; ``sources``/``targets``
-    flat pixel indices within one plane."""
-    flat = labels.reshape(labels.shape[0], -1)
-    src = flat[:, sources]
-    present = np.zeros(int(labels.max()) + 1, bool)
-    present[src] = True
+    ``labels`` (B, rows, cols), labels unique across planes; ``sources``/``targets``
+    (row indices, col indices)."""
+    present = np.zeros(n_labels, bool)
+    present[labels[:, sources[0], sources[1]]] = True
     present[0] = False
-    return present[flat[:, targets]].any(axis=1)
+    return present[labels[:, targets[0], targets[1]]].any(axis=1)
 
 
-def _points_index(points, shape) -> np.ndarray:
-    idx = np.ravel_multi_index(tuple(np.asarray(points, int).T), shape)
-    return np.atleast_1d(idx)
+def _reached(labels: np.ndarray, n_labels: int, sources) -> np.ndarray:
+    """(B, rows, cols) bool: pixels in a component holding a source pixel."""
+    present = np.zeros(n_labels, bool)
+    present[labels[:, sources[0], sources[1]]] = True
+    present[0] = False
+    return present[labels]
+
+
+def _points_index(points, shape) -> tuple[np.ndarray, np.ndarray]:
+    rc = np.asarray(points, int).reshape(-1, 2)
+    if rc.size == 0 or (rc < 0).any() or (rc[:, 0] >= shape[0]).any() or (rc[:, 1] >= shape[1]).any():
+        raise InputError(f"points {rc.tolist()} must be (row, col) pixels inside the "
+                         f"{shape[0]} x {shape[1]} map")
+    return rc[:, 0], rc[:, 1]
 
 
 def monte_carlo(prob: np.ndarray, sources, targets, *, realisations: int = 1000,
@@ -151,22 +169,14 @@ def monte_carlo(prob: np.ndarray, sources, targets, *, realisations: int = 1000,
     hits, reach_count = 0, (np.zeros(prob.shape, np.int64) if reach else None)
     for start in range(0, realisations, step):
         count = min(step, realisations - start)
-        labels = label_planes(_realise(prob, count, rng), connectivity)
-        hits += int(_linked(labels, src, tgt).sum())
+        labels, n_labels = _label_stacked(_realise(prob, count, rng), connectivity)
+        hits += int(_linked(labels, n_labels, src, tgt).sum())
         if reach:
-            reach_count += _reached(labels, src).sum(axis=0)
+            reach_count += _reached(labels, n_labels, src).sum(axis=0)
     low, high = wilson_interval(hits, realisations)
     result = Connectivity(hits / realisations, low, high, hits, realisations, seed, connectivity)
     reach_map = None if reach_count is None else (reach_count / realisations).astype(np.float32)
     return result, reach_map
-
-
-def _reached(labels: np.ndarray, src: np.ndarray) -> np.ndarray:
-    flat = labels.reshape(labels.shape[0], -1)
-    present = np.zeros(int(labels.max()) + 1, bool)
-    present[flat[:, src]] = True
-    present[0] = False
-    return present[labels]
 
 
 def exact(prob: np.ndarray, sources, targets, *, threshold: float = 0.5,
@@ -178,11 +188,11 @@ def exact(prob: np.ndarray, sources, targets, *, threshold: float = 0.5,
     """
     if not 0.0 < threshold <= 1.0:
         raise InputError(f"--threshold must lie in (0, 1], not {threshold}")
-    labels = label_planes((prob >= threshold)[None], check_connectivity(connectivity))
+    labels, n_labels = label_planes((prob >= threshold)[None], check_connectivity(connectivity))
     src, tgt = _points_index(sources, prob.shape), _points_index(targets, prob.shape)
-    hit = int(_linked(labels, src, tgt)[0])
+    hit = int(_linked(labels, n_labels, src, tgt)[0])
     result = Connectivity(float(hit), float(hit), float(hit), hit, 1, None, connectivity, threshold)
-    return result, (_reached(labels, src)[0].astype(np.float32) if reach else None)
+    return result, (_reached(labels, n_labels, src)[0].astype(np.float32) if reach else None)
 
 
 def crossing_probability(prob: np.ndarray, *, realisations: int = 200, seed: int = 0,
