@@ -87,6 +87,31 @@ class Gridworld:
         fail = (1.0 - p) / 2
         return [(p, t, r)] + [(fail, self.targets[s], self.r_move[s]) for s in sides]
 
+    def compiled_actions(self):
+        """:meth:`compile` of the four actions' outcomes, made once."""
+        if getattr(self, "_compiled", None) is None:
+            self._compiled = [self.compile(self.outcomes(a)) for a in range(4)]
+        return self._compiled
+
+    def compile(self, outs):
+        """Outcomes folded for sweeps: (constant (n,), [(probability, successor index or
+        None)]) with Q = constant + gamma * sum p * V[successor]; the constant holds the step
+        cost and the expected reward, which do not depend on V."""
+        const = np.full(self.prob.size, -self.step_cost)
+        for p, _, r in outs:
+            const += p * r
+        return const, [(p, t) for p, t, _ in outs]
+
+    def sweep_q(self, values: np.ndarray, compiled) -> np.ndarray:
+        """Q of compiled outcomes (:meth:`compile`) given state values (n,)."""
+        const, terms = compiled
+        acc = np.zeros_like(values)
+        for p, t in terms:
+            acc += p * (values if t is None else values[t])
+        acc *= self.gamma
+        acc += const
+        return acc
+
     def q_value(self, values: np.ndarray, outs) -> np.ndarray:
         """Expected return (n,) of one action's outcomes given state values (n,)."""
         q = np.full(values.shape, -self.step_cost)
@@ -115,7 +140,7 @@ class Solution:
 
 
 def _greedy(world: Gridworld, values: np.ndarray, current=None, eps: float = 1e-12):
-    q = np.stack([world.q_value(values, world.outcomes(a)) for a in range(4)])
+    q = np.stack([world.sweep_q(values, c) for c in world.compiled_actions()])
     best = q.argmax(axis=0)
     if current is not None:  # keep the current action unless another is strictly better
         keep = q[current, np.arange(q.shape[1])] >= q.max(axis=0) - eps
@@ -133,9 +158,11 @@ def _finish(world, policy, values, iterations, sweeps, converged) -> Solution:
 def value_iteration(world: Gridworld, *, tol: float = 1e-9, max_sweeps: int = 100_000) -> Solution:
     """Value iteration: V <- max_a Q(V, a) over the whole grid until max |dV| < ``tol``."""
     values = np.zeros(world.prob.size)
-    outs = [world.outcomes(a) for a in range(4)]
+    compiled = world.compiled_actions()
     for sweep in range(1, max_sweeps + 1):
-        new = np.max([world.q_value(values, o) for o in outs], axis=0)
+        new = world.sweep_q(values, compiled[0])
+        for c in compiled[1:]:
+            np.maximum(new, world.sweep_q(values, c), out=new)
         new[world.goal_flat] = 0.0
         delta = float(np.abs(new - values).max())
         values = new
@@ -161,10 +188,10 @@ def policy_iteration(world: Gridworld, *, tol: float = 1e-9, max_sweeps: int = 1
     sweeps, iterations, stable = 0, 0, False
     while not stable and sweeps < max_sweeps:
         iterations += 1
-        outs = _policy_outcomes(world, policy)
+        compiled = world.compile(_policy_outcomes(world, policy))
         for _ in range(min(eval_sweeps, max_sweeps - sweeps)):
             sweeps += 1
-            new = world.q_value(values, outs)
+            new = world.sweep_q(values, compiled)
             new[world.goal_flat] = 0.0
             delta = float(np.abs(new - values).max())
             values = new
