@@ -62,9 +62,14 @@ def connect_cmd(
         write_text(output, json.dumps(record, indent=2) + "\n")
     if tif is not None:
         write_bytes(reach, tif)
+    where = f"{connectivity}-connectivity, A pixel {a}, B pixel {b}"
+    if threshold is not None:
+        verdict = "connected" if result.connected else "not connected"
+        console.print(f"A <-> B on the mask p >= {threshold:g}: {verdict} ({where})", markup=False)
+        return
     console.print(f"P(A <-> B) = {result.estimate:.4f}  95 % CI [{result.low:.4f}, "
                   f"{result.high:.4f}]  ({result.connected}/{result.realisations} realisations, "
-                  f"{connectivity}-connectivity, A pixel {a}, B pixel {b})", markup=False)
+                  f"{where})", markup=False)
 
 
 def route_cmd(

@@ -134,3 +134,22 @@ def test_bad_probability_values_are_refused(tmp_path, capsys):
     assert main(["roads", "route", str(tmp_path / "bad.npy"), "--from", "0,0", "--to", "1,1",
                  "--crs", "pixel", "-o", str(tmp_path / "r.geojson")]) == 2
     assert "must lie in [0, 1]" in capsys.readouterr().err
+
+
+def test_connect_exact_variant_and_astar_route(scene, tmp_path, capsys):
+    prob_tif = scene[0]
+    out = tmp_path / "e.json"
+    assert main(["roads", "connect", str(prob_tif), "--from", "0,20", "--to", "30,0", "--crs",
+                 "pixel", "--threshold", "0.5", "-o", str(out)]) == 0
+    assert "connected (8-connectivity" in capsys.readouterr().out
+    record = json.loads(out.read_text())
+    assert record["estimate"] == 1.0 and record["threshold"] == 0.5
+    assert main(["roads", "connect", str(prob_tif), "--from", "0,20", "--to", "30,0", "--crs",
+                 "pixel", "--threshold", "0.95"]) == 0  # the column road is 0.9 < 0.95
+    assert "not connected" in capsys.readouterr().out
+    mcp, astar = tmp_path / "m.geojson", tmp_path / "a.geojson"
+    for path, method in ((mcp, "mcp"), (astar, "astar")):
+        assert main(["roads", "route", str(prob_tif), "--from", "0,20", "--to", "30,0", "--crs",
+                     "pixel", "-o", str(path), "--method", method]) == 0
+    costs = [json.loads(p.read_text())["features"][0]["properties"]["cost"] for p in (mcp, astar)]
+    assert costs[0] == pytest.approx(costs[1], rel=1e-9)
