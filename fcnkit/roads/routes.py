@@ -116,10 +116,9 @@ def astar_route(prob: np.ndarray, start, end, *, length_cost: float = 1e-3) -> R
     cmin = float(costs[np.isfinite(costs)].min())
     goal = end[0] * cols + end[1]
     er, ec = end
-    best = {start[0] * cols + start[1]: 0.0}
-    parent = {}
-    heap = [(0.0, 0.0, best_key) for best_key in best]
-    done = set()
+    origin = start[0] * cols + start[1]
+    best, parent, done = {origin: 0.0}, {}, set()
+    heap = [(0.0, 0.0, origin)]  # (f = g + h, g, flat index)
     while heap:
         _, g, u = heapq.heappop(heap)
         if u in done:
