@@ -171,33 +171,21 @@ def crf_cmd(
     w_gamma: float = typer.Option(3.0, "--w-gamma", help="smoothness kernel weight"),
     tile: int = typer.Option(1024, "--tile", help="tile size in pixels (halo added)"),
 ):
-    """Dense CRF (Krähenbühl & Koltun 2011) over the stretched image: mask out, speckles off."""
-    import numpy as np
-
-    from fcnkit.atomic import write_bytes
+    """Dense CRF (Krähenbühl & Koltun 2011) over the stretched image: mask out, speckles off.
+    Both rasters are GeoTIFFs on one grid; the scene is processed window by window."""
     from fcnkit.errors import InputError
     from fcnkit.roads import crf
-    from fcnkit.roads.points import raster_bytes, read_image, read_probability
+    from fcnkit.roads.crf_scene import crf_scene
 
-    raster = read_probability(prob)
     try:
         band_list = None if bands is None else [int(b) for b in bands.split(",")]
     except ValueError:
         raise InputError(f"--bands '{bands}': expected 1-based band numbers such as 5,3,2") from None
-    if band_list is not None and len(band_list) > 3:
-        raise InputError("--bands: the appearance kernel takes at most 3 bands")
-    pixels, nodata = read_image(image, raster, band_list)
     params = crf.CrfParams(theta_gamma, w_gamma, theta_alpha, theta_beta, w_alpha, iterations)
-    q = crf.dense_crf(raster.prob, crf.stretch(pixels, nodata), params, tile)
-    mask = np.where(q > 0.5, 255, 0).astype(np.uint8)
-    files = [(output, raster_bytes(mask, raster.transform, raster.crs))]
-    if probabilities is not None:
-        files.append((probabilities, raster_bytes(q, raster.transform, raster.crs)))
-    for path, data in files:
-        write_bytes(path, data)
-    before = int((raster.prob > 0.5).sum())
-    console.print(f"CRF: {int((mask > 0).sum())} road pixels (threshold 0.5 before: {before}) "
-                  f"-> {output}", markup=False)
+    after, before = crf_scene(prob, image, output, params, bands=band_list, tile=tile,
+                              probabilities_path=probabilities)
+    console.print(f"CRF: {after} road pixels (threshold 0.5 before: {before}) -> {output}",
+                  markup=False)
 
 
 def register(roads_app: typer.Typer) -> None:

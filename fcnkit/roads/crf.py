@@ -265,7 +265,8 @@ def stretch(image: np.ndarray, nodata=None, percentiles=(2.0, 98.0)) -> np.ndarr
     """Per-band percentile stretch to 0..255 (float32, bands x rows x cols).
 
     Each band is clipped to its [P_lo, P_hi] percentiles over valid pixels (not ``nodata``,
-    not 0) and scaled linearly to 0..255, as the SpaceNet roads article stretches its input.
+    not 0) and scaled linearly to 0..255, as the SpaceNet roads article stretches its input;
+    invalid pixels are 0.
     """
     out = np.zeros(image.shape, np.float32)
     for b, band in enumerate(image):
@@ -274,5 +275,5 @@ def stretch(image: np.ndarray, nodata=None, percentiles=(2.0, 98.0)) -> np.ndarr
             continue
         lo, hi = np.percentile(band[valid], percentiles)
         span = max(float(hi - lo), 1e-12)
-        out[b] = np.clip((band.astype(np.float64) - lo) / span, 0, 1) * 255
+        out[b] = np.where(valid, np.clip((band.astype(np.float64) - lo) / span, 0, 1) * 255, 0)
     return out

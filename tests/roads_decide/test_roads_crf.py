@@ -106,3 +106,62 @@ def test_stretch_and_errors():
         crf.dense_crf(np.zeros((4, 4)), np.zeros((3, 5, 5)))
     with pytest.raises(InputError):
         crf.CrfParams(theta_alpha=0).check()
+
+
+def test_scene_windows_match_the_array_computation(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from fcnkit.roads.crf_scene import crf_scene
+
+    truth, prob, image = _scene(3, 48)
+    dn = (image * 4 + 100).astype(np.uint16)  # DN; the stretch maps them back to 0..255
+    profile = dict(driver="GTiff", height=48, width=48, crs="EPSG:32611",
+                   transform=from_origin(500000, 4000000, 0.3, 0.3))
+    with rasterio.open(tmp_path / "p.tif", "w", count=1, dtype="float32", **profile) as ds:
+        ds.write(prob.astype(np.float32), 1)
+    with rasterio.open(tmp_path / "img.tif", "w", count=3, dtype="uint16", **profile) as ds:
+        ds.write(dn)
+    params = crf.CrfParams(theta_alpha=4.0, bilateral="exact", iterations=3)
+    out, qpath = tmp_path / "mask.tif", tmp_path / "q.tif"
+    after, before = crf_scene(tmp_path / "p.tif", tmp_path / "img.tif", out, params, tile=20,
+                              probabilities_path=qpath)
+    want = crf.dense_crf(prob.astype(np.float32), crf.stretch(dn), params, tile=20)
+    with rasterio.open(qpath) as ds:
+        np.testing.assert_allclose(ds.read(1), want, atol=1e-5)
+    with rasterio.open(out) as ds:
+        assert ds.transform == profile["transform"] and ds.crs == ds.crs.from_epsg(32611)
+        mask = ds.read(1)
+    np.testing.assert_array_equal(mask > 0, want > 0.5)
+    assert after == int((want > 0.5).sum()) and before == int((prob > 0.5).sum())
+    moved = dict(profile, transform=from_origin(500003, 4000000, 0.3, 0.3))
+    with rasterio.open(tmp_path / "moved.tif", "w", count=3, dtype="uint16", **moved) as ds:
+        ds.write(dn)
+    with pytest.raises(InputError, match="share one grid"):
+        crf_scene(tmp_path / "p.tif", tmp_path / "moved.tif", tmp_path / "x.tif", params)
+    with pytest.raises(InputError, match="do not exist"):
+        crf_scene(tmp_path / "p.tif", tmp_path / "img.tif", tmp_path / "x.tif", params, bands=[4])
+    assert not (tmp_path / "x.tif").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.tif", "mask.tif", "moved.tif",
+                                                          "p.tif", "q.tif"]
+
+
+def test_scene_failure_in_a_late_window_leaves_nothing(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from fcnkit.roads.crf_scene import crf_scene
+
+    prob = np.full((40, 40), 0.3, np.float32)
+    prob[35, 35] = 3.0  # only the last window sees it
+    profile = dict(driver="GTiff", height=40, width=40, crs="EPSG:32611",
+                   transform=from_origin(500000, 4000000, 0.3, 0.3))
+    with rasterio.open(tmp_path / "p.tif", "w", count=1, dtype="float32", **profile) as ds:
+        ds.write(prob, 1)
+    with rasterio.open(tmp_path / "img.tif", "w", count=1, dtype="uint16", **profile) as ds:
+        ds.write(np.full((40, 40), 500, np.uint16), 1)
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        crf_scene(tmp_path / "p.tif", tmp_path / "img.tif", tmp_path / "out" / "m.tif",
+                  crf.CrfParams(theta_alpha=2.0, iterations=1), tile=16,
+                  probabilities_path=tmp_path / "out" / "q.tif")
+    assert list((tmp_path / "out").iterdir()) == []
