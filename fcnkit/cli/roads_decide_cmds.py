@@ -169,7 +169,8 @@ def crf_cmd(
     w_alpha: float = typer.Option(10.0, "--w-alpha", help="appearance kernel weight"),
     theta_gamma: float = typer.Option(3.0, "--theta-gamma", help="smoothness kernel width, px"),
     w_gamma: float = typer.Option(3.0, "--w-gamma", help="smoothness kernel weight"),
-    tile: int = typer.Option(1024, "--tile", help="tile size in pixels (halo added)"),
+    tile: int = typer.Option(2048, "--tile", help="window size in pixels (a halo of 3 theta "
+                             "is added; a 1300 x 1300 SpaceNet tile is one window)"),
 ):
     """Dense CRF (Krähenbühl & Koltun 2011) over the stretched image: mask out, speckles off.
     Both rasters are GeoTIFFs on one grid; the scene is processed window by window."""

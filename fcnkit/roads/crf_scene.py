@@ -20,7 +20,7 @@ import numpy as np
 
 from fcnkit.errors import InputError, OutputError
 from fcnkit.roads.crf import CrfParams, mean_field
-from fcnkit.roads.points import _check_values, _scale, default_bands
+from fcnkit.roads.points import check_probabilities, default_bands, scale_probabilities
 
 #: Long side, in pixels, of the decimated read used for the stretch percentiles.
 STRETCH_SAMPLE = 2048
@@ -103,7 +103,7 @@ def _temporary_sibling(path: Path):
 
 
 def crf_scene(prob_path, image_path, out_path, params: CrfParams | None = None, *,
-              bands: list[int] | None = None, tile: int = 1024,
+              bands: list[int] | None = None, tile: int = 2048,
               probabilities_path=None) -> tuple[int, int]:
     """Dense CRF over a scene, window by window; writes the mask GeoTIFF (uint8, 255 road,
     0 not; the probability raster's grid) and optionally the float32 road marginals.
@@ -150,7 +150,7 @@ def _run_windows(prob_ds, image_ds, bands, lo, hi, params, tile, halo, tmps):
             dsts.append(stack.enter_context(rasterio.open(tmps[1], "w", dtype="float32", **profile)))
         for inner, outer, centre in _windows(prob_ds.height, prob_ds.width, tile, halo):
             band = prob_ds.read(1, window=outer, masked=True).filled(0)
-            prob = _check_values(_scale(band, prob_ds.name), prob_ds.name)
+            prob = check_probabilities(scale_probabilities(band, prob_ds.name), prob_ds.name)
             q = mean_field(prob, _stretched(image_ds, bands, outer, lo, hi), params)[centre]
             mask = np.where(q > 0.5, 255, 0).astype(np.uint8)
             dsts[0].write(mask, 1, window=inner)

@@ -47,7 +47,8 @@ def _identity():
     return Affine.identity()
 
 
-def _check_values(prob: np.ndarray, path: str) -> np.ndarray:
+def check_probabilities(prob: np.ndarray, path: str) -> np.ndarray:
+    """``prob`` as float32 in [0, 1]; InputError (naming ``path``) for NaN or values outside."""
     if not np.all(np.isfinite(prob)):
         raise InputError(f"{path}: the probability raster holds NaN or infinite values; "
                          "give nodata in the GeoTIFF instead")
@@ -78,8 +79,8 @@ def read_probability(path: str | Path) -> ProbabilityRaster:
         if arr.ndim != 2 or arr.size == 0 or arr.size > MAX_PIXELS:
             raise InputError(f"{path}: expected a 2-D (rows, cols) array of at most {MAX_PIXELS} "
                              f"pixels, found shape {arr.shape}")
-        prob = _scale(np.asarray(arr), path)
-        return ProbabilityRaster(_check_values(prob, path), _identity(), None, path)
+        prob = scale_probabilities(np.asarray(arr), path)
+        return ProbabilityRaster(check_probabilities(prob, path), _identity(), None, path)
     import rasterio
 
     try:
@@ -91,11 +92,12 @@ def read_probability(path: str | Path) -> ProbabilityRaster:
             transform, crs = ds.transform, ds.crs
     except rasterio.errors.RasterioIOError as e:
         raise InputError(f"{path}: cannot read it as a raster ({e})") from None
-    prob = _scale(band.filled(0), path)
-    return ProbabilityRaster(_check_values(prob, path), transform, crs, path)
+    prob = scale_probabilities(band.filled(0), path)
+    return ProbabilityRaster(check_probabilities(prob, path), transform, crs, path)
 
 
-def _scale(arr: np.ndarray, path: str) -> np.ndarray:
+def scale_probabilities(arr: np.ndarray, path: str) -> np.ndarray:
+    """uint8 DN / 255 or float as float32; InputError for other dtypes."""
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / np.float32(255.0)
     if arr.dtype.kind == "f":
@@ -203,33 +205,3 @@ def default_bands(count: int) -> list[int]:
         return [5, 3, 2]
     return [1, 2, 3] if count >= 3 else [1]
 
-
-def read_image(path: str | Path, like: ProbabilityRaster, bands: list[int] | None = None):
-    """Read ``bands`` (1-based) of the image at ``path`` on the probability raster's grid.
-
-    Returns (array (len(bands), rows, cols) of the image's dtype, nodata value or None).
-
-    Raises:
-        InputError: unreadable, a band out of range, or another grid (size, transform, CRS)
-            than the probability raster's.
-    """
-    import rasterio
-
-    path = str(path)
-    try:
-        with rasterio.open(path) as ds:
-            bands = bands or default_bands(ds.count)
-            bad = [b for b in bands if not 1 <= b <= ds.count]
-            if bad:
-                raise InputError(f"{path}: has {ds.count} bands; band(s) {bad} do not exist")
-            if (ds.height, ds.width) != like.prob.shape:
-                raise InputError(f"{path}: {ds.height} x {ds.width} pixels, but {like.path} has "
-                                 f"{like.prob.shape[0]} x {like.prob.shape[1]}; give the image "
-                                 "the probability map was predicted from")
-            if like.crs is not None and (ds.crs != like.crs
-                                         or not ds.transform.almost_equals(like.transform)):
-                raise InputError(f"{path}: its CRS or transform differs from {like.path}'s; "
-                                 "the image and the probability map must share one grid")
-            return ds.read(bands), ds.nodata
-    except rasterio.errors.RasterioIOError as e:
-        raise InputError(f"{path}: cannot read it as a raster ({e})") from None
