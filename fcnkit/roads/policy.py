@@ -282,7 +282,8 @@ def quiver_png(prob: np.ndarray, actions: np.ndarray, goal, *, arrows: int = 40,
     ax = fig.add_subplot()
     ax.imshow(prob, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.quiver(cc[moving], rr[moving], dcol[moving], drow[moving], color="tab:orange",
-              angles="xy", scale_units="xy", scale=1.0 / (0.8 * step), width=0.003)
+              angles="xy", scale_units="xy", scale=1.0 / (0.8 * step), width=0.004,
+              headwidth=4, headlength=4.5, headaxislength=4)
     ax.plot([goal[1]], [goal[0]], "o", color="red", markersize=10)
     ax.set_axis_off()
     buf = io.BytesIO()
