@@ -97,3 +97,10 @@ class OutputExistsError(OutputError):
     """The output path exists and fcnkit will not replace it: a file where a directory is
     to be written, or a directory that is not an earlier output of fcnkit (``--force``
     replaces a directory)."""
+
+
+class LimitError(InputError):
+    """An input would need more memory than fcnkit's limit (parameters, activations, array
+    files): refused before anything is allocated. The message names the layer or file, the
+    bytes needed and the limit, and how to raise it (``--memory-limit``,
+    ``FCNKIT_MEMORY_LIMIT``)."""

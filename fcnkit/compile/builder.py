@@ -25,6 +25,7 @@ import torch
 import torch.fx
 
 from fcnkit.analysis import NetAnalysis, analyze
+from fcnkit.compile.budget import check_net_memory
 from fcnkit.compile.weights import WeightReport, initialise
 from fcnkit.errors import NetDefinitionError
 from fcnkit.graph import TRAIN, Net
@@ -177,6 +178,8 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
         ShapeError, InputError: shapes cannot be inferred.
         WeightsError: a weights blob does not fit its layer.
         NetDefinitionError: the net has no layers, or a layer cannot be compiled.
+        LimitError: its parameters or activations exceed the memory limit
+            (:mod:`fcnkit.compile.budget`).
     """
     from fcnkit import caffe
 
@@ -192,6 +195,7 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     analysis = analysis or analyze(net, input_shapes)
     shapes = analysis.shapes
     layers = _kept_layers(net, deploy)
+    check_net_memory(layers, shapes)  # before any tensor is allocated
 
     root = torch.nn.Module()
     graph = torch.fx.Graph()
