@@ -104,8 +104,9 @@ def _write_outputs(compiled, out: Optional[Path], onnx: Optional[Path], force: b
 
         check_writable(out, need_bytes=need + (1 << 20))  # the weights and small files
     if onnx is None:
-        save_compiled(compiled, out, force=force)
-        console.print(f"wrote {out}/ (model.py, weights.safetensors, net.prototxt, fcnkit.json)")
+        if out is not None:
+            save_compiled(compiled, out, force=force)
+            console.print(f"wrote {out}/ (model.py, weights.safetensors, net.prototxt, fcnkit.json)")
         return
     import tempfile
 

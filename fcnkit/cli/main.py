@@ -117,15 +117,27 @@ def main(argv: list[str] | None = None) -> int:
 EX_SOFTWARE = 70
 
 
+def _innermost_fcnkit_frame(e: BaseException) -> str:
+    """`` at fcnkit/x.py:12`` for the deepest frame in fcnkit's own code (the one a bug
+    report needs), else the deepest frame; empty without a traceback."""
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    ours = [f for f in frames if f"{os.sep}fcnkit{os.sep}" in f.filename]
+    frame = (ours or frames or [None])[-1]
+    if frame is None:
+        return ""
+    parts = Path(frame.filename).parts
+    short = "/".join(parts[parts.index("fcnkit"):]) if "fcnkit" in parts else Path(frame.filename).name
+    return f" at {short}:{frame.lineno}"
+
+
 def _internal_error(e: Exception) -> int:
     if os.environ.get("FCNKIT_DEBUG"):
         import traceback
 
         traceback.print_exception(e)
-    tb = e.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else ""
+    where = _innermost_fcnkit_frame(e)
     err_console.print(
         f"[bold red]internal error:[/bold red] {escape(type(e).__name__)}{escape(where)}: "
         f"{escape(str(e)[:500])}\nThis is a bug in fcnkit, not in your input: please report it "
