@@ -33,8 +33,9 @@ def _check_header(f, where: str) -> tuple[tuple[int, ...], np.dtype]:
             shape, _, dtype = fmt.read_array_header_2_0(f)
         else:
             raise ValueError(f"format version {version[0]}.{version[1]} (fcnkit reads 1.0 and 2.0)")
-    except (ValueError, OSError, EOFError, SyntaxError) as e:
-        raise InputError(f"{where}: not a .npy array file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - numpy's header parser (ast.literal_eval, tokenize)
+        # raises ValueError, SyntaxError, TokenError, TypeError... on a damaged header
+        raise InputError(f"{where}: not a .npy array file ({type(e).__name__}: {e})") from None
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None \
             or dtype.kind not in NUMERIC_KINDS:
         raise InputError(f"{where}: holds {dtype} data; fcnkit takes numeric arrays (bool, "

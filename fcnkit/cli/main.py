@@ -103,11 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("[bold red]error:[/bold red] the input is nested too deeply to be read "
                           "(Python's recursion limit); it is not a net fcnkit can use", soft_wrap=True)
         return 2
-    except MemoryError:
-        err_console.print("[bold red]error:[/bold red] out of memory; the net or its inputs are "
-                          "too large for this machine (see FCNKIT_MEMORY_LIMIT in docs/security.md)",
-                          soft_wrap=True)
-        return 2
+    except MemoryError as e:
+        return _out_of_memory(e)
     except Exception as e:  # noqa: BLE001 - the one place that turns a bug into a message
         return _internal_error(e)
     return 0
@@ -115,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
 
 #: sysexits.h EX_SOFTWARE: "an internal software error has been detected".
 EX_SOFTWARE = 70
+
+
+def _out_of_memory(e: MemoryError) -> int:
+    err_console.print("[bold red]error:[/bold red] out of memory; the net or its inputs are too "
+                      "large for this machine (--memory-limit / FCNKIT_MEMORY_LIMIT: docs/security.md)",
+                      soft_wrap=True)
+    return 2
 
 
 def _innermost_fcnkit_frame(e: BaseException) -> str:
