@@ -199,19 +199,7 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
 
     root = torch.nn.Module()
     graph = torch.fx.Graph()
-    value: dict[str, torch.fx.Node] = {}
-    blob_of_node: dict[str, str] = {}
-    inputs: list[str] = []
-    for node in layers:
-        if node.role != "input":
-            continue
-        for t in node.tops:
-            if deploy and not any(t in n.bottoms for n in layers if n.role != "input"):
-                continue
-            ph = graph.placeholder(_placeholder_name(net.blob_name[t], value))
-            value[t] = ph
-            blob_of_node[ph.name] = t
-            inputs.append(net.blob_name[t])
+    value, blob_of_node, inputs = _placeholders(graph, net, layers, deploy)
 
     modules: dict[str, torch.nn.Module] = {}
     taken: dict[str, str] = {}  # submodule name -> layer name
@@ -261,12 +249,33 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     return CompiledNet(gm, net, analysis, inputs, out_names, report, blob_of_node, deploy, taken)
 
 
-def _placeholder_name(blob: str, value: Mapping[str, torch.fx.Node]) -> str:
+def _placeholders(graph, net: Net, layers, deploy: bool):
+    """One fx placeholder per net input (in deploy mode, only inputs a kept layer uses).
+    Returns ({blob id: node}, {node name: blob id}, [input blob names])."""
+    value: dict[str, torch.fx.Node] = {}
+    blob_of_node: dict[str, str] = {}
+    inputs: list[str] = []
+    used = {b for n in layers if n.role != "input" for b in n.bottoms}
+    taken: set[str] = set()  # argument names so far
+    for node in layers:
+        if node.role != "input":
+            continue
+        for t in node.tops:
+            if deploy and t not in used:
+                continue
+            ph = graph.placeholder(_placeholder_name(net.blob_name[t], taken))
+            taken.add(ph.target)
+            value[t] = ph
+            blob_of_node[ph.name] = t
+            inputs.append(net.blob_name[t])
+    return value, blob_of_node, inputs
+
+
+def _placeholder_name(blob: str, taken: set[str]) -> str:
     """A forward() argument name for input blob ``blob``: fx writes it into the generated
     source, so only :func:`safe_identifier` text, distinct from the other arguments and
     from the names the generated code uses."""
     name = safe_identifier(blob, prefix="blob_")
-    taken = {n.target for n in value.values() if n.op == "placeholder"}
     if name in _RESERVED_ARGS or name in taken:
         base, i = f"input_{name}", 1
         name = base
