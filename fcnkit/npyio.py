@@ -93,7 +93,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     p = Path(path)
     try:
         zf = zipfile.ZipFile(p)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - BadZipFile, OSError, ValueError, EOFError...
         raise InputError(f"{p}: not an .npz file (a zip of .npy arrays: {e})") from None
     out: dict[str, np.ndarray] = {}
     with zf:
@@ -104,8 +104,11 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
             try:
                 with zf.open(info) as f:
                     shape, dtype = _check_header(f, where)
-            except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as e:
-                raise InputError(f"{where}: damaged ({e})") from None
+            except InputError:
+                raise
+            except Exception as e:  # noqa: BLE001 - zipfile raises BadZipFile, zlib.error,
+                # NotImplementedError (compression), RuntimeError (encryption), EOFError...
+                raise InputError(f"{where}: damaged ({type(e).__name__}: {e})") from None
             total += int(np.prod(shape, dtype=object)) * (dtype.itemsize + 4)
             check_bytes(total, f"{p}: its arrays")
         for info in infos:
@@ -113,6 +116,6 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
             try:
                 with zf.open(info) as f:
                     out[name] = np.lib.format.read_array(f, allow_pickle=False)
-            except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, EOFError) as e:
-                raise InputError(f"{p} (member {info.filename}): damaged ({e})") from None
+            except Exception as e:  # noqa: BLE001 - as above, and ValueError on short data
+                raise InputError(f"{p} (member {info.filename}): damaged ({type(e).__name__}: {e})") from None
     return out
