@@ -59,31 +59,45 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_STALE = re.compile(r"\.(.+)\.(\d+)\.[^.]+\.(tmp|old)\Z")
+_cleaned: set[Path] = set()  # folders already cleaned by this process
+
+
 def clean_stale(path: str | Path) -> list[Path]:
-    """Remove the temporary siblings of ``path`` left by fcnkit processes that no longer
-    run; when ``path`` is missing and such a process left a complete earlier output
-    (``.old``), rename it back to ``path`` first. Returns the paths removed or restored.
-    Errors are ignored (this is housekeeping; the write that follows reports its own)."""
-    path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.(tmp|old)\Z")
+    """Remove the temporary siblings that fcnkit processes which no longer run left in the
+    folder of ``path`` (for any output name, not only ``path``'s); when such a process left
+    a complete earlier output (``.NAME.PID.RANDOM.old``) and ``NAME`` is missing, rename it
+    back first. Returns the paths removed or restored. Errors are ignored (housekeeping; the
+    write that follows reports its own). One pass over the folder: linear in its entries."""
+    folder = Path(path).absolute().parent
     done = []
     try:
-        siblings = sorted(path.parent.iterdir())
+        entries = sorted(os.scandir(folder), key=lambda e: e.name.endswith(".tmp"))  # .old first
     except OSError:
         return done
-    for sib in siblings:
-        m = pattern.match(sib.name)
-        if not m or _pid_alive(int(m.group(1))):
+    for entry in entries:
+        m = _STALE.match(entry.name)
+        if not m or _pid_alive(int(m.group(2))):
             continue
+        sib, target = Path(entry.path), folder / m.group(1)
         with contextlib.suppress(OSError):
-            if m.group(2) == "old" and not path.exists() and not path.is_symlink():
-                os.rename(sib, path)  # the earlier output, complete: a swap died half-way
-            elif sib.is_dir() and not sib.is_symlink():
+            if m.group(3) == "old" and not target.exists() and not target.is_symlink():
+                os.rename(sib, target)  # the earlier output, complete: a swap died half-way
+            elif entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(sib)
             else:
                 sib.unlink()
             done.append(sib)
     return done
+
+
+def _clean_stale_once(path: Path) -> None:
+    """:func:`clean_stale` for the folder of ``path``, once per process (a command that
+    writes many files into one folder scans it once, not once per file)."""
+    folder = Path(path).absolute().parent
+    if folder not in _cleaned:
+        clean_stale(path)
+        _cleaned.add(folder)
 
 
 def check_writable(path: str | Path, need_bytes: int = 0) -> None:
@@ -128,7 +142,7 @@ def atomic_open(path: str | Path, mode: str = "wb", encoding: str | None = None)
         raise OutputExistsError(f"{path} is a directory; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale(path)
+        _clean_stale_once(path)
         fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output gets the usual mode
     except OSError as e:
@@ -176,7 +190,7 @@ def check_output_directory(path: str | Path, *, marker: str | None = OUTPUT_MARK
         OutputExistsError: ``path`` is a file, or a directory with other contents.
     """
     path = Path(path).resolve()
-    clean_stale(path)  # may restore an earlier output that a killed run had moved aside
+    _clean_stale_once(path)  # may restore an earlier output that a killed run moved aside
     if not path.exists():
         return path
     if not path.is_dir():

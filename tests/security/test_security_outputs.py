@@ -64,9 +64,16 @@ def test_stale_temporaries_are_removed_and_an_orphaned_old_output_restored(tmp_p
     alive.mkdir()
     from fcnkit.atomic import atomic_open, clean_stale
 
-    clean_stale(out)
+    removed = clean_stale(out)
     assert _num_output(out) == 2  # restored
-    assert _hidden(tmp_path) == [alive.name, f".x.onnx.{dead}.zzzz.tmp"]
+    assert _hidden(tmp_path) == [alive.name]
+    assert sorted(p.name for p in removed) == sorted([f".out.{dead}.abcd1234.old", f".out.{dead}.efgh5678.tmp",
+                                                     f".x.onnx.{dead}.zzzz.tmp"])
+    # a write cleans its folder first (once per process)
+    import fcnkit.atomic
+
+    fcnkit.atomic._cleaned.discard(tmp_path)
+    (tmp_path / f".y.npz.{dead}.qqqq.tmp").write_bytes(b"half")
     with atomic_open(tmp_path / "x.onnx") as f:
         f.write(b"new")
     assert _hidden(tmp_path) == [alive.name]
