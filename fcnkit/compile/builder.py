@@ -63,7 +63,8 @@ def safe_identifier(text: str, prefix: str = "layer_") -> str:
         out = prefix + out
     if keyword.iskeyword(out):
         out += "_"
-    assert _PLAIN.match(out), out  # a bug here would reopen the code-injection hole
+    if not _PLAIN.match(out):  # not an assert: it must hold under python -O too
+        raise RuntimeError(f"safe_identifier made {out!r}, not an identifier")
     return out
 
 
