@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import builtins
 import keyword
+import math
 import operator
 import re
 from dataclasses import dataclass, field
@@ -130,7 +131,16 @@ class CompiledNet:
 
     def run_all(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run forward and return every blob version (blob id -> tensor), in-place
-        intermediate versions included (id ``blob@layer``)."""
+        intermediate versions included (id ``blob@layer``).
+
+        Raises:
+            LimitError: keeping every blob at once exceeds the memory limit.
+        """
+        from fcnkit.limits import check_bytes
+
+        kept = set(self.blob_of_node.values())
+        check_bytes(sum(math.prod(s) for b, s in self.analysis.shapes.items() if b in kept) * 4,
+                    f"{self.net.path or self.net.name}: keeping every blob of the net at once")
         values: dict[str, torch.Tensor] = {}
         blob_of = self.blob_of_node
 

@@ -97,3 +97,15 @@ layer {{ name: "p" type: "Pooling" bottom: "data" top: "p"
     got = c.module(torch.from_numpy(x))["p"].numpy()
     assert got.shape == expected.shape == ((2, 3, 2, 2) if pad == 0 else (2, 3, 1, 1))
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_all_blobs_counts_every_blob_at_once(tmp_path, capsys):
+    relus = "\n".join(f'layer {{ name: "r{i}" type: "ReLU" bottom: "{"data" if i == 0 else f"r{i - 1}"}" '
+                      f'top: "r{i}" }}' for i in range(3))
+    net = _net(tmp_path, relus, shape=(1, 1, 2, 2))
+    np.save(tmp_path / "x.npy", np.ones((1, 1, 2, 2), np.float32))
+    args = ["--memory-limit", "40", "run", str(net), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o.npz")]
+    # each layer needs 16 B in + 16 B out = 32 B <= 40: a plain run fits
+    assert _run(capsys, args)[0] == 0
+    code, out = _run(capsys, args + ["--all-blobs"])  # 4 blobs x 16 B = 64 B at once
+    assert code == 2 and f"{net}: keeping every blob of the net at once would need 64 B" in out
