@@ -24,6 +24,7 @@ Usage: python tools/fuzz.py [--cases 10000] [--seed 0] [--jobs 2] [--timeout 20]
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import random
@@ -147,6 +148,7 @@ def fork_case(case: dict, work: Path, mem_bytes: int):
     if pid == 0:  # child
         os.close(read)
         try:
+            faulthandler.disable()  # a crash is classified from the signal, not dumped
             os.setpgid(0, 0)
             if mem_bytes:
                 resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
