@@ -56,6 +56,8 @@ def compile_cmd(
                       soft_wrap=True)
     net = load_net_cli(net_path, phase, stage, level)
     analysis = analyze(net, input_shapes_cli(input_shape))
+    if out is not None:  # free space for the weights (float32) and the small files, before compiling
+        check_writable(out, need_bytes=analysis.total_params * 4 + (1 << 20))
     model = caffe.read_caffemodel(weights) if weights else None
     compiled = compile_net(net, model, deploy=deploy, analysis=analysis)
     crops = crop_table(net)
@@ -98,11 +100,6 @@ def _write_outputs(compiled, out: Optional[Path], onnx: Optional[Path], force: b
     temporary sibling first, then committed together with the directory."""
     from fcnkit.compile import save_compiled
 
-    need = sum(v.numel() * v.element_size() for v in compiled.module.state_dict().values())
-    if out is not None:
-        from fcnkit.atomic import check_writable
-
-        check_writable(out, need_bytes=need + (1 << 20))  # the weights and small files
     if onnx is None:
         if out is not None:
             save_compiled(compiled, out, force=force)

@@ -204,3 +204,17 @@ def test_sigkill_during_export_leaves_old_or_new(tmp_path, capsys):
         clean_stale(model)  # what the next export does first
         assert _hidden(tmp_path) == []
     capsys.readouterr()
+
+
+def test_too_little_free_space_is_found_before_writing(tmp_path, capsys, monkeypatch):
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    out = tmp_path / "out"
+    code = main(["compile", str(_net(tmp_path, 512, "big.prototxt")), "-o", str(out)])
+    err = " ".join(capsys.readouterr().err.split())
+    # 512 x 4 x 3 x 3 weights + 512 biases, 4 bytes each, + 1 MiB for the small files
+    assert code == 2 and f"{out}: cannot write it: it needs about {(512 * 36 + 512) * 4 + 2**20:,} bytes" in err
+    assert "has 1,000 bytes free" in err and not out.exists() and _hidden(tmp_path) == []
