@@ -3,7 +3,8 @@
 Every error that bad input can cause is a :class:`FcnkitError`. Its message says where
 (file, line and column for text, layer name for graphs), what is wrong and what to do.
 The CLI prints ``error: <message>`` and exits with status 2 for any of these; anything
-else reaching the CLI is a bug in fcnkit.
+else reaching the CLI is a bug in fcnkit, reported as an internal error with exit status 70
+(``EX_SOFTWARE``) and a request for a bug report.
 """
 
 from __future__ import annotations
