@@ -38,18 +38,10 @@ def compile_cmd(
     FLOPs, scale factors, offsets); write it with -o DIR (code, safetensors, prototxt)."""
     from fcnkit import caffe
     from fcnkit.analysis import analyze, crop_table
+    from fcnkit.atomic import check_writable
     from fcnkit.compile import compile_net
 
-    from fcnkit.atomic import check_output_directory, check_writable
-
-    # every output location is checked before the work, not after
-    if out is not None:
-        check_output_directory(out, force=force)
-        check_writable(out)
-    if onnx is not None:
-        if onnx.is_dir():
-            raise InputError(f"--onnx {onnx} is a directory; give a file name")
-        check_writable(onnx)
+    _check_outputs(out, onnx, force)
     if net_path is None:
         net_path = default_prototxt()
         console.print(f"[dim]no prototxt given: compiling the bundled FCN-8s deploy net ({net_path.name})[/dim]",
@@ -93,6 +85,20 @@ def compile_cmd(
                           markup=False)
         console.print(f"weights: {compiled.weights.summary()}", markup=False, soft_wrap=True)
     _write_outputs(compiled, out, onnx, force)
+
+
+def _check_outputs(out: Optional[Path], onnx: Optional[Path], force: bool) -> None:
+    """Every output location of ``compile`` is checked before the work, not after."""
+    from fcnkit.atomic import check_output_directory, check_writable
+    from fcnkit.errors import OutputExistsError
+
+    if out is not None:
+        check_output_directory(out, force=force)
+        check_writable(out)
+    if onnx is not None:
+        if onnx.is_dir():
+            raise OutputExistsError(f"--onnx {onnx} is a directory; give a file name")
+        check_writable(onnx)
 
 
 def _write_outputs(compiled, out: Optional[Path], onnx: Optional[Path], force: bool) -> None:

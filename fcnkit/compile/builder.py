@@ -226,13 +226,7 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
             continue
         bshapes = [shapes[b] for b in node.bottoms]
         mod = node.impl.build_module(bshapes)
-        name = module_name(node.name)
-        if name in taken:
-            raise NetDefinitionError(
-                f"{node.where()}: its submodule name '{name}' is also that of layer "
-                f"'{taken[name]}' (module names are ASCII identifiers: '.', '-', '/' and other "
-                "characters become '_'); rename one of the two layers")
-        taken[name] = node.name
+        name = _claim_module_name(node, taken)
         root.add_module(name, mod)
         modules[node.name] = mod
         call = graph.call_module(name, args)
@@ -258,6 +252,23 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     gm.train(net.state.phase == TRAIN)
     audit_code(gm.code, out_names)
     return CompiledNet(gm, net, analysis, inputs, out_names, report, blob_of_node, deploy, taken)
+
+
+def _claim_module_name(node, taken: dict[str, str]) -> str:
+    """:func:`module_name` of ``node``'s layer, recorded in ``taken`` ({module name: layer
+    name}, which becomes :attr:`CompiledNet.layer_of_module`).
+
+    Raises:
+        NetDefinitionError: another layer already has that module name.
+    """
+    name = module_name(node.name)
+    if name in taken:
+        raise NetDefinitionError(
+            f"{node.where()}: its submodule name '{name}' is also that of layer "
+            f"'{taken[name]}' (module names are ASCII identifiers: '.', '-', '/' and other "
+            "characters become '_'); rename one of the two layers")
+    taken[name] = node.name
+    return name
 
 
 def _placeholders(graph, net: Net, layers, deploy: bool):
