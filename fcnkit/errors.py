@@ -3,7 +3,8 @@
 Every error that bad input can cause is a :class:`FcnkitError`. Its message says where
 (file, line and column for text, layer name for graphs), what is wrong and what to do.
 The CLI prints ``error: <message>`` and exits with status 2 for any of these; anything
-else reaching the CLI is a bug in fcnkit.
+else reaching the CLI is a bug in fcnkit, reported as an internal error with exit status 70
+(``EX_SOFTWARE``) and a request for a bug report.
 """
 
 from __future__ import annotations
@@ -97,3 +98,10 @@ class OutputExistsError(OutputError):
     """The output path exists and fcnkit will not replace it: a file where a directory is
     to be written, or a directory that is not an earlier output of fcnkit (``--force``
     replaces a directory)."""
+
+
+class LimitError(InputError):
+    """An input would need more memory than fcnkit's limit (parameters, activations, array
+    files): refused before anything is allocated. The message names the layer or file, the
+    bytes needed and the limit, and how to raise it (``--memory-limit``,
+    ``FCNKIT_MEMORY_LIMIT``)."""

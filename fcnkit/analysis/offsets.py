@@ -171,6 +171,10 @@ def crop_table(net: Net, ndim: int = 4) -> list[CropRow]:
     return rows
 
 
+#: The largest value of a uint32 field of caffe.proto (CropParameter.offset).
+UINT32_MAX = 2**32 - 1
+
+
 def fix_crop_offsets(net: Net, param=None):
     """A copy of the net's NetParameter with every Crop layer's offsets set to the computed
     ones (one value when all axes agree, else one per cropped axis).
@@ -179,13 +183,20 @@ def fix_crop_offsets(net: Net, param=None):
     phases keep their offsets unless a layer of the same name in this phase was fixed).
 
     Raises:
-        OffsetError: an offset cannot be computed (the message names the layer).
+        OffsetError: an offset cannot be computed, or exceeds uint32 (the message names the
+            layer).
     """
     param = copy.deepcopy(param if param is not None else net.param)
     fixes = {}
     for row in crop_table(net):
         if row.computed is None:
             raise OffsetError(row.error)
+        if any(v > UINT32_MAX for v in row.computed):
+            # CropParameter.offset is uint32 in caffe.proto: such a value cannot be written
+            raise OffsetError(f"{net.layer(row.layer).where()}: computed offsets "
+                              f"{list(row.computed)} exceed the largest value a Crop offset can "
+                              f"hold ({UINT32_MAX}, uint32 in caffe.proto); check the pads of "
+                              "the layers before it")
         fixes[row.layer] = row.computed
     for lp in param.layer:
         if lp.type == "Crop" and lp.name in fixes:

@@ -82,6 +82,21 @@ def input_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) 
     return shapes
 
 
+def _output_shapes(node, bottoms: list[Shape]) -> list[Shape]:
+    """``node.impl.output_shapes(bottoms)``, after the layer's rank rule; a layer rule that
+    fails on shapes it did not expect (an IndexError on a rank-0 bottom) is a ShapeError
+    that names the layer and the shapes, not a traceback."""
+    need = node.impl.min_bottom_rank
+    if any(len(s) < need for s in bottoms):
+        raise node.impl.error(f"needs bottoms with at least {need} axes, got shapes "
+                              f"{', '.join(map(str, bottoms))}", ShapeError)
+    try:
+        return node.impl.output_shapes(bottoms)
+    except (IndexError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+        raise node.impl.error(f"cannot take bottoms of shapes {', '.join(map(str, bottoms))} "
+                              f"({type(e).__name__}: {e})", ShapeError) from None
+
+
 def infer_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) -> dict[str, Shape]:
     """Shape of every blob version of ``net`` (blob id -> shape, Caffe axis order).
 
@@ -95,7 +110,7 @@ def infer_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) 
         if node.role == "input":
             tops = [shapes[t] for t in node.tops]
         else:
-            tops = node.impl.output_shapes([shapes[b] for b in node.bottoms])
+            tops = _output_shapes(node, [shapes[b] for b in node.bottoms])
         if len(tops) != len(node.tops):
             raise node.impl.error(f"computed {len(tops)} top shapes for {len(node.tops)} tops", ShapeError)
         for bid, shape in zip(node.tops, tops):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import List, Optional
 
@@ -11,6 +13,7 @@ import typer
 from fcnkit.cli.common import (InputShapeOpt, LevelOpt, PhaseOpt, StageOpt, console,
                                default_prototxt, input_shapes_cli, load_net_cli, print_table)
 from fcnkit.errors import InputError
+from fcnkit.npyio import is_npy, read_npy, read_npz
 
 
 def _print_md_table(markdown_text: str, title: str) -> None:
@@ -35,18 +38,18 @@ def compile_cmd(
     FLOPs, scale factors, offsets); write it with -o DIR (code, safetensors, prototxt)."""
     from fcnkit import caffe
     from fcnkit.analysis import analyze, crop_table
-    from fcnkit.compile import compile_net, save_compiled
+    from fcnkit.atomic import check_writable
+    from fcnkit.compile import compile_net
 
-    if out is not None:
-        from fcnkit.atomic import check_output_directory
-
-        check_output_directory(out, force=force)  # refuse before the work, not after
+    _check_outputs(out, onnx, force)
     if net_path is None:
         net_path = default_prototxt()
         console.print(f"[dim]no prototxt given: compiling the bundled FCN-8s deploy net ({net_path.name})[/dim]",
                       soft_wrap=True)
     net = load_net_cli(net_path, phase, stage, level)
     analysis = analyze(net, input_shapes_cli(input_shape))
+    if out is not None:  # free space for the weights (float32) and the small files, before compiling
+        check_writable(out, need_bytes=analysis.total_params * 4 + (1 << 20))
     model = caffe.read_caffemodel(weights) if weights else None
     compiled = compile_net(net, model, deploy=deploy, analysis=analysis)
     crops = crop_table(net)
@@ -81,14 +84,51 @@ def compile_cmd(
             console.print(f"crop {c.layer}: declared {c.declared}, computed {c.computed} -> {status}",
                           markup=False)
         console.print(f"weights: {compiled.weights.summary()}", markup=False, soft_wrap=True)
-    if out is not None:
-        save_compiled(compiled, out, force=force)
-        console.print(f"wrote {out}/ (model.py, weights.safetensors, net.prototxt, fcnkit.json)")
-    if onnx is not None:
-        from fcnkit.deploy.onnx import export_onnx
+    _write_outputs(compiled, out, onnx, force)
 
-        result = export_onnx(compiled, onnx)
-        console.print(f"wrote {onnx} ({result.summary()})")
+
+def _check_outputs(out: Optional[Path], onnx: Optional[Path], force: bool) -> None:
+    """Every output location of ``compile`` is checked before the work, not after."""
+    from fcnkit.atomic import check_output_directory, check_writable
+    from fcnkit.errors import OutputExistsError
+
+    if out is not None:
+        check_output_directory(out, force=force)
+        check_writable(out)
+    if onnx is not None:
+        if onnx.is_dir():
+            raise OutputExistsError(f"--onnx {onnx} is a directory; give a file name")
+        check_writable(onnx)
+
+
+def _write_outputs(compiled, out: Optional[Path], onnx: Optional[Path], force: bool) -> None:
+    """``compile``'s outputs, all or none: the ONNX file is exported (and checked) to a
+    temporary sibling first, then committed together with the directory."""
+    from fcnkit.compile import save_compiled
+
+    if onnx is None:
+        if out is not None:
+            save_compiled(compiled, out, force=force)
+            console.print(f"wrote {out}/ (model.py, weights.safetensors, net.prototxt, fcnkit.json)")
+        return
+    import tempfile
+
+    from fcnkit.deploy.onnx import export_onnx
+
+    onnx.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{onnx.name}.{os.getpid()}.", suffix=".tmp",
+                                     dir=onnx.parent) as tmpdir:
+        staged = Path(tmpdir) / onnx.name
+        result = export_onnx(compiled, staged)
+        if out is not None:
+            save_compiled(compiled, out, force=force, companions={staged: onnx})
+            console.print(f"wrote {out}/ (model.py, weights.safetensors, net.prototxt, fcnkit.json)")
+        else:
+            from fcnkit.atomic import atomic_open
+
+            with atomic_open(onnx, "wb") as f, open(staged, "rb") as src:
+                shutil.copyfileobj(src, f)
+    console.print(f"wrote {onnx} ({result.summary()})")
 
 
 def offsets_cmd(
@@ -154,11 +194,7 @@ def _load_inputs(specs: List[str], input_names: list[str]) -> dict[str, np.ndarr
         p = Path(path)
         if not p.is_file():
             raise InputError(f"input file {p} does not exist")
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except ValueError as e:
-            raise InputError(f"{p}: not a plain .npy array ({e}); fcnkit never unpickles data") from None
-        arrays[name] = np.ascontiguousarray(arr, dtype=np.float32)
+        arrays[name] = np.ascontiguousarray(read_npy(p), dtype=np.float32)
     return arrays
 
 
@@ -232,14 +268,10 @@ def verify_cmd(
     net = load_net_cli(net_path, phase, stage, level)
     arrays = _load_inputs(inputs, [net.blob_name[b] for b in net.inputs])
     compiled = _compile_for_inputs(net, weights, arrays, deploy=True)
-    try:
-        ref = np.load(reference, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{reference}: cannot read the reference npz ({e})") from None
-    if not isinstance(ref, np.lib.npyio.NpzFile):
+    if is_npy(reference):
         raise InputError(f"{reference}: is one array (.npy), not an .npz of per-layer outputs "
                          "keyed by layer name (np.savez(path, conv1=..., pool1=...))")
-    ref = dict(ref)
+    ref = read_npz(reference)
     rows = compare_layers(compiled, [torch.from_numpy(arrays[n]) for n in compiled.inputs], ref)
     table = [[r.layer, r.type, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.relative:.3g}",
               "ok" if r.relative <= tolerance else "FAIL"] for r in rows]

@@ -1,7 +1,9 @@
 """The ``fcnkit`` command line: thin commands over the library.
 
 Every FcnkitError becomes ``error: <message>`` on stderr and exit status 2, never a
-traceback. Modules named in the environment variable ``FCNKIT_PLUGINS`` (comma-separated)
+traceback. Any other exception is a bug in fcnkit: it is reported in one line with a request
+for a bug report and exit status 70 (``EX_SOFTWARE`` of sysexits.h), so that it is never
+mistaken for 1 ("a check failed") or 2 ("bad input"); ``FCNKIT_DEBUG=1`` shows its traceback. Modules named in the environment variable ``FCNKIT_PLUGINS`` (comma-separated)
 are imported first, so custom layer types registered there are known to every command.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -21,6 +25,19 @@ from fcnkit.errors import FcnkitError
 app = typer.Typer(name="fcnkit", no_args_is_help=True, add_completion=False,
                   help="Caffe-style network compiler with FCN surgery tooling.",
                   pretty_exceptions_enable=False)
+
+@app.callback()
+def _global_options(
+    memory_limit: Optional[str] = typer.Option(
+        None, "--memory-limit", metavar="SIZE",
+        help="refuse nets and arrays that need more memory than SIZE (bytes, or 512M, 8G; 0: "
+             "no limit); default FCNKIT_MEMORY_LIMIT, else half the machine's memory"),
+):
+    """Caffe-style network compiler with FCN surgery tooling."""
+    from fcnkit.limits import parse_bytes, set_memory_limit
+
+    set_memory_limit(None if memory_limit is None else parse_bytes(memory_limit))
+
 
 app.command("compile")(core_cmds.compile_cmd)
 app.command("offsets")(core_cmds.offsets_cmd)
@@ -50,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fcnkit`` console script; returns the exit status.
 
     0: success; 1: a check failed (``offsets --check``, ``verify``, ...); 2: bad input or
-    usage (``error: ...`` on stderr, never a traceback for these).
+    usage (``error: ...`` on stderr, never a traceback for these); 70: an internal error (a
+    bug in fcnkit; the message asks for a report); 130: interrupted (Ctrl-C).
     """
     try:
         _load_plugins()
@@ -78,7 +96,58 @@ def main(argv: list[str] | None = None) -> int:
         else:  # pragma: no cover - every click exception has show()
             err_console.print(f"error: {escape(e.format_message())}", soft_wrap=True)
         return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted", soft_wrap=True)
+        return 130
+    except RecursionError:  # a net nested too deep for Python's stack (a file, not a bug)
+        err_console.print("[bold red]error:[/bold red] the input is nested too deeply to be read "
+                          "(Python's recursion limit); it is not a net fcnkit can use", soft_wrap=True)
+        return 2
+    except MemoryError as e:
+        return _out_of_memory(e)
+    except Exception as e:  # noqa: BLE001 - the one place that turns a bug into a message
+        return _internal_error(e)
     return 0
+
+
+#: sysexits.h EX_SOFTWARE: "an internal software error has been detected".
+EX_SOFTWARE = 70
+
+
+def _out_of_memory(e: MemoryError) -> int:
+    err_console.print("[bold red]error:[/bold red] out of memory; the net or its inputs are too "
+                      "large for this machine (--memory-limit / FCNKIT_MEMORY_LIMIT: docs/security.md)",
+                      soft_wrap=True)
+    return 2
+
+
+def _innermost_fcnkit_frame(e: BaseException) -> str:
+    """`` at fcnkit/x.py:12`` for the deepest frame in fcnkit's own code (the one a bug
+    report needs), else the deepest frame; empty without a traceback."""
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    ours = [f for f in frames if f"{os.sep}fcnkit{os.sep}" in f.filename]
+    frame = (ours or frames or [None])[-1]
+    if frame is None:
+        return ""
+    parts = Path(frame.filename).parts
+    short = "/".join(parts[parts.index("fcnkit"):]) if "fcnkit" in parts else Path(frame.filename).name
+    return f" at {short}:{frame.lineno}"
+
+
+def _internal_error(e: Exception) -> int:
+    if os.environ.get("FCNKIT_DEBUG"):
+        import traceback
+
+        traceback.print_exception(e)
+    where = _innermost_fcnkit_frame(e)
+    err_console.print(
+        f"[bold red]internal error:[/bold red] {escape(type(e).__name__)}{escape(where)}: "
+        f"{escape(str(e)[:500])}\nThis is a bug in fcnkit, not in your input: please report it "
+        "with the command line and the input files (set FCNKIT_DEBUG=1 for the traceback).",
+        soft_wrap=True)
+    return EX_SOFTWARE
 
 
 if __name__ == "__main__":  # pragma: no cover

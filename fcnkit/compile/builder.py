@@ -1,8 +1,9 @@
 """Compile a checked net into one torch.fx GraphModule.
 
 Every non-input layer becomes a submodule named after the Caffe layer (``conv1``), so
-parameters are named ``conv1.weight``; the graph calls them in prototxt order, with one fx
-value per blob version. ``forward`` takes one tensor per net input (in the order of the
+parameters are named ``conv1.weight``; a name that is not a plain ASCII identifier is made
+one (:func:`module_name`: text from an input file never reaches generated code otherwise).
+The graph calls them in prototxt order, with one fx value per blob version. ``forward`` takes one tensor per net input (in the order of the
 input layers' tops) and returns a dict of the net outputs keyed by Caffe blob name.
 
 ``model.eval()`` is Caffe's TEST phase and ``model.train()`` its TRAIN phase (Dropout,
@@ -11,8 +12,12 @@ BatchNorm ``use_global_stats``); the module starts in the mode of the net's phas
 
 from __future__ import annotations
 
+import ast
+import builtins
 import keyword
+import math
 import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -21,6 +26,7 @@ import torch
 import torch.fx
 
 from fcnkit.analysis import NetAnalysis, analyze
+from fcnkit.compile.budget import check_net_memory
 from fcnkit.compile.weights import WeightReport, initialise
 from fcnkit.errors import NetDefinitionError
 from fcnkit.graph import TRAIN, Net
@@ -32,15 +38,56 @@ _ALIAS_TYPES = {"Split"}
 _SINK_TYPES = {"Silence"}
 
 
+#: Attributes every GraphModule instance sets in ``__init__`` (``training``, ``meta``, ...):
+#: a submodule of that name would replace them (``hasattr`` on the class misses them).
+_INSTANCE_ATTRS = frozenset({"training", "meta", "shape_env", "graph", "code", "forward"})
+#: Names that fx's generated forward() already uses (``self``, its globals, builtins): a
+#: forward() argument or an fx node (named after its submodule) must not shadow them.
+_RESERVED_ARGS = frozenset({"self", "torch", "inf", "nan", "device", "NoneType", "fx_pytree",
+                            "pytree", "operator", "getitem"}) | frozenset(dir(builtins))
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def safe_identifier(text: str, prefix: str = "layer_") -> str:
+    """An ASCII Python identifier made from ``text`` (a name read from an input file), the
+    only form in which such text may reach generated code (torch.fx writes submodule and
+    placeholder names into the ``forward`` source it executes).
+
+    ASCII letters, digits and '_' are kept, every other ASCII character becomes '_' and
+    every other character ``u<hex code point>`` (so that names in other scripts stay
+    distinct); ``prefix`` is put before a result that would start with a digit or '_' (or
+    be empty), and '_' after a Python keyword. The result matches ``[A-Za-z][A-Za-z0-9_]*``.
+    """
+    out = "".join(c if c.isascii() and (c.isalnum() or c == "_") else
+                  ("_" if c.isascii() else f"u{ord(c):x}") for c in text)
+    if not out or not out[0].isalpha():
+        out = prefix + out
+    if keyword.iskeyword(out):
+        out += "_"
+    if not _PLAIN.match(out):  # not an assert: it must hold under python -O too
+        raise RuntimeError(f"safe_identifier made {out!r}, not an identifier")
+    return out
+
+
 def module_name(layer_name: str) -> str:
-    """Submodule name for a Caffe layer: the layer name, with '.' (which torch reserves
-    for nesting) replaced by '_', and '_' appended to a Python keyword (``class`` ->
-    ``class_``: torch.fx writes ``self.class(...)`` in its generated code otherwise) and to
-    the name of a torch module attribute (``double``, ``train``, ``forward`` ->
-    ``double_``: torch refuses to shadow them). Other characters (``fc6-conv``,
-    ``inception_3a/1x1``) are kept: fx reaches them with ``getattr``."""
-    name = layer_name.replace(".", "_")
-    if keyword.iskeyword(name) or hasattr(torch.fx.GraphModule, name):
+    """Submodule name for a Caffe layer: a plain ASCII identifier, never the raw name.
+
+    The name is kept when it is already one (``conv1``, ``fc6_conv``); otherwise it is
+    made one by :func:`safe_identifier` ('.', which torch reserves for nesting, '-', '/',
+    quotes, control characters become '_': ``fc6-conv`` -> ``fc6_conv``, ``inception_3a/1x1``
+    -> ``inception_3a_1x1``; a name starting with '_' or a digit gets the prefix
+    ``layer_``). '_' is appended to a Python keyword (``class`` -> ``class_``) and to a
+    name torch's modules already use (``double``, ``train``, ``training``, ``forward`` ->
+    ``double_``) and to ``self``, ``torch`` and Python's builtins, which the generated code
+    uses (``max`` -> ``max_``). Two layers whose names give the same module name are refused by
+    :func:`compile_net`; :attr:`CompiledNet.layer_of_module` maps the names back.
+
+    Why: torch.fx writes the submodule name into the Python source of ``forward`` (as
+    ``getattr(self, "NAME")`` when it is not an identifier, unescaped), so a layer name
+    holding a quote would run as code (issue 15).
+    """
+    name = safe_identifier(layer_name)
+    if name in _INSTANCE_ATTRS or name in _RESERVED_ARGS or hasattr(torch.fx.GraphModule, name):
         return name + "_"
     return name
 
@@ -58,6 +105,9 @@ class CompiledNet:
         weights: what was loaded from the caffemodel and what was initialised by fillers.
         blob_of_node: fx node name -> blob version id (for per-blob dumps).
         deploy: loss and metric layers (and inputs only they used) were dropped.
+        layer_of_module: submodule name (:func:`module_name`) -> Caffe layer name; the
+            table that maps the identifiers in the generated code back to the net (data,
+            stored in ``fcnkit.json``; never written as source).
     """
 
     module: torch.fx.GraphModule
@@ -68,6 +118,7 @@ class CompiledNet:
     weights: WeightReport
     blob_of_node: dict[str, str] = field(default_factory=dict)
     deploy: bool = False
+    layer_of_module: dict[str, str] = field(default_factory=dict)
 
     @property
     def input_shapes(self) -> dict[str, Shape]:
@@ -80,7 +131,16 @@ class CompiledNet:
 
     def run_all(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run forward and return every blob version (blob id -> tensor), in-place
-        intermediate versions included (id ``blob@layer``)."""
+        intermediate versions included (id ``blob@layer``).
+
+        Raises:
+            LimitError: keeping every blob at once exceeds the memory limit.
+        """
+        from fcnkit.limits import check_bytes
+
+        kept = set(self.blob_of_node.values())
+        check_bytes(sum(math.prod(s) for b, s in self.analysis.shapes.items() if b in kept) * 4,
+                    f"{self.net.path or self.net.name}: keeping every blob of the net at once")
         values: dict[str, torch.Tensor] = {}
         blob_of = self.blob_of_node
 
@@ -107,7 +167,8 @@ def _kept_layers(net: Net, deploy: bool):
 
 
 def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None, Shape] | None = None,
-                *, deploy: bool = False, seed: int = 0, analysis: NetAnalysis | None = None) -> CompiledNet:
+                *, deploy: bool = False, seed: int = 0, analysis: NetAnalysis | None = None,
+                fill_missing: bool = True) -> CompiledNet:
     """Compile ``net`` into a torch.fx GraphModule with weights.
 
     Args:
@@ -117,6 +178,8 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
         input_shapes: overrides of the input shapes ({blob name or None: (N, C, H, W)}).
         deploy: drop loss/metric layers and the inputs only they use (labels).
         seed: seed of the random fillers.
+        fill_missing: run the fillers of layers without weights (False: leave them as torch
+            built them, for a caller that loads every tensor next).
 
     Returns:
         A :class:`CompiledNet`; its module maps one (N, C, H, W) float32 tensor per net
@@ -126,6 +189,8 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
         ShapeError, InputError: shapes cannot be inferred.
         WeightsError: a weights blob does not fit its layer.
         NetDefinitionError: the net has no layers, or a layer cannot be compiled.
+        LimitError: its parameters or activations exceed the memory limit
+            (:mod:`fcnkit.compile.budget`).
     """
     from fcnkit import caffe
 
@@ -141,22 +206,11 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     analysis = analysis or analyze(net, input_shapes)
     shapes = analysis.shapes
     layers = _kept_layers(net, deploy)
+    check_net_memory(layers, shapes)  # before any tensor is allocated
 
     root = torch.nn.Module()
     graph = torch.fx.Graph()
-    value: dict[str, torch.fx.Node] = {}
-    blob_of_node: dict[str, str] = {}
-    inputs: list[str] = []
-    for node in layers:
-        if node.role != "input":
-            continue
-        for t in node.tops:
-            if deploy and not any(t in n.bottoms for n in layers if n.role != "input"):
-                continue
-            ph = graph.placeholder(_ident(net.blob_name[t]))
-            value[t] = ph
-            blob_of_node[ph.name] = t
-            inputs.append(net.blob_name[t])
+    value, blob_of_node, inputs = _placeholders(graph, net, layers, deploy)
 
     modules: dict[str, torch.nn.Module] = {}
     taken: dict[str, str] = {}  # submodule name -> layer name
@@ -172,13 +226,7 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
             continue
         bshapes = [shapes[b] for b in node.bottoms]
         mod = node.impl.build_module(bshapes)
-        name = module_name(node.name)
-        if name in taken:
-            raise NetDefinitionError(
-                f"{node.where()}: its submodule name '{name}' is also that of layer "
-                f"'{taken[name]}' (torch names cannot hold '.', so it becomes '_'); rename one "
-                "of the two layers")
-        taken[name] = node.name
+        name = _claim_module_name(node, taken)
         root.add_module(name, mod)
         modules[node.name] = mod
         call = graph.call_module(name, args)
@@ -198,17 +246,84 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     graph.output({net.blob_name[t]: value[t] for t in outputs})
     graph.lint()
 
-    report = initialise(net, layers, modules, shapes, blobs, seed, getattr(weights, "path", None))
-    gm = torch.fx.GraphModule(root, graph, class_name=_ident(net.name or "CaffeNet"))
+    report = initialise(net, layers, modules, shapes, blobs, seed, getattr(weights, "path", None),
+                        fill_missing)
+    gm = torch.fx.GraphModule(root, graph, class_name=safe_identifier(net.name or "CaffeNet", "net_"))
     gm.train(net.state.phase == TRAIN)
-    return CompiledNet(gm, net, analysis, inputs, out_names, report, blob_of_node, deploy)
+    audit_code(gm.code, out_names)
+    return CompiledNet(gm, net, analysis, inputs, out_names, report, blob_of_node, deploy, taken)
 
 
-def _ident(name: str) -> str:
-    """A Python identifier for a blob or net name (fx placeholders, the class name)."""
-    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
-    out = out if out and not out[0].isdigit() else f"_{out}"
-    return out + "_" if keyword.iskeyword(out) else out
+def _claim_module_name(node, taken: dict[str, str]) -> str:
+    """:func:`module_name` of ``node``'s layer, recorded in ``taken`` ({module name: layer
+    name}, which becomes :attr:`CompiledNet.layer_of_module`).
+
+    Raises:
+        NetDefinitionError: another layer already has that module name.
+    """
+    name = module_name(node.name)
+    if name in taken:
+        raise NetDefinitionError(
+            f"{node.where()}: its submodule name '{name}' is also that of layer "
+            f"'{taken[name]}' (module names are ASCII identifiers: '.', '-', '/' and other "
+            "characters become '_'); rename one of the two layers")
+    taken[name] = node.name
+    return name
+
+
+def _placeholders(graph, net: Net, layers, deploy: bool):
+    """One fx placeholder per net input (in deploy mode, only inputs a kept layer uses).
+    Returns ({blob id: node}, {node name: blob id}, [input blob names])."""
+    value: dict[str, torch.fx.Node] = {}
+    blob_of_node: dict[str, str] = {}
+    inputs: list[str] = []
+    used = {b for n in layers if n.role != "input" for b in n.bottoms}
+    taken: set[str] = set()  # argument names so far
+    for node in layers:
+        if node.role != "input":
+            continue
+        for t in node.tops:
+            if deploy and t not in used:
+                continue
+            ph = graph.placeholder(_placeholder_name(net.blob_name[t], taken))
+            taken.add(ph.target)
+            value[t] = ph
+            blob_of_node[ph.name] = t
+            inputs.append(net.blob_name[t])
+    return value, blob_of_node, inputs
+
+
+def _placeholder_name(blob: str, taken: set[str]) -> str:
+    """A forward() argument name for input blob ``blob``: fx writes it into the generated
+    source, so only :func:`safe_identifier` text, distinct from the other arguments and
+    from the names the generated code uses."""
+    name = safe_identifier(blob, prefix="blob_")
+    if name in _RESERVED_ARGS or name in taken:
+        base, i = f"input_{name}", 1
+        name = base
+        while name in taken:
+            i += 1
+            name = f"{base}_{i}"
+    return name
+
+
+def audit_code(code: str, output_names: list[str]) -> None:
+    """Check the generated ``forward`` source: the only string literals it may hold are the
+    output dict's keys (Python string literals written by ``repr``), and it may not call
+    ``getattr``/``eval``/``exec``/``__import__`` (torch.fx writes ``getattr(self, "NAME")``
+    for a submodule name that is not an identifier). A second line of defence behind
+    :func:`module_name`; a failure is a bug in fcnkit.
+
+    Raises:
+        RuntimeError: the code holds anything else (never :class:`FcnkitError`: it is not
+            the input's fault).
+    """
+    allowed = set(output_names)
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value not in allowed:
+            raise RuntimeError(f"generated code holds an unexpected string literal {node.value!r}")
+        if isinstance(node, ast.Name) and node.id in ("getattr", "eval", "exec", "__import__", "compile"):
+            raise RuntimeError(f"generated code calls {node.id}")
 
 
 def to_numpy(outputs: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:

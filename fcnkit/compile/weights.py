@@ -63,10 +63,12 @@ def assign(module: torch.nn.Module, arrays: Mapping[str, np.ndarray], where: str
 
 def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapping[str, Shape],
                blobs: Mapping[str, list[np.ndarray]], seed: int = 0,
-               source: str | None = None) -> WeightReport:
+               source: str | None = None, fill_missing: bool = True) -> WeightReport:
     """Load or fill the weights of every compiled layer; see the module docstring.
 
-    ``source`` names the weights file in messages.
+    ``source`` names the weights file in messages. ``fill_missing=False`` leaves layers
+    without stored blobs as torch built them (no filler runs: for a caller that loads
+    every tensor afterwards, as ``fcnkit.load`` does; a bad unused filler is then no error).
 
     Raises:
         WeightsError: a blob does not fit (message names the weights file, the layer, the
@@ -94,6 +96,9 @@ def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapp
                     raise
                 raise WeightsError(f"weights {source}: {e}") from None
             report.loaded.append(node.name)
+            continue
+        if not fill_missing:
+            report.initialised[node.name] = ["not filled"]
             continue
         fillers = node.impl.fillers()
         filled = [fill(f, s, rng, node.where())

@@ -8,7 +8,6 @@ recompiles the net and carries the weights over (:func:`reshape`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -159,6 +158,7 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
         CaffeFormatError, NetDefinitionError, ShapeError, WeightsError: from loading/compiling.
     """
     from fcnkit.compile import compile_net, is_compiled_dir, load
+    from fcnkit.compile.store import read_meta
 
     path = Path(model)
     if path.is_dir():
@@ -169,8 +169,8 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
             raise InputError(f"{path} is a compiled model directory with its own weights; "
                              "--weights applies to a prototxt or a zoo model name only")
         compiled = load(path)
-        meta = json.loads((path / "fcnkit.json").read_text())
-        src = Path(meta.get("source") or path.name).name
+        source = read_meta(path).get("source")  # validated by load() above
+        src = Path(source if isinstance(source, str) and source else path.name).name
         base = dict(compiled.input_shapes)
         for k, v in (input_shapes or {}).items():
             key = compiled.inputs[0] if k is None else k

@@ -172,6 +172,7 @@ class Net:
             node.bottoms.append(bid)
             self.consumers.setdefault(bid, []).append(node)
             g.add_edge(("blob", bid), lnode)
+        listed: set[str] = set()  # a set: Slice layers may have 10^4 tops (linear, not quadratic)
         for i, tname in enumerate(node.param.top):
             in_place = i < len(node.param.bottom) and node.param.bottom[i] == tname
             if tname in self.final and not in_place:
@@ -181,8 +182,9 @@ class Net:
                     f"top '{tname}' is already produced{by}; a blob may be written twice only "
                     "in place (top equal to the bottom at the same position)")
             bid = f"{tname}@{node.name}" if in_place else tname
-            if tname in node.param.top[:i]:
+            if tname in listed:
                 raise node.impl.error(f"top '{tname}' is listed twice")
+            listed.add(tname)
             node.tops.append(bid)
             self.blob_name[bid] = tname
             self.producer[bid] = node

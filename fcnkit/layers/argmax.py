@@ -22,6 +22,7 @@ class ArgMax(Layer):
     """Caffe ``ArgMax``."""
 
     type = "ArgMax"
+    min_bottom_rank = 2  # N and at least one axis to take the maximum over
 
     def setup(self) -> None:
         p = self.param.argmax_param

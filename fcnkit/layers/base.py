@@ -152,6 +152,8 @@ class Layer:
         role: ``"input"`` (produces net inputs), ``"compute"``, ``"loss"`` or ``"metric"``.
         bottoms: allowed number of bottoms, as (min, max); max None = unbounded.
         tops: allowed number of tops, as (min, max).
+        min_bottom_rank: fewest axes every bottom must have (Caffe's CHECKs: 4 for Pooling);
+            fewer is a ShapeError before ``output_shapes`` is called.
         param: the LayerParameter (V2) of this layer.
         line: the 1-based line of the layer in its prototxt, or None.
     """
@@ -160,6 +162,7 @@ class Layer:
     role: ClassVar[str] = "compute"
     bottoms: ClassVar[tuple[int, int | None]] = (1, 1)
     tops: ClassVar[tuple[int, int | None]] = (1, 1)
+    min_bottom_rank: ClassVar[int] = 0
 
     def __init__(self, param: Any, line: int | None = None, path: str | None = None):
         self.param = param

@@ -30,6 +30,7 @@ class BatchNorm(ElementwiseLayer):
     """Caffe ``BatchNorm`` (statistics only)."""
 
     type = "BatchNorm"
+    min_bottom_rank = 1  # batch_norm_layer.cpp reads shape(0) (channels: shape(1) or 1)
 
     def setup(self) -> None:
         p = self.param.batch_norm_param

@@ -17,6 +17,7 @@ class EuclideanLoss(LossLayer):
     """Caffe ``EuclideanLoss``."""
 
     type = "EuclideanLoss"
+    min_bottom_rank = 1  # euclidean_loss_layer.cpp compares count(1)
 
     def output_shapes(self, bottom_shapes):
         self.check_batch(bottom_shapes)

@@ -53,6 +53,7 @@ class Pooling(Layer):
     """Caffe ``Pooling``: MAX, AVE, STOCHASTIC; global; CEIL or FLOOR rounding."""
 
     type = "Pooling"
+    min_bottom_rank = 4  # pooling_layer.cpp: "Input must have 4 axes"
     tops = (1, 2)  # MAX may output its argmax mask as a second top
 
     def setup(self) -> None:
@@ -146,8 +147,12 @@ class Pooling(Layer):
                                       count_include_pad=True)
         # General path: pad explicitly so that exactly Caffe's windows exist, pool without
         # padding, and (AVE) divide by Caffe's divisor map.
-        extra = tuple(max(0, (o - 1) * s + k - i - p)
-                      for i, k, s, p, o in zip(hw, kernel, self.stride, self.pad, out))
+        # Only windows that start inside the input (o * s - p < i) see a pixel; the others
+        # (a huge stride) are constants appended after pooling, so that the padding is never
+        # larger than the input plus one window (issue 15: it used to reach 55 TB).
+        real = tuple(min(o, -(-(i + p) // s)) for i, s, p, o in zip(hw, self.stride, self.pad, out))
+        extra = tuple(max(0, (r - 1) * s + k - i - p)
+                      for i, k, s, p, r in zip(hw, kernel, self.stride, self.pad, real))
         rescale = None
         if self.pool == AVE:
             # avg_pool2d (no padding) divides by kh * kw; rescale to Caffe's divisor
@@ -156,7 +161,8 @@ class Pooling(Layer):
                     hw, kernel, self.stride, self.pad, out)
         empty = any((o - 1) * s - p >= i for i, s, p, o in zip(hw, self.stride, self.pad, out))
         return _torch().PaddedPool(self.pool, kernel, self.stride, self.pad, extra, out,
-                                   rescale, empty)
+                                   None if rescale is None else rescale[: real[0], : real[1]],
+                                   empty, real)
 
 
 def _caffe_ave_divisor(hw, kernel, stride, pad, out) -> np.ndarray:
@@ -195,12 +201,14 @@ def _torch():
             return (x * x).sum(dim=(2, 3), keepdim=True) / x.sum(dim=(2, 3), keepdim=True)
 
     class PaddedPool(torch.nn.Module):
-        def __init__(self, pool, kernel, stride, pad, extra, out, rescale, empty):
+        def __init__(self, pool, kernel, stride, pad, extra, out, rescale, empty, real=None):
             super().__init__()
             self.pool, self.kernel, self.stride = pool, tuple(kernel), tuple(stride)
             # F.pad order: (left, right, top, bottom)
             self.padding = (pad[1], extra[1], pad[0], extra[0])
-            self.out = tuple(out)
+            self.real = tuple(real or out)  # windows that see the input; the rest are constant
+            self.tail = (0, out[1] - self.real[1], 0, out[0] - self.real[0])
+            self.out = self.real
             self.empty = empty
             if rescale is not None:  # kh * kw / Caffe's divisor, per output pixel
                 self.register_buffer("rescale", torch.from_numpy(rescale)[None, None], persistent=False)
@@ -208,6 +216,12 @@ def _torch():
                 self.rescale = None
 
         def forward(self, x):
+            y = self._pool(x)
+            if any(self.tail):  # Caffe: an empty MAX window is -FLT_MAX, an AVE one 0
+                y = F.pad(y, self.tail, value=-FLT_MAX if self.pool == MAX else 0.0)
+            return y
+
+        def _pool(self, x):
             if self.pool == MAX:
                 y = F.max_pool2d(F.pad(x, self.padding, value=float("-inf")), self.kernel, self.stride)
                 y = y[:, :, : self.out[0], : self.out[1]]

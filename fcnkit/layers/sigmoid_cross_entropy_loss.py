@@ -21,6 +21,7 @@ class SigmoidCrossEntropyLoss(LossLayer):
     """Caffe ``SigmoidCrossEntropyLoss``."""
 
     type = "SigmoidCrossEntropyLoss"
+    min_bottom_rank = 1  # sigmoid_cross_entropy_loss_layer.cpp: outer_num_ = shape(0)
     default_normalization = BATCH_SIZE
 
     def output_shapes(self, bottom_shapes):
