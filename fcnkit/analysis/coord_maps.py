@@ -61,9 +61,8 @@ def layer_map(node: LayerNode,
     ``crops`` overrides the (y, x) offsets of Crop layers by name (used while computing
     offsets layer by layer, so a later crop does not depend on an earlier declared one).
     """
-    if crops and node.type == "Crop" and node.name in crops:
-        oy, ox = crops[node.name]
-        return CoordMap.make((1, 1), (-oy, -ox))
+    if crops and node.impl.crops_to_reference and node.name in crops:
+        return node.impl.coord_map_at(crops[node.name])
     if node.role == "input":
         return IDENTITY
     try:
@@ -110,7 +109,7 @@ def analyse_coord_maps(net: Net) -> CoordAnalysis:
                     f"{describe(first.map)} relative to the input; the branches are misaligned "
                     "(a missing Crop?)")
         top_map = first.map.then(lm)
-        if node.type == "Crop":
+        if node.impl.crops_to_reference:
             top_map = _half_pixel_crop_map(top_map, first.root, out.blob_maps.get(node.bottoms[1]))
         for t in node.tops:
             out.blob_maps[t] = BlobMap(top_map, first.root)

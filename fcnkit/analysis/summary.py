@@ -5,7 +5,6 @@ This is what ``fcnkit compile`` prints as its layer table.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -76,12 +75,14 @@ class NetAnalysis:
         return table(header, cells, fmt_)
 
 
-def receptive_fields(net: Net, shapes: Mapping[str, Shape]) -> dict[str, tuple[float, float]]:
+def receptive_fields(net: Net, coords: CoordAnalysis) -> dict[str, tuple[float, float]]:
     """Receptive field (input pixels per axis) of every blob reachable through spatial layers.
 
-    Convolution/pooling: ``rf += (k_eff - 1) * jump``, ``jump *= s``; deconvolution:
-    ``rf += (ceil(k / s) - 1) * jump``, ``jump /= s``; element-wise layers keep both; where
-    branches meet the largest field wins. Layers without a coordinate map end the walk.
+    Each layer grows the field of its bottoms (:meth:`fcnkit.layers.Layer.receptive_field`:
+    convolution/pooling ``rf += (k_eff - 1) * jump``, ``jump *= s``; deconvolution
+    ``rf += (ceil(k_eff / s) - 1) * jump``, ``jump /= s``; element-wise layers keep both);
+    where branches meet the largest field wins. Layers without a coordinate map (in
+    ``coords.layer_maps``) end the walk.
     """
     rf: dict[str, tuple[float, float]] = {}
     jump: dict[str, tuple[float, float]] = {}
@@ -92,23 +93,10 @@ def receptive_fields(net: Net, shapes: Mapping[str, Shape]) -> dict[str, tuple[f
             continue
         idx = node.impl.coord_bottoms()
         ins = [node.bottoms[i] for i in idx if node.bottoms[i] in rf]
-        if not ins or len(ins) != len(idx):
-            continue
-        try:
-            node.impl.coord_map()
-        except Exception:
+        if not ins or len(ins) != len(idx) or isinstance(coords.layer_maps[node.name], str):
             continue
         r = tuple(max(rf[b][a] for b in ins) for a in range(2))
-        j = jump[ins[0]]
-        k = getattr(node.impl, "kernel_extent", None) or getattr(node.impl, "kernel", None)
-        s = getattr(node.impl, "stride", None)
-        if k is not None and s is not None:
-            if node.type == "Deconvolution":
-                r = tuple(r[a] + (math.ceil(k[a] / s[a]) - 1) * j[a] for a in range(2))
-                j = tuple(j[a] / s[a] for a in range(2))
-            else:
-                r = tuple(r[a] + (k[a] - 1) * j[a] for a in range(2))
-                j = tuple(j[a] * s[a] for a in range(2))
+        r, j = node.impl.receptive_field(r, jump[ins[0]])
         for t in node.tops:
             rf[t], jump[t] = r, j
     return rf
@@ -130,4 +118,4 @@ def analyze(net: Net, input_shapes: Mapping[str | None, Shape] | None = None) ->
             costs[node.name] = LayerCost(0, 0)
         else:
             costs[node.name] = LayerCost(node.impl.param_count(b), node.impl.flops(b, t))
-    return NetAnalysis(net, shapes, coords, costs, receptive_fields(net, shapes))
+    return NetAnalysis(net, shapes, coords, costs, receptive_fields(net, coords))

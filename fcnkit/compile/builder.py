@@ -21,28 +21,11 @@ import torch
 import torch.fx
 
 from fcnkit.analysis import NetAnalysis, analyze
+from fcnkit.compile.naming import module_name
 from fcnkit.compile.weights import WeightReport, initialise
 from fcnkit.errors import NetDefinitionError
 from fcnkit.graph import TRAIN, Net
 from fcnkit.layers import Shape
-
-#: Layer types that compute nothing: their tops alias their bottom (Split) or they have
-#: no top at all (Silence).
-_ALIAS_TYPES = {"Split"}
-_SINK_TYPES = {"Silence"}
-
-
-def module_name(layer_name: str) -> str:
-    """Submodule name for a Caffe layer: the layer name, with '.' (which torch reserves
-    for nesting) replaced by '_', and '_' appended to a Python keyword (``class`` ->
-    ``class_``: torch.fx writes ``self.class(...)`` in its generated code otherwise) and to
-    the name of a torch module attribute (``double``, ``train``, ``forward`` ->
-    ``double_``: torch refuses to shadow them). Other characters (``fc6-conv``,
-    ``inception_3a/1x1``) are kept: fx reaches them with ``getattr``."""
-    name = layer_name.replace(".", "_")
-    if keyword.iskeyword(name) or hasattr(torch.fx.GraphModule, name):
-        return name + "_"
-    return name
 
 
 @dataclass
@@ -164,9 +147,9 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
         if node.role == "input":
             continue
         args = tuple(value[b] for b in node.bottoms)
-        if node.type in _SINK_TYPES:
+        if node.role == "sink":  # computes nothing (Silence)
             continue
-        if node.type in _ALIAS_TYPES:
+        if node.role == "alias":  # its tops are its bottom (Split)
             for t in node.tops:
                 value[t] = args[0]
             continue

@@ -110,7 +110,7 @@ def export_blobs(compiled) -> dict[str, list[np.ndarray]]:
     Caffe's shapes (the inverse of loading; used to write a caffemodel)."""
     out = {}
     gm = compiled.module
-    from fcnkit.compile.builder import module_name
+    from fcnkit.compile.naming import module_name
 
     for node in compiled.net.layers:
         if not node.impl.blob_names() or not hasattr(gm, module_name(node.name)):

@@ -178,7 +178,7 @@ class _TorchBackend:
         self.dtype = torch_dtype(dtype)
         self.compile = compile
         self._modules: dict[tuple[int, int], Any] = {}
-        probs = {n for n in compiled.outputs if _producer_type(compiled, n) == "Softmax"}
+        probs = {n for n in compiled.outputs if _output_kind(compiled, n) == "probabilities"}
         self.info = ModelInfo(name, int(shape[1]), None, list(compiled.outputs), probs, src.bands, src.classes)
         self._pipeline = _CudaPipeline(self.device, self.dtype) if self.device.type == "cuda" else None
 
@@ -234,11 +234,12 @@ class _TorchBackend:
             yield fn(x).cpu().numpy()
 
 
-def _producer_type(compiled, blob_name: str) -> str | None:
+def _output_kind(compiled, blob_name: str) -> str:
+    """``"probabilities"`` or ``"scores"``: what the net output ``blob_name`` holds."""
     net = compiled.net
     bid = net.final.get(blob_name, blob_name)
     node = net.producer.get(bid)
-    return node.type if node is not None else None
+    return node.impl.output_kind if node is not None else "scores"
 
 
 class _OrtBackend:

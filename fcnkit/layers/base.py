@@ -80,6 +80,23 @@ class CoordMap:
 IDENTITY = CoordMap()
 
 
+@dataclass(frozen=True)
+class Window:
+    """The sliding window of a convolution-like layer, per spatial axis (y, x), in pixels.
+
+    Attributes:
+        kernel: the kernel size as declared (None for global pooling: the whole map).
+        extent: the effective (dilated) kernel size ``d (k - 1) + 1``, None with ``kernel``.
+        stride: the stride.
+        pad: the padding at the start of each axis.
+    """
+
+    kernel: tuple[int, int] | None
+    extent: tuple[int, int] | None
+    stride: tuple[int, int]
+    pad: tuple[int, int]
+
+
 class NoCoordMap(Exception):
     """Raised by :meth:`Layer.coord_map` when the layer has no spatial coordinate map
     (InnerProduct, global pooling, Flatten, ...). ``str(exc)`` is the reason."""
@@ -149,7 +166,9 @@ class Layer:
 
     Attributes:
         type: the Caffe type string this class handles (e.g. ``"Convolution"``).
-        role: ``"input"`` (produces net inputs), ``"compute"``, ``"loss"`` or ``"metric"``.
+        role: ``"input"`` (produces net inputs), ``"compute"``, ``"loss"``, ``"metric"``,
+            ``"alias"`` (its tops are its bottom, compiled as no module: Split) or
+            ``"sink"`` (no tops, computes nothing, compiled as no module: Silence).
         bottoms: allowed number of bottoms, as (min, max); max None = unbounded.
         tops: allowed number of tops, as (min, max).
         param: the LayerParameter (V2) of this layer.
@@ -253,6 +272,38 @@ class Layer:
         n = len(self.param.bottom)
         return list(range(n))
 
+    def window(self) -> Window | None:
+        """The layer's sliding window (kernel, stride, pad) for the offset table and the
+        receptive field, or None for a layer without one (element-wise layers, Crop...)."""
+        return None
+
+    def receptive_field(self, field: tuple[float, float], jump: tuple[float, float]
+                        ) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The receptive field (input pixels) and jump (input pixels between adjacent
+        outputs) of the top, from those of the bottom, per axis (y, x).
+
+        Default, for a layer with a :meth:`window` (convolution, pooling):
+        ``rf += (k_eff - 1) * jump``, ``jump *= s`` (Araujo et al., "Computing Receptive
+        Fields of Convolutional Neural Networks", Distill 2019, eq. 1-2); a layer without a
+        window keeps both. Only called for layers that have a coordinate map.
+        """
+        w = self.window()
+        if w is None or w.extent is None:
+            return field, jump
+        return (tuple(field[a] + (w.extent[a] - 1) * jump[a] for a in range(2)),
+                tuple(jump[a] * w.stride[a] for a in range(2)))
+
+    # ---- crops ---------------------------------------------------------------------
+
+    #: True for a layer that cuts bottom 0 to the grid of bottom 1 at offsets that fcnkit
+    #: can compute from the coordinate maps (Caffe's Crop); see :meth:`coord_map_at`.
+    crops_to_reference: ClassVar[bool] = False
+
+    def coord_map_at(self, offset: Sequence[Fraction | int]) -> CoordMap:
+        """The coordinate map this layer would have with the (y, x) crop ``offset``
+        (pixels; exact fractions allowed), for layers that ``crops_to_reference``."""
+        raise NotImplementedError(f"{self.type} does not crop to a reference")
+
     # ---- cost ----------------------------------------------------------------------
 
     def param_count(self, bottom_shapes: list[Shape]) -> int:
@@ -302,6 +353,28 @@ class Layer:
                     f"({prod(shape)} values)")
             out[name] = np.asarray(blob, dtype=np.float32).reshape(shape)
         return out
+
+    # ---- export --------------------------------------------------------------------
+
+    #: What the layer's top holds for a user: ``"scores"`` or ``"probabilities"`` (Softmax).
+    output_kind: ClassVar[str] = "scores"
+
+    def export_module(self, module: "torch.nn.Module", bottom_shapes: list[Shape]
+                      ) -> "torch.nn.Module | None":
+        """A drop-in for the compiled ``module`` whose ONNX form is exactly Caffe's, or
+        None when the compiled module exports as it is (the default)."""
+        return None
+
+    def export_fused(self, module: "torch.nn.Module", after: "Layer",
+                     after_module: "torch.nn.Module") -> "torch.nn.Module | None":
+        """One module for this layer followed by ``after`` (its bottom's only user, one
+        bottom), computing both in one ONNX op, or None when they do not fuse (default)."""
+        return None
+
+    def static_hw_reason(self, module: "torch.nn.Module") -> str | None:
+        """Why the compiled ``module`` cannot be exported with dynamic H and W (a phrase
+        that follows the layer's description), or None when it can (the default)."""
+        return None
 
     def torch_to_blobs(self, tensors: dict[str, np.ndarray], bottom_shapes: list[Shape]) -> list[np.ndarray]:
         """Inverse of :meth:`blobs_to_torch`: arrays in Caffe's blob shapes, in order."""

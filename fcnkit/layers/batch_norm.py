@@ -77,6 +77,26 @@ class BatchNorm(ElementwiseLayer):
                                        self.eps, self.maf, self.use_global_stats)
 
 
+    def export_fused(self, module, after, after_module):
+        """With stored statistics on an N, C, ... blob, followed by a Scale with a learned
+        per-channel scale: one per-channel affine op, ``(x - mean) / sqrt(var + eps) *
+        scale + bias`` (:class:`fcnkit.layers._export_ops.BatchNormScaleExport`; ONNX: one
+        BatchNormalization node with scale and bias instead of BatchNormalization, Mul and
+        Add). None otherwise (batch statistics, a 1-D blob, another layer after it)."""
+        from fcnkit.layers.scale import Scale
+
+        if not isinstance(after, Scale) or not isinstance(module, _torch().CaffeBatchNorm):
+            return None
+        if module.use_global_stats is False or module.one_axis:
+            return None
+        affine = after.per_channel_affine(after_module, module.channels, module.view)
+        if affine is None:
+            return None
+        from fcnkit.layers._export_ops import BatchNormScaleExport
+
+        return BatchNormScaleExport(module, *affine)
+
+
 @lazy
 def _torch():
     import types

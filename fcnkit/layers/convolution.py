@@ -10,7 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from fcnkit.errors import ShapeError
-from fcnkit.layers import CoordMap, Layer, prod, register, spatial_pair
+from fcnkit.layers import CoordMap, Layer, Window, prod, register, spatial_pair
 
 
 def _opt(msg, field):
@@ -49,6 +49,9 @@ class ConvolutionBase(Layer):
     def kernel_extent(self) -> tuple[int, int]:
         """Effective kernel size ``d(k-1)+1`` per axis (pixels)."""
         return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel))
+
+    def window(self) -> Window:
+        return Window(tuple(self.kernel), self.kernel_extent, tuple(self.stride), tuple(self.pad))
 
     def _check_input(self, bottom_shapes):
         for b, s in zip(self.param.bottom, bottom_shapes):

@@ -25,6 +25,9 @@ class InnerProduct(Layer):
 
     type = "InnerProduct"
 
+    def static_hw_reason(self, module):
+        return "fixes the C x H x W size of its input"
+
     def setup(self) -> None:
         p = self.param.inner_product_param
         if not p.HasField("num_output") or p.num_output <= 0:

@@ -62,6 +62,17 @@ class Scale(ElementwiseLayer):
         """Only bottom 0 carries positions (a second bottom is a broadcast operand)."""
         return [0]
 
+    def per_channel_affine(self, module, channels: int, view: tuple):
+        """(weight, bias or None) of the compiled ``module`` when it computes
+        ``x * weight + bias`` with a learned scale of ``channels`` values broadcast as
+        ``view`` (what a BatchNorm before it needs to fuse), else None."""
+        if not isinstance(module, _torch().Scale) or module.weight is None:
+            return None
+        if module.view != tuple(view) or module.weight.numel() != channels or \
+                (module.bias is not None and module.bias.numel() != channels):
+            return None
+        return module.weight, module.bias
+
     def build_module(self, bottom_shapes):
         shape = self.operand_shape(bottom_shapes)
         view = operand_view(self, bottom_shapes[0], shape, self.axis)

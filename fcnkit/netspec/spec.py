@@ -52,6 +52,7 @@ from typing import Any, Iterator
 
 from fcnkit.caffe import caffe_pb2
 from fcnkit.errors import NetDefinitionError
+from fcnkit.netspec.deferred import Deferred, parse_deferred, resolve_deferred
 from fcnkit.netspec.proto import assign, field_names, has_field, unknown_field_error
 
 _SEQ = itertools.count()
@@ -108,11 +109,6 @@ class Top:
         return f"<Top {self.index} of {self.fn.type_name} #{self.fn.seq}>"
 
 
-class Deferred:
-    """A parameter value computed when the net is built (base class; see
-    :class:`fcnkit.netspec.crops.CropOffset`)."""
-
-
 class LayerFn:
     """One layer of a NetSpec before naming: type, bottoms, keyword parameters.
 
@@ -148,10 +144,7 @@ class LayerFn:
         if bad:
             raise NetDefinitionError(f"{type_name}: '{sorted(bad)[0]}' is set by the DSL (bottoms "
                                      "are positional arguments, tops are named by assignment)")
-        if type_name == "Crop" and isinstance(params.get("offset"), str):
-            from fcnkit.netspec.crops import CropOffset
-
-            params["offset"] = CropOffset(params["offset"])
+        params = parse_deferred(type_name, params)
         self.bottoms = tuple(bottoms)
         self.params = params
         self.deferred = {k: v for k, v in params.items() if isinstance(v, Deferred)}
@@ -359,8 +352,6 @@ class NetSpec:
                 deferred.append((lp, fn))
 
         if resolve and deferred:
-            from fcnkit.netspec.crops import resolve_deferred
-
             resolve_deferred(net, deferred)
         return net
 

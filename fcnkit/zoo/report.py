@@ -79,7 +79,7 @@ def stats(name: str) -> ZooStats:
     rows = {r.layer: r for r in crop_table(net)}
     crops = tuple(CropInfo(n.name, tuple(int(o) for o in n.param.crop_param.offset),
                            rows[n.name].passes(strict=True))
-                  for n in net.layers if n.type == "Crop")
+                  for n in net.layers if n.impl.crops_to_reference)
     inf = info(name)
     rf = a.receptive_field[out]
     return ZooStats(name, inf["title"], tuple(a.shapes[net.inputs[0]]), a.shapes[out][1],
