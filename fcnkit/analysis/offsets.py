@@ -12,7 +12,7 @@ import copy
 from dataclasses import dataclass
 from fractions import Fraction
 
-from fcnkit.analysis.coord_maps import CoordAnalysis, align_crop, analyse_coord_maps, fmt
+from fcnkit.analysis.coord_maps import CoordAnalysis, align_crop, analyse_coord_maps, format_fraction
 from fcnkit.errors import OffsetError
 from fcnkit.graph import Net
 from fcnkit.layers import CoordMap, lookup
@@ -70,7 +70,7 @@ class CropRow:
         if not self.ok:
             return "MISMATCH"
         if self.half_pixel:
-            exact = ",".join(fmt(o) for o in self.exact)
+            exact = ",".join(format_fraction(o) for o in self.exact)
             return (f"HALF-PIXEL (exact {exact}, no integer offset is pixel-exact)" if strict
                     else f"ok (half-pixel: exact {exact}; the nearest integers align equally well)")
         return "ok"

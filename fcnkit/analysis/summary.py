@@ -57,7 +57,7 @@ class NetAnalysis:
         node = self.net.layer(layer_name)
         return [self.shapes[t] for t in node.tops]
 
-    def layer_table(self, fmt_: str = "markdown") -> str:
+    def layer_table(self, table_format: str = "markdown") -> str:
         """The compile layer table: layer, type, top shapes, params, FLOPs, factor, offset."""
         header = ["layer", "type", "top shape", "params", "MFLOP", "factor", "offset",
                   "cum. factor", "cum. offset"]
@@ -72,7 +72,7 @@ class NetAnalysis:
             cells.append([node.name, node.type, tops, f"{cost.params:,}", f"{cost.flops / 1e6:,.1f}",
                           pair(own.factor) if own else "-", pair(own.offset) if own else "-",
                           pair(cm.factor) if cm else "-", pair(cm.offset) if cm else "-"])
-        return table(header, cells, fmt_)
+        return table(header, cells, table_format)
 
 
 def receptive_fields(net: Net, coords: CoordAnalysis) -> dict[str, tuple[float, float]]:

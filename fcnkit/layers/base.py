@@ -3,10 +3,12 @@
 Each supported Caffe type is one subclass of :class:`Layer` in its own module under
 ``fcnkit/layers/``, registered with :func:`fcnkit.layers.register`. A subclass answers, for
 its type: normalised parameters (``setup``), top shapes from bottom shapes
-(``output_shapes``), the coordinate map (``coord_map``), the learnable blobs and their
-Caffe shapes (``blob_shapes``), their fillers, parameter and FLOP counts, and the torch
-module that computes it (``build_module``, torch imported lazily so that analysis never
-needs torch).
+(``output_shapes``), the coordinate map (``coord_map``), the sliding window and receptive
+field (``window``, ``receptive_field``), the parameters (Caffe's per-layer ``blobs``) and
+their Caffe shapes (``param_names``, ``param_shapes``), their fillers, parameter and FLOP
+counts, the torch module that computes it (``build_module``, torch imported lazily so that
+analysis never needs torch), and its export form (``export_module``, ``export_fused``,
+``static_hw_reason``). docs/layer_contract.md lists who asks what.
 
 Shapes are tuples of ints in Caffe's axis order: (N, C, H, W) for images.
 """
@@ -44,8 +46,11 @@ class CoordMap:
     ``x_top = factor * x_bottom + offset`` for each spatial axis (y, x), in pixels of the
     top blob. For convolution and pooling ``factor = 1/s`` and
     ``offset = (p - (k_eff - 1)/2) / s``; for deconvolution ``factor = s`` and
-    ``offset = (k_eff - 1)/2 - p`` (Long et al., FCN; Caffe python/caffe/coord_map.py,
-    with the opposite sign convention; NVIDIA DIGITS 5 article, Table 2).
+    ``offset = (k_eff - 1)/2 - p`` (Long et al., FCN; NVIDIA DIGITS 5 article, Table 2).
+    These per-layer maps are those of Caffe's python/caffe/coord_map.py (``coord_map``:
+    conv ``(1/s, (p - (k_eff - 1)/2) / s)``, deconv ``(s, (k_eff - 1)/2 - p)``); only the
+    crop offset differs in sign: coord_map.py's ``crop`` writes ``-b`` for the offset ``b``
+    of the map between the two blobs, fcnkit states the offset directly.
 
     Values are exact fractions.
     """
@@ -241,21 +246,23 @@ class Layer:
         """
         raise NotImplementedError
 
-    def blob_shapes(self, bottom_shapes: list[Shape]) -> list[Shape]:
-        """Caffe shapes of this layer's ``blobs[i]`` (weights, biases, statistics)."""
+    def param_shapes(self, bottom_shapes: list[Shape]) -> list[Shape]:
+        """Caffe shapes of this layer's parameters, the ``blobs[i]`` of its LayerParameter
+        (weights, biases, statistics; pycaffe's ``net.params[layer]``, as opposed to the
+        activations, ``net.blobs``)."""
         return []
 
-    def blob_names(self) -> list[str]:
+    def param_names(self) -> list[str]:
         """Torch names of ``blobs[i]`` (``weight``, ``bias``, ``running_mean``, ...)."""
         return []
 
     def learnable(self) -> list[bool]:
         """Whether each blob is a learnable parameter (BatchNorm statistics are not)."""
-        return [True] * len(self.blob_names())
+        return [True] * len(self.param_names())
 
     def fillers(self) -> list[Any]:
         """FillerParameter for each blob (None = constant 0, Caffe's default)."""
-        return [None] * len(self.blob_names())
+        return [None] * len(self.param_names())
 
     # ---- coordinate map ------------------------------------------------------------
 
@@ -308,7 +315,7 @@ class Layer:
 
     def param_count(self, bottom_shapes: list[Shape]) -> int:
         """Number of learnable parameters (elements of learnable blobs)."""
-        return sum(prod(s) for s, l in zip(self.blob_shapes(bottom_shapes), self.learnable()) if l)
+        return sum(prod(s) for s, l in zip(self.param_shapes(bottom_shapes), self.learnable()) if l)
 
     def flops(self, bottom_shapes: list[Shape], top_shapes: list[Shape]) -> int:
         """Floating-point operations of one forward pass, 2 per multiply-add.
@@ -323,15 +330,15 @@ class Layer:
     def build_module(self, bottom_shapes: list[Shape]) -> "torch.nn.Module":
         """The torch module computing this layer; ``forward(*bottoms)`` returns one tensor
         per top (a tuple when there are several). Parameters are named after
-        :meth:`blob_names`."""
+        :meth:`param_names`."""
         raise NotImplementedError(f"{self.type} cannot be compiled to torch")
 
-    def blobs_to_torch(self, blobs: list[np.ndarray], bottom_shapes: list[Shape]) -> dict[str, np.ndarray]:
+    def params_to_torch(self, blobs: list[np.ndarray], bottom_shapes: list[Shape]) -> dict[str, np.ndarray]:
         """Caffe blobs (as stored; legacy 4-D shapes allowed) -> {torch name: array}.
 
-        The default reshapes ``blobs[i]`` to :meth:`blob_shapes` (the element counts must
+        The default reshapes ``blobs[i]`` to :meth:`param_shapes` (the element counts must
         match, Caffe compares legacy shapes right-aligned) and names it by
-        :meth:`blob_names`. Override for layouts that differ (InnerProduct transpose,
+        :meth:`param_names`. Override for layouts that differ (InnerProduct transpose,
         BatchNorm scale factor).
 
         Raises:
@@ -339,8 +346,8 @@ class Layer:
         """
         from fcnkit.errors import WeightsError
 
-        names = self.blob_names()
-        shapes = self.blob_shapes(bottom_shapes)
+        names = self.param_names()
+        shapes = self.param_shapes(bottom_shapes)
         if len(blobs) != len(names):
             raise WeightsError(f"{self.where()}: the weights file has {len(blobs)} blobs, "
                                f"the layer expects {len(names)} ({', '.join(names) or 'none'})")
@@ -353,6 +360,11 @@ class Layer:
                     f"({prod(shape)} values)")
             out[name] = np.asarray(blob, dtype=np.float32).reshape(shape)
         return out
+
+    def torch_to_params(self, tensors: dict[str, np.ndarray], bottom_shapes: list[Shape]) -> list[np.ndarray]:
+        """Inverse of :meth:`params_to_torch`: arrays in Caffe's blob shapes, in order."""
+        return [np.asarray(tensors[n], dtype=np.float32).reshape(s)
+                for n, s in zip(self.param_names(), self.param_shapes(bottom_shapes))]
 
     # ---- export --------------------------------------------------------------------
 
@@ -375,11 +387,6 @@ class Layer:
         """Why the compiled ``module`` cannot be exported with dynamic H and W (a phrase
         that follows the layer's description), or None when it can (the default)."""
         return None
-
-    def torch_to_blobs(self, tensors: dict[str, np.ndarray], bottom_shapes: list[Shape]) -> list[np.ndarray]:
-        """Inverse of :meth:`blobs_to_torch`: arrays in Caffe's blob shapes, in order."""
-        return [np.asarray(tensors[n], dtype=np.float32).reshape(s)
-                for n, s in zip(self.blob_names(), self.blob_shapes(bottom_shapes))]
 
 
 def check_bottoms(layer: Layer, bottom_shapes: list[Shape], same: bool = False) -> None:

@@ -48,27 +48,27 @@ class BatchNorm(ElementwiseLayer):
         s = bottom_shapes[0]
         return 1 if len(s) == 1 else int(s[1])
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         c = self._channels(bottom_shapes)
         return [(c,), (c,), (1,)]
 
-    def blob_names(self):
+    def param_names(self):
         return ["running_mean", "running_var", "scale_factor"]
 
     def learnable(self):
         return [False, False, False]
 
-    def blobs_to_torch(self, blobs, bottom_shapes):
-        raw = super().blobs_to_torch(blobs, bottom_shapes)
+    def params_to_torch(self, blobs, bottom_shapes):
+        raw = super().params_to_torch(blobs, bottom_shapes)
         s = float(raw["scale_factor"][0])
         inv = np.float32(0 if s == 0 else 1 / s)
         return {"running_mean": raw["running_mean"] * inv,
                 "running_var": raw["running_var"] * inv,
                 "scale_factor": raw["scale_factor"]}
 
-    def torch_to_blobs(self, tensors, bottom_shapes):
+    def torch_to_params(self, tensors, bottom_shapes):
         s = np.asarray(tensors["scale_factor"], dtype=np.float32).reshape(1)
-        return super().torch_to_blobs({"running_mean": np.asarray(tensors["running_mean"]) * s[0],
+        return super().torch_to_params({"running_mean": np.asarray(tensors["running_mean"]) * s[0],
                                        "running_var": np.asarray(tensors["running_var"]) * s[0],
                                        "scale_factor": s}, bottom_shapes)
 

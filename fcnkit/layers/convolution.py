@@ -65,7 +65,7 @@ class ConvolutionBase(Layer):
             raise self.error(f"input channels {c} are not divisible by group {self.group}", ShapeError)
         return c
 
-    def blob_names(self) -> list[str]:
+    def param_names(self) -> list[str]:
         return ["weight", "bias"] if self.bias_term else ["weight"]
 
     def fillers(self):
@@ -105,7 +105,7 @@ class Convolution(ConvolutionBase):
             tops.append((n, self.num_output, *hw))
         return tops
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         c = bottom_shapes[0][1]
         shapes = [(self.num_output, c // self.group, *self.kernel)]
         if self.bias_term:

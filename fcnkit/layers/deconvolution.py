@@ -45,7 +45,7 @@ class Deconvolution(ConvolutionBase):
             tops.append((n, self.num_output, *hw))
         return tops
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         c = bottom_shapes[0][1]
         shapes = [(c, self.num_output // self.group, *self.kernel)]
         if self.bias_term:

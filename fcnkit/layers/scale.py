@@ -42,11 +42,11 @@ class Scale(ElementwiseLayer):
         operand_view(self, bottom_shapes[0], self.operand_shape(bottom_shapes), self.axis)
         return [tuple(bottom_shapes[0])]
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         s = self.operand_shape(bottom_shapes)
-        return [s] * len(self.blob_names())
+        return [s] * len(self.param_names())
 
-    def blob_names(self):
+    def param_names(self):
         return (["weight"] if self.learned else []) + (["bias"] if self.bias_term else [])
 
     def fillers(self):

@@ -156,7 +156,7 @@ def band_matrix(mapping: Mapping[int, int], bands: int, c_src: int, fill: str) -
 def input_conv(built, layer: str | None = None):
     """The convolution whose input bands :func:`adapt_input_bands` changes: ``layer``, or
     the first Convolution fed by the net's first input (a graph node of ``built``, a
-    :class:`fcnkit.surgery._net.Built`).
+    :class:`fcnkit.surgery._net.AnalysedNet`).
 
     Raises:
         SurgeryError: the net has no input; no Convolution reads it; ``layer`` is not a

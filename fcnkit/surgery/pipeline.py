@@ -116,7 +116,7 @@ def _reinit_names(param, reinit: Sequence[str], suffix: str) -> list[str]:
     if not reinit:
         return []
     net = build(param, shapes=False, what="fcn_surgery").net
-    with_weights = [n.name for n in net.layers if n.impl.blob_names()]
+    with_weights = [n.name for n in net.layers if n.impl.param_names()]
     out, bad = [], []
     for given in reinit:
         name = given
@@ -264,7 +264,7 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
 
     if blobs is not None:
         built = build(param, shapes, what="surgery")
-        missing = [n.name for n in built.net.layers if n.impl.blob_names() and n.name not in blobs]
+        missing = [n.name for n in built.net.layers if n.impl.param_names() and n.name not in blobs]
         if missing:
             step = transplant(param, blobs, param, input_shapes=shapes, seed=seed + 1, step="")
             report = _chain(report, step)
@@ -296,9 +296,9 @@ def torch_state(param: Any, blobs: Blobs,
     built = build(param, input_shapes, what="write")
     out = {}
     for node in built.net.layers:
-        if not node.impl.blob_names() or node.name not in blobs:
+        if not node.impl.param_names() or node.name not in blobs:
             continue
-        arrays = node.impl.blobs_to_torch(list(blobs[node.name]), built.bottom_shapes(node.name))
+        arrays = node.impl.params_to_torch(list(blobs[node.name]), built.bottom_shapes(node.name))
         for k, v in arrays.items():
             out[f"{module_name(node.name)}.{k}"] = np.ascontiguousarray(v, dtype=np.float32)
     return out

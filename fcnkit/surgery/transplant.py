@@ -156,12 +156,12 @@ def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable
     used_sources: set[str] = set()
 
     for node in built.net.layers:
-        names = node.impl.blob_names()
+        names = node.impl.param_names()
         if not names:
             continue
         name = node.name
         where = node.impl.where()
-        shapes = built.blob_shapes(name)
+        shapes = built.param_shapes(name)
         fillers = list(init.get(name) or node.impl.fillers())
         fillers += [None] * (len(shapes) - len(fillers))
         src = source_of.get(name)

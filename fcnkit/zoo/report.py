@@ -55,10 +55,10 @@ class ZooStats:
 
 def _learned(node) -> bool:
     """Whether a layer has a learnable blob with a positive lr_mult (default 1)."""
-    if not node.impl.blob_names() or not any(node.impl.learnable()):
+    if not node.impl.param_names() or not any(node.impl.learnable()):
         return False
     specs = list(node.param.param)
-    n = len(node.impl.blob_names())
+    n = len(node.impl.param_names())
     mults = [specs[i].lr_mult if i < len(specs) else 1.0 for i in range(n)]
     return any(m > 0 for m, l in zip(mults, node.impl.learnable()) if l)
 

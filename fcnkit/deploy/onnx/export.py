@@ -199,7 +199,7 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
     del model
     parity, warnings_ = [], []
     if check:
-        parity, warnings_ = _check(data, compiled, shapes, opts, out_types, dynamic_batch, want_hw, seed)
+        parity, warnings_ = _check_and_compare(data, compiled, shapes, opts, out_types, dynamic_batch, want_hw, seed)
     else:
         notes.append("checks skipped (check=False): the file was not validated or compared with torch")
 
@@ -380,7 +380,7 @@ def _serialize(model) -> bytes:
     return data
 
 
-def _check(data: bytes, compiled, shapes, opts: _Options, out_types, dynamic_batch: bool,
+def _check_and_compare(data: bytes, compiled, shapes, opts: _Options, out_types, dynamic_batch: bool,
            want_hw: bool, seed: int) -> tuple[list[ParityRow], list[str]]:
     """(parity rows, warnings): onnx.checker with full shape inference, the outputs' element
     type, ONNX Runtime vs torch at the export size (and 32 pixels larger with dynamic H

@@ -11,7 +11,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from fcnkit.deploy._common import error_stats
 from fcnkit.deploy.onnx.exporter_log import short_error
 from fcnkit.deploy.onnx.rewrite import resolve_blob
 from fcnkit.errors import ExportError
@@ -127,6 +126,8 @@ def run_parity(model_bytes: bytes, compiled, inputs: Mapping[str, np.ndarray], *
     """
     import torch
 
+    from fcnkit.compile.verify import relative_error
+
     try:
         sess = _ort_session(model_bytes)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
@@ -156,7 +157,7 @@ def run_parity(model_bytes: bytes, compiled, inputs: Mapping[str, np.ndarray], *
         if tuple(value.shape) != tuple(r.shape):
             raise ExportError(f"output '{name}': ONNX Runtime gives shape {tuple(value.shape)}, "
                               f"torch {tuple(r.shape)}")
-        max_abs, rel = error_stats(np.asarray(value, dtype=np.float32), r)
+        max_abs, rel = relative_error(np.asarray(value, dtype=np.float32), r)
         span = (float(r.min()), float(r.max())) if r.size else (math.nan, math.nan)
         rows.append(ParityRow(name, tuple(r.shape), max_abs, rel, tolerance, size, varies(r), span))
     return rows
