@@ -58,7 +58,13 @@ class NetAnalysis:
         return [self.shapes[t] for t in node.tops]
 
     def layer_table(self, table_format: str = "markdown") -> str:
-        """The compile layer table: layer, type, top shapes, params, FLOPs, factor, offset."""
+        """The compile layer table: layer, type, top shapes, params, FLOPs, factor, offset,
+        in ``table_format`` (markdown, csv or html)."""
+        header, cells = self.layer_cells()
+        return table(header, cells, table_format)
+
+    def layer_cells(self) -> tuple[list[str], list[list[str]]]:
+        """(header, rows) of :meth:`layer_table`, as strings (for a terminal table)."""
         header = ["layer", "type", "top shape", "params", "MFLOP", "factor", "offset",
                   "cum. factor", "cum. offset"]
         cells = []
@@ -72,7 +78,7 @@ class NetAnalysis:
             cells.append([node.name, node.type, tops, f"{cost.params:,}", f"{cost.flops / 1e6:,.1f}",
                           pair(own.factor) if own else "-", pair(own.offset) if own else "-",
                           pair(cm.factor) if cm else "-", pair(cm.offset) if cm else "-"])
-        return table(header, cells, table_format)
+        return header, cells
 
 
 def receptive_fields(net: Net, coords: CoordAnalysis) -> dict[str, tuple[float, float]]:

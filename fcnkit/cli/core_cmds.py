@@ -13,13 +13,6 @@ from fcnkit.cli.common import (InputShapeOpt, LevelOpt, PhaseOpt, StageOpt, cons
 from fcnkit.errors import InputError
 
 
-def _print_md_table(markdown_text: str, title: str) -> None:
-    lines = [ln for ln in markdown_text.strip().splitlines() if ln.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [[c.strip().replace("\\|", "|") for c in ln.strip().strip("|").split(" | ")] for ln in lines[2:]]
-    print_table(title, header, rows)
-
-
 def compile_cmd(
     net_path: Optional[Path] = typer.Argument(None, help="prototxt (default: bundled FCN-8s deploy)"),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="caffemodel with trained weights"),
@@ -36,6 +29,7 @@ def compile_cmd(
     from fcnkit import caffe
     from fcnkit.analysis import analyze, crop_table
     from fcnkit.compile import compile_net, save_compiled
+    from fcnkit.compile.report import compile_report
 
     if out is not None:
         from fcnkit.atomic import check_output_directory
@@ -51,20 +45,9 @@ def compile_cmd(
     compiled = compile_net(net, model, deploy=deploy, analysis=analysis)
     crops = crop_table(net)
     if fmt == "json":
-        doc = {
-            "name": net.name,
-            "layers": [{"name": n.name, "type": n.type,
-                        "tops": {net.blob_name[t]: list(analysis.shapes[t]) for t in n.tops},
-                        "params": analysis.costs[n.name].params, "flops": analysis.costs[n.name].flops}
-                       for n in net.layers],
-            "total_params": analysis.total_params, "total_flops": analysis.total_flops,
-            "inputs": compiled.inputs, "outputs": compiled.outputs,
-            "crops": [{"layer": c.layer, "declared": c.declared, "computed": c.computed} for c in crops],
-        }
-        console.print_json(json.dumps(doc))
+        console.print_json(json.dumps(compile_report(compiled, crops)))
     elif fmt == "table":
-        _print_md_table(analysis.layer_table("markdown"), f"{net.name or net_path.name} "
-                        f"({net.state.phase_name})")
+        print_table(f"{net.name or net_path.name} ({net.state.phase_name})", *analysis.layer_cells())
     else:
         console.print(analysis.layer_table(fmt), end="", markup=False)
     if fmt in ("table", "markdown"):
@@ -142,44 +125,6 @@ def offsets_cmd(
             raise typer.Exit(1)
 
 
-def _load_inputs(specs: List[str], input_names: list[str]) -> dict[str, np.ndarray]:
-    arrays = {}
-    for spec in specs:
-        if "=" in spec and not Path(spec).exists():
-            name, _, path = spec.partition("=")
-        else:
-            if len(specs) > 1:
-                raise InputError("with several --input options each must be name=file.npy")
-            name, path = (input_names[0] if input_names else "data"), spec
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"input file {p} does not exist")
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except ValueError as e:
-            raise InputError(f"{p}: not a plain .npy array ({e}); fcnkit never unpickles data") from None
-        arrays[name] = np.ascontiguousarray(arr, dtype=np.float32)
-    return arrays
-
-
-def _compile_for_inputs(net, weights, inputs: dict[str, np.ndarray], deploy: bool):
-    from fcnkit import caffe
-    from fcnkit.compile import compile_net
-
-    names = [net.blob_name[b] for b in net.inputs]
-    missing = [n for n in inputs if n not in names]
-    if missing:
-        raise InputError(f"--input names {missing}, but the net's inputs are {names}")
-    model = caffe.read_caffemodel(weights) if weights else None
-    shapes = {k: tuple(v.shape) for k, v in inputs.items()}
-    compiled = compile_net(net, model, shapes, deploy=deploy)
-    absent = [n for n in compiled.inputs if n not in inputs]
-    if absent:
-        raise InputError(f"the net has the inputs {compiled.inputs} but no array was given for "
-                         f"{absent}; give each as --input name=file.npy")
-    return compiled
-
-
 def run_cmd(
     net_path: Path = typer.Argument(..., help="prototxt"),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w"),
@@ -195,10 +140,11 @@ def run_cmd(
 
     from fcnkit.atomic import atomic_open
     from fcnkit.compile import to_numpy
+    from fcnkit.compile.inputs import compile_for_inputs, load_npy_inputs
 
     net = load_net_cli(net_path, phase, stage, level)
-    arrays = _load_inputs(inputs, [net.blob_name[b] for b in net.inputs])
-    compiled = _compile_for_inputs(net, weights, arrays, deploy=True)
+    arrays = load_npy_inputs(inputs, [net.blob_name[b] for b in net.inputs])
+    compiled = compile_for_inputs(net, weights, arrays, deploy=True)
     tensors = [torch.from_numpy(arrays[n]) for n in compiled.inputs]
     if all_blobs:
         values = compiled.run_all(*tensors)
@@ -227,19 +173,13 @@ def verify_cmd(
     """Compare every layer's output against a reference dump; exit 1 beyond tolerance."""
     import torch
 
+    from fcnkit.compile.inputs import compile_for_inputs, load_npy_inputs, read_reference
     from fcnkit.compile.verify import compare_layers
 
     net = load_net_cli(net_path, phase, stage, level)
-    arrays = _load_inputs(inputs, [net.blob_name[b] for b in net.inputs])
-    compiled = _compile_for_inputs(net, weights, arrays, deploy=True)
-    try:
-        ref = np.load(reference, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{reference}: cannot read the reference npz ({e})") from None
-    if not isinstance(ref, np.lib.npyio.NpzFile):
-        raise InputError(f"{reference}: is one array (.npy), not an .npz of per-layer outputs "
-                         "keyed by layer name (np.savez(path, conv1=..., pool1=...))")
-    ref = dict(ref)
+    arrays = load_npy_inputs(inputs, [net.blob_name[b] for b in net.inputs])
+    compiled = compile_for_inputs(net, weights, arrays, deploy=True)
+    ref = read_reference(reference)
     rows = compare_layers(compiled, [torch.from_numpy(arrays[n]) for n in compiled.inputs], ref)
     table = [[r.layer, r.type, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.relative:.3g}",
               "ok" if r.relative <= tolerance else "FAIL"] for r in rows]

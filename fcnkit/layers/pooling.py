@@ -20,6 +20,7 @@ import numpy as np
 
 from fcnkit.errors import ShapeError
 from fcnkit.layers import CoordMap, Layer, NoCoordMap, Window, register
+from fcnkit.layers._common import lazy
 
 MAX, AVE, STOCHASTIC = 0, 1, 2
 CEIL, FLOOR = 0, 1
@@ -216,14 +217,9 @@ def _caffe_ave_divisor(hw, kernel, stride, pad, out) -> np.ndarray:
     return np.outer(axes[0], axes[1]).astype(np.float32)
 
 
-_TORCH = None
-
-
+@lazy
 def _torch():
     """Torch modules for the non-native pooling paths (built on first use)."""
-    global _TORCH
-    if _TORCH is not None:
-        return _TORCH
     import types
 
     import torch
@@ -268,5 +264,4 @@ def _torch():
             den = F.avg_pool2d(xp, self.kernel, self.stride)
             return (num / den)[:, :, : self.out[0], : self.out[1]]
 
-    _TORCH = types.SimpleNamespace(GlobalPool=GlobalPool, PaddedPool=PaddedPool)
-    return _TORCH
+    return types.SimpleNamespace(GlobalPool=GlobalPool, PaddedPool=PaddedPool)
