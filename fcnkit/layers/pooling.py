@@ -13,7 +13,6 @@ Coordinate map: ``F = 1/s``, ``O = (p - (k - 1)/2) / s``; global pooling has non
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numpy as np
