@@ -6,9 +6,9 @@ from fcnkit.analysis.coord_maps import (BlobMap, CoordAnalysis, CropAlignment, a
 from fcnkit.analysis.offsets import CropRow, OffsetRow, crop_table, fix_crop_offsets, offset_table
 from fcnkit.analysis.report import FORMATS, offsets_json, render_offsets, table
 from fcnkit.analysis.shapes import infer_shapes, input_shapes, parse_input_shapes, parse_shape
-from fcnkit.analysis.summary import LayerCost, NetAnalysis, analyze, receptive_fields
+from fcnkit.analysis.summary import LayerCost, NetAnalysis, analyse, receptive_fields
 
-__all__ = ["analyze", "NetAnalysis", "LayerCost", "infer_shapes", "input_shapes", "parse_shape",
+__all__ = ["analyse", "NetAnalysis", "LayerCost", "infer_shapes", "input_shapes", "parse_shape",
            "parse_input_shapes", "analyse_coord_maps", "CoordAnalysis", "BlobMap", "crop_offset",
            "align_crop", "CropAlignment",
            "maps_to_ancestors", "offset_table", "crop_table", "fix_crop_offsets", "OffsetRow",

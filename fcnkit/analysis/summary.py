@@ -108,7 +108,7 @@ def receptive_fields(net: Net, coords: CoordAnalysis) -> dict[str, tuple[float, 
     return rf
 
 
-def analyze(net: Net, input_shapes: Mapping[str | None, Shape] | None = None) -> NetAnalysis:
+def analyse(net: Net, input_shapes: Mapping[str | None, Shape] | None = None) -> NetAnalysis:
     """Shapes, coordinate maps, parameter/FLOP counts and receptive fields of ``net``.
 
     Raises:

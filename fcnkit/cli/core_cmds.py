@@ -27,7 +27,7 @@ def compile_cmd(
     """Compile a Caffe net to a torch.fx module; print the layer table (shapes, params,
     FLOPs, scale factors, offsets); write it with -o DIR (code, safetensors, prototxt)."""
     from fcnkit import caffe
-    from fcnkit.analysis import analyze, crop_table
+    from fcnkit.analysis import analyse, crop_table
     from fcnkit.compile import compile_net, save_compiled
     from fcnkit.compile.report import compile_report
 
@@ -40,7 +40,7 @@ def compile_cmd(
         console.print(f"[dim]no prototxt given: compiling the bundled FCN-8s deploy net ({net_path.name})[/dim]",
                       soft_wrap=True)
     net = load_net_cli(net_path, phase, stage, level)
-    analysis = analyze(net, input_shapes_cli(input_shape))
+    analysis = analyse(net, input_shapes_cli(input_shape))
     model = caffe.read_caffemodel(weights) if weights else None
     compiled = compile_net(net, model, deploy=deploy, analysis=analysis)
     crops = crop_table(net)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.fx
 
-from fcnkit.analysis import NetAnalysis, analyze
+from fcnkit.analysis import NetAnalysis, analyse
 from fcnkit.compile.naming import module_name
 from fcnkit.compile.weights import WeightReport, initialise
 from fcnkit.errors import NetDefinitionError
@@ -121,7 +121,7 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
         raise NetDefinitionError(f"{where}the net has no layers in phase {net.state.phase_name} "
                                  "(an empty file, a solver prototxt, or every layer excluded "
                                  "by its include/exclude rules?); nothing to compile")
-    analysis = analysis or analyze(net, input_shapes)
+    analysis = analysis or analyse(net, input_shapes)
     shapes = analysis.shapes
     layers = _kept_layers(net, deploy)
 

@@ -1,6 +1,6 @@
 """Numbers about the zoo's models, measured on the built nets (for the README table).
 
-Everything here comes from :func:`fcnkit.zoo.build` and :func:`fcnkit.analysis.analyze`
+Everything here comes from :func:`fcnkit.zoo.build` and :func:`fcnkit.analysis.analyse`
 on the deploy nets at their declared input (1, 8, 512, 512); nothing is typed in.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from fcnkit.analysis import analyze, crop_table
+from fcnkit.analysis import analyse, crop_table
 from fcnkit.graph import load_net
 from fcnkit.zoo import build, info, names
 
@@ -70,7 +70,7 @@ def stats(name: str) -> ZooStats:
         InputError: unknown model.
     """
     net = load_net(build(name, phase="deploy"))
-    a = analyze(net)
+    a = analyse(net)
     out = net.blob("prob")
     upstream = net.ancestors(out) | {out}
     last = next(n for n in reversed(net.layers) if set(n.tops) & upstream and _learned(n))

@@ -191,7 +191,7 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
                          dtype=opts.dtype, opset=opts.opset, dynamic_batch=dynamic_batch,
                          dynamic_hw=want_hw, extra=metadata, outputs=out_names)
     write_metadata(model, meta)
-    data = _serialize(model)
+    data = _serialise(model)
     # Read what the result reports off the proto now and drop it: the bytes are all that
     # is needed from here on, and the proto is one more copy of every weight while the
     # checker and ONNX Runtime make theirs.
@@ -364,7 +364,7 @@ def _described(model):
             {v.name: v.type.tensor_type.elem_type for v in model.graph.output})
 
 
-def _serialize(model) -> bytes:
+def _serialise(model) -> bytes:
     """The model as bytes.
 
     Raises:
