@@ -47,11 +47,11 @@ NOTES = """\
 
 def camvid_params() -> str:
     """Learnable parameters of FC-DenseNet56/67/103 built with 3 bands and 12 classes."""
-    from fcnkit.analysis import analyze
+    from fcnkit.analysis import analyse
     from fcnkit.graph import load_net
     from fcnkit.zoo import build
 
-    counts = [analyze(load_net(build(f"tiramisu{d}_8band", bands=3, classes=12))).total_params
+    counts = [analyse(load_net(build(f"tiramisu{d}_8band", bands=3, classes=12))).total_params
               for d in (56, 67, 103)]
     return " / ".join(f"{c:,}" for c in counts)
 

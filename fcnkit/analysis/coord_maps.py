@@ -61,9 +61,8 @@ def layer_map(node: LayerNode,
     ``crops`` overrides the (y, x) offsets of Crop layers by name (used while computing
     offsets layer by layer, so a later crop does not depend on an earlier declared one).
     """
-    if crops and node.type == "Crop" and node.name in crops:
-        oy, ox = crops[node.name]
-        return CoordMap.make((1, 1), (-oy, -ox))
+    if crops and node.impl.crops_to_reference and node.name in crops:
+        return node.impl.coord_map_at(crops[node.name])
     if node.role == "input":
         return IDENTITY
     try:
@@ -110,7 +109,7 @@ def analyse_coord_maps(net: Net) -> CoordAnalysis:
                     f"{describe(first.map)} relative to the input; the branches are misaligned "
                     "(a missing Crop?)")
         top_map = first.map.then(lm)
-        if node.type == "Crop":
+        if node.impl.crops_to_reference:
             top_map = _half_pixel_crop_map(top_map, first.root, out.blob_maps.get(node.bottoms[1]))
         for t in node.tops:
             out.blob_maps[t] = BlobMap(top_map, first.root)
@@ -132,11 +131,11 @@ def _half_pixel_crop_map(declared: CoordMap, root: str, reference: BlobMap | Non
 
 
 def describe(m: CoordMap) -> str:
-    return (f"factor ({fmt(m.factor[0])}, {fmt(m.factor[1])}), "
-            f"offset ({fmt(m.offset[0])}, {fmt(m.offset[1])})")
+    return (f"factor ({format_fraction(m.factor[0])}, {format_fraction(m.factor[1])}), "
+            f"offset ({format_fraction(m.offset[0])}, {format_fraction(m.offset[1])})")
 
 
-def fmt(x: Fraction | None) -> str:
+def format_fraction(x: Fraction | None) -> str:
     """An exact fraction as a decimal: exact when it terminates, else 6 decimals."""
     if x is None:
         return "-"
@@ -253,8 +252,8 @@ def align_crop(net: Net, cropped: str, reference: str,
     if mc.factor != mr.factor:
         raise OffsetError(
             f"cannot crop '{cname}' to '{rname}': relative to their common ancestor "
-            f"'{net.blob_name[anc]}' they are at scale factors ({fmt(mc.factor[0])}, "
-            f"{fmt(mc.factor[1])}) and ({fmt(mr.factor[0])}, {fmt(mr.factor[1])}); a crop "
+            f"'{net.blob_name[anc]}' they are at scale factors ({format_fraction(mc.factor[0])}, "
+            f"{format_fraction(mc.factor[1])}) and ({format_fraction(mr.factor[0])}, {format_fraction(mr.factor[1])}); a crop "
             "needs equal scales (check the upsampling stride)")
     exact = tuple(oc - orr for oc, orr in zip(mc.offset, mr.offset))
     candidates = []
@@ -265,12 +264,12 @@ def align_crop(net: Net, cropped: str, reference: str,
             cand = tuple(k for k in (math.floor(o), math.ceil(o)) if k >= 0)
         else:
             raise OffsetError(
-                f"cannot crop '{cname}' to '{rname}': the offset along {axis} is {fmt(o)}, not "
+                f"cannot crop '{cname}' to '{rname}': the offset along {axis} is {format_fraction(o)}, not "
                 "an integer (nor half-way between two), so no crop aligns them (check kernel "
                 "sizes and pads)")
         if not cand or cand[0] < 0:
             raise OffsetError(
-                f"cannot crop '{cname}' to '{rname}': the offset along {axis} is {fmt(o)} < 0, "
+                f"cannot crop '{cname}' to '{rname}': the offset along {axis} is {format_fraction(o)} < 0, "
                 f"so '{cname}' starts inside '{rname}' (it would need padding, not cropping; "
                 "increase the padding of the first convolution)")
         candidates.append(cand)
@@ -292,7 +291,7 @@ def crop_offset(net: Net, cropped: str, reference: str,
                              for a, o, c in zip("yx", al.exact, al.candidates) if o.denominator != 1)
         raise OffsetError(
             f"cannot crop '{net.blob_name[net.blob(cropped)]}' to "
-            f"'{net.blob_name[net.blob(reference)]}': the offset along {axis} is {fmt(o)}, not "
+            f"'{net.blob_name[net.blob(reference)]}': the offset along {axis} is {format_fraction(o)}, not "
             f"an integer, so no crop aligns them pixel-exactly (the nearest, {near}, leave them "
             "half a pixel apart; check kernel sizes and pads)")
     return al.exact[0].numerator, al.exact[1].numerator

@@ -12,10 +12,10 @@ import copy
 from dataclasses import dataclass
 from fractions import Fraction
 
-from fcnkit.analysis.coord_maps import CoordAnalysis, align_crop, analyse_coord_maps, fmt
+from fcnkit.analysis.coord_maps import CoordAnalysis, align_crop, analyse_coord_maps, format_fraction
 from fcnkit.errors import OffsetError
 from fcnkit.graph import Net
-from fcnkit.layers import CoordMap
+from fcnkit.layers import CoordMap, lookup
 
 
 @dataclass
@@ -70,7 +70,7 @@ class CropRow:
         if not self.ok:
             return "MISMATCH"
         if self.half_pixel:
-            exact = ",".join(fmt(o) for o in self.exact)
+            exact = ",".join(format_fraction(o) for o in self.exact)
             return (f"HALF-PIXEL (exact {exact}, no integer offset is pixel-exact)" if strict
                     else f"ok (half-pixel: exact {exact}; the nearest integers align equally well)")
         return "ok"
@@ -78,13 +78,6 @@ class CropRow:
     def passes(self, strict: bool = False) -> bool:
         """``ok``, and pixel-exact too when ``strict``."""
         return self.ok and not (strict and self.half_pixel)
-
-
-def _attr(impl, name):
-    v = getattr(impl, name, None)
-    if v is None:
-        return None
-    return tuple(int(x) for x in v)
 
 
 def offset_table(net: Net, coords: CoordAnalysis | None = None) -> list[OffsetRow]:
@@ -111,28 +104,15 @@ def offset_table(net: Net, coords: CoordAnalysis | None = None) -> list[OffsetRo
         note = lm if isinstance(lm, str) else ""
         if own is not None and bm is not None and bm.map is None:
             note = bm.reason
+        win = node.impl.window()
         rows.append(OffsetRow(
             node.name, node.type,
-            _attr(node.impl, "kernel"), _attr(node.impl, "stride"), _attr(node.impl, "pad"),
+            win.kernel if win else None, win.stride if win else None, win.pad if win else None,
             own.factor if own else None, own.offset if own else None,
             bm.map.factor if bm is not None and bm.map is not None else None,
             bm.map.offset if bm is not None and bm.map is not None else None,
             note))
     return rows
-
-
-def _crop_axis_and_declared(node, ndim: int) -> tuple[int, list[int]]:
-    p = node.param.crop_param
-    axis = p.axis + ndim if p.axis < 0 else p.axis
-    n = ndim - axis
-    offs = list(p.offset)
-    if not offs:
-        declared = [0] * n
-    elif len(offs) == 1:
-        declared = offs * n
-    else:
-        declared = offs
-    return axis, [int(o) for o in declared]
 
 
 def crop_table(net: Net, ndim: int = 4) -> list[CropRow]:
@@ -152,9 +132,9 @@ def crop_table(net: Net, ndim: int = 4) -> list[CropRow]:
     rows = []
     exact_so_far: dict[str, tuple[Fraction, Fraction]] = {}
     for node in net.layers:
-        if node.type != "Crop":
+        if not node.impl.crops_to_reference:
             continue
-        axis, declared = _crop_axis_and_declared(node, ndim)
+        axis, declared = node.impl.declared_offsets(ndim)
         try:
             al = align_crop(net, node.bottoms[0], node.bottoms[1], exact_so_far)
         except OffsetError as e:
@@ -199,8 +179,7 @@ def fix_crop_offsets(net: Net, param=None):
                               "the layers before it")
         fixes[row.layer] = row.computed
     for lp in param.layer:
-        if lp.type == "Crop" and lp.name in fixes:
-            vals = fixes[lp.name]
-            del lp.crop_param.offset[:]
-            lp.crop_param.offset.extend([vals[0]] if len(set(vals)) == 1 else vals)
+        cls = lookup(lp.type)
+        if lp.name in fixes and cls is not None and cls.crops_to_reference:
+            cls.write_offsets(lp, fixes[lp.name])
     return param

@@ -14,7 +14,7 @@ import json
 from fractions import Fraction
 from typing import Any, Sequence
 
-from fcnkit.analysis.coord_maps import fmt
+from fcnkit.analysis.coord_maps import format_fraction
 from fcnkit.analysis.offsets import CropRow, OffsetRow
 
 FORMATS = ("markdown", "csv", "html", "json")
@@ -24,7 +24,7 @@ def pair(v) -> str:
     """(y, x) -> "y" when equal else "y,x"; None -> "-"."""
     if v is None:
         return "-"
-    vals = [fmt(x) if isinstance(x, Fraction) else str(x) for x in v]
+    vals = [format_fraction(x) if isinstance(x, Fraction) else str(x) for x in v]
     return vals[0] if len(set(vals)) == 1 else ",".join(vals)
 
 
@@ -42,27 +42,27 @@ def offset_rows_as_cells(rows: Sequence[OffsetRow]) -> list[list[str]]:
              pair(r.cumulative_factor), pair(r.offset), pair(r.cumulative_offset)] for r in rows]
 
 
-def table(header: Sequence[str], cells: Sequence[Sequence[str]], fmt_: str, title: str = "") -> str:
+def table(header: Sequence[str], cells: Sequence[Sequence[str]], table_format: str, title: str = "") -> str:
     """Render a header + rows in ``markdown``, ``csv`` or ``html``."""
-    if fmt_ == "markdown":
+    if table_format == "markdown":
         out = [f"**{title}**", ""] if title else []
         out.append("| " + " | ".join(h.replace("|", "\\|") for h in header) + " |")
         out.append("|" + "|".join("---" for _ in header) + "|")
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
         return "\n".join(out) + "\n"
-    if fmt_ == "csv":
+    if table_format == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(header)
         w.writerows(cells)
         return buf.getvalue()
-    if fmt_ == "html":
+    if table_format == "html":
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
         body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                          for row in cells)
         cap = f"<caption>{html.escape(title)}</caption>" if title else ""
         return f"<table>{cap}\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
-    raise ValueError(f"unknown table format '{fmt_}'")
+    raise ValueError(f"unknown table format '{table_format}'")
 
 
 def offsets_json(rows: Sequence[OffsetRow], crops: Sequence[CropRow],
@@ -95,22 +95,22 @@ def offsets_json(rows: Sequence[OffsetRow], crops: Sequence[CropRow],
     }
 
 
-def render_offsets(rows: Sequence[OffsetRow], crops: Sequence[CropRow], fmt_: str = "markdown",
+def render_offsets(rows: Sequence[OffsetRow], crops: Sequence[CropRow], table_format: str = "markdown",
                    title: str = "", strict: bool = False, misaligned: Sequence[str] = ()) -> str:
     """The full ``fcnkit offsets`` report in one format: the per-layer table, the Crop
     layers' declared and computed offsets (``strict``: half-pixel crops are marked as not
     pixel-exact, see :meth:`CropRow.status`) and the misaligned branches, if any."""
-    if fmt_ == "json":
+    if table_format == "json":
         return json.dumps(offsets_json(rows, crops, misaligned), indent=2) + "\n"
-    text = table(OFFSET_HEADER, offset_rows_as_cells(rows), fmt_, title)
+    text = table(OFFSET_HEADER, offset_rows_as_cells(rows), table_format, title)
     if crops:
         crop_cells = [[c.layer, str(c.axis), ",".join(map(str, c.declared)),
                        "-" if c.computed is None else ",".join(map(str, c.computed)),
                        c.status(strict)] for c in crops]
-        sep = "\n" if fmt_ != "csv" else "\n"
+        sep = "\n" if table_format != "csv" else "\n"
         text += sep + table(["crop layer", "axis", "declared offset", "computed offset", "status"],
-                            crop_cells, fmt_, "Crop layers" if fmt_ != "csv" else "")
+                            crop_cells, table_format, "Crop layers" if table_format != "csv" else "")
     if misaligned:
-        text += "\n" + table(["misaligned branches"], [[m] for m in misaligned], fmt_,
-                             "Misaligned branches" if fmt_ != "csv" else "")
+        text += "\n" + table(["misaligned branches"], [[m] for m in misaligned], table_format,
+                             "Misaligned branches" if table_format != "csv" else "")
     return text

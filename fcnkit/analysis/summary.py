@@ -5,7 +5,6 @@ This is what ``fcnkit compile`` prints as its layer table.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -58,8 +57,14 @@ class NetAnalysis:
         node = self.net.layer(layer_name)
         return [self.shapes[t] for t in node.tops]
 
-    def layer_table(self, fmt_: str = "markdown") -> str:
-        """The compile layer table: layer, type, top shapes, params, FLOPs, factor, offset."""
+    def layer_table(self, table_format: str = "markdown") -> str:
+        """The compile layer table: layer, type, top shapes, params, FLOPs, factor, offset,
+        in ``table_format`` (markdown, csv or html)."""
+        header, cells = self.layer_cells()
+        return table(header, cells, table_format)
+
+    def layer_cells(self) -> tuple[list[str], list[list[str]]]:
+        """(header, rows) of :meth:`layer_table`, as strings (for a terminal table)."""
         header = ["layer", "type", "top shape", "params", "MFLOP", "factor", "offset",
                   "cum. factor", "cum. offset"]
         cells = []
@@ -73,15 +78,17 @@ class NetAnalysis:
             cells.append([node.name, node.type, tops, f"{cost.params:,}", f"{cost.flops / 1e6:,.1f}",
                           pair(own.factor) if own else "-", pair(own.offset) if own else "-",
                           pair(cm.factor) if cm else "-", pair(cm.offset) if cm else "-"])
-        return table(header, cells, fmt_)
+        return header, cells
 
 
-def receptive_fields(net: Net, shapes: Mapping[str, Shape]) -> dict[str, tuple[float, float]]:
+def receptive_fields(net: Net, coords: CoordAnalysis) -> dict[str, tuple[float, float]]:
     """Receptive field (input pixels per axis) of every blob reachable through spatial layers.
 
-    Convolution/pooling: ``rf += (k_eff - 1) * jump``, ``jump *= s``; deconvolution:
-    ``rf += (ceil(k / s) - 1) * jump``, ``jump /= s``; element-wise layers keep both; where
-    branches meet the largest field wins. Layers without a coordinate map end the walk.
+    Each layer grows the field of its bottoms (:meth:`fcnkit.layers.Layer.receptive_field`:
+    convolution/pooling ``rf += (k_eff - 1) * jump``, ``jump *= s``; deconvolution
+    ``rf += (ceil(k_eff / s) - 1) * jump``, ``jump /= s``; element-wise layers keep both);
+    where branches meet the largest field wins. Layers without a coordinate map (in
+    ``coords.layer_maps``) end the walk.
     """
     rf: dict[str, tuple[float, float]] = {}
     jump: dict[str, tuple[float, float]] = {}
@@ -92,29 +99,16 @@ def receptive_fields(net: Net, shapes: Mapping[str, Shape]) -> dict[str, tuple[f
             continue
         idx = node.impl.coord_bottoms()
         ins = [node.bottoms[i] for i in idx if node.bottoms[i] in rf]
-        if not ins or len(ins) != len(idx):
-            continue
-        try:
-            node.impl.coord_map()
-        except Exception:
+        if not ins or len(ins) != len(idx) or isinstance(coords.layer_maps[node.name], str):
             continue
         r = tuple(max(rf[b][a] for b in ins) for a in range(2))
-        j = jump[ins[0]]
-        k = getattr(node.impl, "kernel_extent", None) or getattr(node.impl, "kernel", None)
-        s = getattr(node.impl, "stride", None)
-        if k is not None and s is not None:
-            if node.type == "Deconvolution":
-                r = tuple(r[a] + (math.ceil(k[a] / s[a]) - 1) * j[a] for a in range(2))
-                j = tuple(j[a] / s[a] for a in range(2))
-            else:
-                r = tuple(r[a] + (k[a] - 1) * j[a] for a in range(2))
-                j = tuple(j[a] * s[a] for a in range(2))
+        r, j = node.impl.receptive_field(r, jump[ins[0]])
         for t in node.tops:
             rf[t], jump[t] = r, j
     return rf
 
 
-def analyze(net: Net, input_shapes: Mapping[str | None, Shape] | None = None) -> NetAnalysis:
+def analyse(net: Net, input_shapes: Mapping[str | None, Shape] | None = None) -> NetAnalysis:
     """Shapes, coordinate maps, parameter/FLOP counts and receptive fields of ``net``.
 
     Raises:
@@ -130,4 +124,4 @@ def analyze(net: Net, input_shapes: Mapping[str | None, Shape] | None = None) ->
             costs[node.name] = LayerCost(0, 0)
         else:
             costs[node.name] = LayerCost(node.impl.param_count(b), node.impl.flops(b, t))
-    return NetAnalysis(net, shapes, coords, costs, receptive_fields(net, shapes))
+    return NetAnalysis(net, shapes, coords, costs, receptive_fields(net, coords))

@@ -10,17 +10,10 @@ from typing import List, Optional
 
 import numpy as np
 import typer
+
 from fcnkit.cli.common import (InputShapeOpt, LevelOpt, PhaseOpt, StageOpt, console,
                                default_prototxt, input_shapes_cli, load_net_cli, print_table)
 from fcnkit.errors import InputError
-from fcnkit.npyio import is_npy, read_npy, read_npz
-
-
-def _print_md_table(markdown_text: str, title: str) -> None:
-    lines = [ln for ln in markdown_text.strip().splitlines() if ln.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [[c.strip().replace("\\|", "|") for c in ln.strip().strip("|").split(" | ")] for ln in lines[2:]]
-    print_table(title, header, rows)
 
 
 def compile_cmd(
@@ -37,9 +30,10 @@ def compile_cmd(
     """Compile a Caffe net to a torch.fx module; print the layer table (shapes, params,
     FLOPs, scale factors, offsets); write it with -o DIR (code, safetensors, prototxt)."""
     from fcnkit import caffe
-    from fcnkit.analysis import analyze, crop_table
+    from fcnkit.analysis import analyse, crop_table
     from fcnkit.atomic import check_writable
     from fcnkit.compile import compile_net
+    from fcnkit.compile.report import compile_report
 
     _check_outputs(out, onnx, force)
     if net_path is None:
@@ -47,27 +41,16 @@ def compile_cmd(
         console.print(f"[dim]no prototxt given: compiling the bundled FCN-8s deploy net ({net_path.name})[/dim]",
                       soft_wrap=True)
     net = load_net_cli(net_path, phase, stage, level)
-    analysis = analyze(net, input_shapes_cli(input_shape))
+    analysis = analyse(net, input_shapes_cli(input_shape))
     if out is not None:  # free space for the weights (float32) and the small files, before compiling
         check_writable(out, need_bytes=analysis.total_params * 4 + (1 << 20))
     model = caffe.read_caffemodel(weights) if weights else None
     compiled = compile_net(net, model, deploy=deploy, analysis=analysis)
     crops = crop_table(net)
     if fmt == "json":
-        doc = {
-            "name": net.name,
-            "layers": [{"name": n.name, "type": n.type,
-                        "tops": {net.blob_name[t]: list(analysis.shapes[t]) for t in n.tops},
-                        "params": analysis.costs[n.name].params, "flops": analysis.costs[n.name].flops}
-                       for n in net.layers],
-            "total_params": analysis.total_params, "total_flops": analysis.total_flops,
-            "inputs": compiled.inputs, "outputs": compiled.outputs,
-            "crops": [{"layer": c.layer, "declared": c.declared, "computed": c.computed} for c in crops],
-        }
-        console.print_json(json.dumps(doc))
+        console.print_json(json.dumps(compile_report(compiled, crops)))
     elif fmt == "table":
-        _print_md_table(analysis.layer_table("markdown"), f"{net.name or net_path.name} "
-                        f"({net.state.phase_name})")
+        print_table(f"{net.name or net_path.name} ({net.state.phase_name})", *analysis.layer_cells())
     else:
         console.print(analysis.layer_table(fmt), end="", markup=False)
     if fmt in ("table", "markdown"):
@@ -182,40 +165,6 @@ def offsets_cmd(
             raise typer.Exit(1)
 
 
-def _load_inputs(specs: List[str], input_names: list[str]) -> dict[str, np.ndarray]:
-    arrays = {}
-    for spec in specs:
-        if "=" in spec and not Path(spec).exists():
-            name, _, path = spec.partition("=")
-        else:
-            if len(specs) > 1:
-                raise InputError("with several --input options each must be name=file.npy")
-            name, path = (input_names[0] if input_names else "data"), spec
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"input file {p} does not exist")
-        arrays[name] = np.ascontiguousarray(read_npy(p), dtype=np.float32)
-    return arrays
-
-
-def _compile_for_inputs(net, weights, inputs: dict[str, np.ndarray], deploy: bool):
-    from fcnkit import caffe
-    from fcnkit.compile import compile_net
-
-    names = [net.blob_name[b] for b in net.inputs]
-    missing = [n for n in inputs if n not in names]
-    if missing:
-        raise InputError(f"--input names {missing}, but the net's inputs are {names}")
-    model = caffe.read_caffemodel(weights) if weights else None
-    shapes = {k: tuple(v.shape) for k, v in inputs.items()}
-    compiled = compile_net(net, model, shapes, deploy=deploy)
-    absent = [n for n in compiled.inputs if n not in inputs]
-    if absent:
-        raise InputError(f"the net has the inputs {compiled.inputs} but no array was given for "
-                         f"{absent}; give each as --input name=file.npy")
-    return compiled
-
-
 def run_cmd(
     net_path: Path = typer.Argument(..., help="prototxt"),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w"),
@@ -231,10 +180,11 @@ def run_cmd(
 
     from fcnkit.atomic import atomic_open
     from fcnkit.compile import to_numpy
+    from fcnkit.compile.inputs import compile_for_inputs, load_npy_inputs
 
     net = load_net_cli(net_path, phase, stage, level)
-    arrays = _load_inputs(inputs, [net.blob_name[b] for b in net.inputs])
-    compiled = _compile_for_inputs(net, weights, arrays, deploy=True)
+    arrays = load_npy_inputs(inputs, [net.blob_name[b] for b in net.inputs])
+    compiled = compile_for_inputs(net, weights, arrays, deploy=True)
     tensors = [torch.from_numpy(arrays[n]) for n in compiled.inputs]
     if all_blobs:
         values = compiled.run_all(*tensors)
@@ -263,15 +213,13 @@ def verify_cmd(
     """Compare every layer's output against a reference dump; exit 1 beyond tolerance."""
     import torch
 
+    from fcnkit.compile.inputs import compile_for_inputs, load_npy_inputs, read_reference
     from fcnkit.compile.verify import compare_layers
 
     net = load_net_cli(net_path, phase, stage, level)
-    arrays = _load_inputs(inputs, [net.blob_name[b] for b in net.inputs])
-    compiled = _compile_for_inputs(net, weights, arrays, deploy=True)
-    if is_npy(reference):
-        raise InputError(f"{reference}: is one array (.npy), not an .npz of per-layer outputs "
-                         "keyed by layer name (np.savez(path, conv1=..., pool1=...))")
-    ref = read_npz(reference)
+    arrays = load_npy_inputs(inputs, [net.blob_name[b] for b in net.inputs])
+    compiled = compile_for_inputs(net, weights, arrays, deploy=True)
+    ref = read_reference(reference)
     rows = compare_layers(compiled, [torch.from_numpy(arrays[n]) for n in compiled.inputs], ref)
     table = [[r.layer, r.type, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.relative:.3g}",
               "ok" if r.relative <= tolerance else "FAIL"] for r in rows]

@@ -7,6 +7,7 @@ chains the entry of ``conv1`` is the convolution's output, not the ReLU's.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -24,11 +25,30 @@ class LayerDiff:
     relative: float
 
 
-def relative_error(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
-    """(max |out - ref|, that divided by max |ref|) — the acceptance metric."""
-    diff = float(np.max(np.abs(out.astype(np.float64) - ref.astype(np.float64)))) if out.size else 0.0
-    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-    return diff, diff / scale if scale > 0 else diff
+def relative_error(actual, reference) -> tuple[float, float]:
+    """(max |actual - reference|, that divided by max |reference|) over all elements: the
+    one error metric of fcnkit (``fcnkit verify``, the ONNX and TensorRT parity checks).
+
+    The largest absolute error is scaled by the reference's largest magnitude, so that
+    near-zero elements do not blow it up; when the reference is all zeros the relative
+    error is the absolute one. Arrays of different shapes, or whose non-finite values
+    (NaN, inf) differ in place or value, are infinitely apart; equal non-finite values
+    count as equal. Computed in float64.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    if a.shape != r.shape:
+        return math.inf, math.inf
+    if a.size == 0:
+        return 0.0, 0.0
+    if not (np.isfinite(a).all() and np.isfinite(r).all()):
+        same = np.array_equal(np.isnan(a), np.isnan(r)) and np.array_equal(a[~np.isfinite(a)], r[~np.isfinite(r)])
+        if not same:
+            return math.inf, math.inf
+        a, r = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(r), r, 0.0)
+    max_abs = float(np.max(np.abs(a - r)))
+    scale = float(np.max(np.abs(r)))
+    return max_abs, (max_abs / scale if scale > 0 else max_abs)
 
 
 def compare_layers(compiled, inputs, reference: Mapping[str, np.ndarray]) -> list[LayerDiff]:

@@ -82,14 +82,14 @@ def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapp
         if mod is None:
             continue
         compiled.add(node.name)
-        names = node.impl.blob_names()
+        names = node.impl.param_names()
         if not names:
             continue
         bshapes = [shapes[b] for b in node.bottoms]
         stored = blobs.get(node.name)
         if stored:
             try:
-                arrays = node.impl.blobs_to_torch(list(stored), bshapes)
+                arrays = node.impl.params_to_torch(list(stored), bshapes)
                 assign(mod, arrays, node.where())
             except WeightsError as e:
                 if source is None:
@@ -102,8 +102,8 @@ def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapp
             continue
         fillers = node.impl.fillers()
         filled = [fill(f, s, rng, node.where())
-                  for f, s in zip(fillers, node.impl.blob_shapes(bshapes))]
-        assign(mod, node.impl.blobs_to_torch(filled, bshapes), node.where())
+                  for f, s in zip(fillers, node.impl.param_shapes(bshapes))]
+        assign(mod, node.impl.params_to_torch(filled, bshapes), node.where())
         report.initialised[node.name] = [(f.type or "constant") if f is not None else "constant 0"
                                          for f in fillers]
     report.unused = [name for name, b in blobs.items() if name not in compiled and len(b)]
@@ -115,15 +115,15 @@ def export_blobs(compiled) -> dict[str, list[np.ndarray]]:
     Caffe's shapes (the inverse of loading; used to write a caffemodel)."""
     out = {}
     gm = compiled.module
-    from fcnkit.compile.builder import module_name
+    from fcnkit.compile.naming import module_name
 
     for node in compiled.net.layers:
-        if not node.impl.blob_names() or not hasattr(gm, module_name(node.name)):
+        if not node.impl.param_names() or not hasattr(gm, module_name(node.name)):
             continue
         mod = getattr(gm, module_name(node.name))
         tensors = {k: v.detach().cpu().numpy()
                    for k, v in (dict(mod.named_parameters(recurse=False))
                                 | dict(mod.named_buffers(recurse=False))).items()}
         bshapes = [compiled.analysis.shapes[b] for b in node.bottoms]
-        out[node.name] = node.impl.torch_to_blobs(tensors, bshapes)
+        out[node.name] = node.impl.torch_to_params(tensors, bshapes)
     return out

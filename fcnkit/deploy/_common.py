@@ -6,7 +6,6 @@ Nothing here imports torch, onnx or tensorrt at module import time.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 from fcnkit.errors import BackendUnavailableError, InputError
@@ -103,31 +102,6 @@ def parse_batch(value: str | int | None, option: str = "--batch") -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InputError(f"{option} must be a positive integer or 'dynamic', got '{value}'")
     return value
-
-
-def error_stats(actual, reference) -> tuple[float, float]:
-    """(max |actual - reference|, that divided by max |reference|) over all elements.
-
-    The relative measure is the one ``fcnkit verify`` uses: the largest absolute error
-    scaled by the reference's largest magnitude (so near-zero elements do not blow it up).
-    When the reference is all zeros the relative error is the absolute one.
-    """
-    import numpy as np
-
-    a = np.asarray(actual, dtype=np.float64)
-    r = np.asarray(reference, dtype=np.float64)
-    if a.shape != r.shape:
-        return math.inf, math.inf
-    if a.size == 0:
-        return 0.0, 0.0
-    if not (np.isfinite(a).all() and np.isfinite(r).all()):
-        same = np.array_equal(np.isnan(a), np.isnan(r)) and np.array_equal(a[~np.isfinite(a)], r[~np.isfinite(r)])
-        if not same:
-            return math.inf, math.inf
-        a, r = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(r), r, 0.0)
-    max_abs = float(np.max(np.abs(a - r)))
-    scale = float(np.max(np.abs(r)))
-    return max_abs, (max_abs / scale if scale > 0 else max_abs)
 
 
 def require_tensorrt(what: str = "this command") -> Any:

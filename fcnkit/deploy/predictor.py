@@ -178,7 +178,7 @@ class _TorchBackend:
         self.dtype = torch_dtype(dtype)
         self.compile = compile
         self._modules: dict[tuple[int, int], Any] = {}
-        probs = {n for n in compiled.outputs if _producer_type(compiled, n) == "Softmax"}
+        probs = {n for n in compiled.outputs if _output_kind(compiled, n) == "probabilities"}
         self.info = ModelInfo(name, int(shape[1]), None, list(compiled.outputs), probs, src.bands, src.classes)
         self._pipeline = _CudaPipeline(self.device, self.dtype) if self.device.type == "cuda" else None
 
@@ -234,11 +234,12 @@ class _TorchBackend:
             yield fn(x).cpu().numpy()
 
 
-def _producer_type(compiled, blob_name: str) -> str | None:
+def _output_kind(compiled, blob_name: str) -> str:
+    """``"probabilities"`` or ``"scores"``: what the net output ``blob_name`` holds."""
     net = compiled.net
     bid = net.final.get(blob_name, blob_name)
     node = net.producer.get(bid)
-    return node.type if node is not None else None
+    return node.impl.output_kind if node is not None else "scores"
 
 
 class _OrtBackend:
@@ -433,8 +434,6 @@ class Predictor:
             InputError: an unknown backend, a model kind the backend cannot run, bad options.
             BackendUnavailableError: CUDA, onnxruntime-gpu or TensorRT is missing.
         """
-        import torch
-
         if backend not in BACKENDS:
             raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
         p = Path(path)
@@ -442,77 +441,16 @@ class Predictor:
         kind = "engine" if suffix in ENGINE_SUFFIXES else "onnx" if suffix == ".onnx" else "caffe"
         if backend == "auto":
             backend = {"engine": "tensorrt", "onnx": "onnxruntime", "caffe": "torch"}[kind]
-        cuda_ok = torch.cuda.is_available()
-        if device is None:
-            if backend == "tensorrt":
-                device = "cuda"
-            elif backend == "onnxruntime":
-                import onnxruntime as ort
-
-                device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() and cuda_ok else "cpu"
-            else:
-                device = "cuda" if cuda_ok else "cpu"
-        device = str(device)
-        if device.startswith("cuda") and backend == "torch" and not cuda_ok:
-            from fcnkit.deploy._common import require_cuda
-
-            require_cuda("the torch backend on CUDA", device)
-        if not (device == "cpu" or device.startswith("cuda")):
-            raise InputError(f"device must be cpu, cuda or cuda:N, got '{device}'")
-        if backend == "tensorrt" and device == "cpu":
-            raise InputError("TensorRT runs on CUDA devices only; use backend onnxruntime or torch on the CPU")
-        keep = None
-
-        if backend == "torch":
-            if kind != "caffe":
-                raise InputError(f"the torch backend runs Caffe models (prototxt, compiled directory, zoo "
-                                 f"name); {p.name} is an {kind} file: use backend "
-                                 f"{'onnxruntime' if kind == 'onnx' else 'tensorrt'}")
-            from fcnkit.deploy.model import load_model
-
-            dt = canonical_dtype(dtype or ("fp16" if device.startswith("cuda") else "fp32"), option="dtype")
-            src = load_model(path, weights=weights, tile=_tile(tile))
-            impl = _TorchBackend(src, device, dt, compile)
-        elif backend == "onnxruntime":
-            model: Any = p
-            names = (None, None)
-            if kind == "engine":
-                raise InputError(f"{p.name} is a TensorRT engine: use backend tensorrt")
-            if kind == "caffe":
-                model, names = _export_temp(path, weights, tile, dtype)
-            dt = "fp16" if kind == "caffe" and canonical_dtype(dtype or "fp32", option="dtype") == "fp16" else None
-            impl = _OrtBackend(model, device, providers, *names)
-            dt = dt or ("fp16" if impl.in_dtype == np.float16 else "fp32")
-            if dtype is not None and canonical_dtype(dtype, option="dtype") != dt:
-                raise InputError(f"{p.name} is a {dt} ONNX file; dtype {dtype} would need another export "
-                                 f"(`fcnkit export --dtype {canonical_dtype(dtype, option='dtype')}`)")
-        else:
-            engine = p
-            if kind != "engine":
-                from fcnkit.deploy._common import require_tensorrt
-                from fcnkit.deploy.tensorrt import build_engine
-
-                require_tensorrt("the tensorrt backend")
-                keep = tempfile.TemporaryDirectory(prefix="fcnkit-trt-")
-                onnx_path = p
-                if kind == "caffe":
-                    from fcnkit.deploy.onnx import export_model
-
-                    onnx_path = Path(keep.name) / "model.onnx"
-                    export_model(path, onnx_path, weights=weights, tile=tile,
-                                 dtype=canonical_dtype(dtype or "fp16", allowed=("fp32", "fp16"), option="dtype"))
-                engine = Path(keep.name) / "model.engine"
-                # the tile matters for a --dynamic-hw ONNX file: its profile needs one
-                build_engine(onnx_path, engine, batch=batch_size, tile=_tile(tile), device=device)
-            impl = _TrtBackend(engine, device)
-            dt = "fp16" if str(impl.runner.dtypes[impl.info.input]).endswith("float16") else "fp32"
+        device = _checked_device(backend, device)
+        request = OpenRequest(path, p, kind, device, dtype, weights, tile, batch_size, compile, providers)
+        impl, dt, keep = _OPENERS[backend](request)
         pred = cls(impl, device=device, dtype=dt, output=output, batch_size=batch_size,
                    probabilities=probabilities)
         pred._keep = keep
         return pred
 
     # ----------------------------------------------------------------------------------
-    def _check(self, x) -> np.ndarray:
+    def _validated_input(self, x) -> np.ndarray:
         try:
             import torch
 
@@ -555,7 +493,7 @@ class Predictor:
             InputError: wrong rank, band count, tile size or batch size, or ``labels=True``
                 for an output without K >= 2 classes.
         """
-        x = self._check(x)
+        x = self._validated_input(x)
         bs = self.batch_size if batch_size is None else int(batch_size)
         limit = self.info.fixed_batch or self.info.max_batch
         if bs < 1 or (limit is not None and bs > limit):
@@ -565,6 +503,134 @@ class Predictor:
         return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
     __call__ = predict
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """What :meth:`Predictor.from_path` was asked to open, for a backend's opener.
+
+    Attributes:
+        source: the MODEL argument as given (path, compiled directory or zoo name).
+        path: ``source`` as a Path.
+        kind: ``caffe``, ``onnx`` or ``engine`` (what ``path`` is).
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (checked).
+        dtype, weights, tile, batch_size, compile, providers: as given to ``from_path``.
+    """
+
+    source: str | Path
+    path: Path
+    kind: str
+    device: str
+    dtype: str | None
+    weights: str | Path | None
+    tile: tuple[int, int] | str | None
+    batch_size: int | None
+    compile: bool
+    providers: Sequence[str] | None
+
+
+#: backend name -> opener: OpenRequest -> (backend object, dtype name, temporary directory
+#: to keep alive or None). One per backend, registered with :func:`register_backend`.
+_OPENERS: dict[str, Any] = {}
+
+
+def register_backend(name: str):
+    """Decorator: register the opener of backend ``name`` (see :data:`_OPENERS`)."""
+
+    def register(opener):
+        _OPENERS[name] = opener
+        return opener
+
+    return register
+
+
+def _checked_device(backend: str, device: str | None) -> str:
+    """The device to run on: as given, or CUDA when the backend can use it, else the CPU.
+
+    Raises:
+        InputError: not cpu / cuda / cuda:N, or TensorRT on the CPU.
+        BackendUnavailableError: CUDA asked for the torch backend but not available.
+    """
+    import torch
+
+    cuda_ok = torch.cuda.is_available()
+    if device is None:
+        if backend == "tensorrt":
+            device = "cuda"
+        elif backend == "onnxruntime":
+            import onnxruntime as ort
+
+            device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() and cuda_ok else "cpu"
+        else:
+            device = "cuda" if cuda_ok else "cpu"
+    device = str(device)
+    if device.startswith("cuda") and backend == "torch" and not cuda_ok:
+        from fcnkit.deploy._common import require_cuda
+
+        require_cuda("the torch backend on CUDA", device)
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise InputError(f"device must be cpu, cuda or cuda:N, got '{device}'")
+    if backend == "tensorrt" and device == "cpu":
+        raise InputError("TensorRT runs on CUDA devices only; use backend onnxruntime or torch on the CPU")
+    return device
+
+
+@register_backend("torch")
+def _open_torch(req: OpenRequest):
+    """A Caffe model (prototxt, compiled directory, zoo name), compiled to torch."""
+    if req.kind != "caffe":
+        raise InputError(f"the torch backend runs Caffe models (prototxt, compiled directory, zoo "
+                         f"name); {req.path.name} is an {req.kind} file: use backend "
+                         f"{'onnxruntime' if req.kind == 'onnx' else 'tensorrt'}")
+    from fcnkit.deploy.model import load_model
+
+    dt = canonical_dtype(req.dtype or ("fp16" if req.device.startswith("cuda") else "fp32"), option="dtype")
+    src = load_model(req.source, weights=req.weights, tile=_tile(req.tile))
+    return _TorchBackend(src, req.device, dt, req.compile), dt, None
+
+
+@register_backend("onnxruntime")
+def _open_onnxruntime(req: OpenRequest):
+    """An ONNX file, or a Caffe model exported (and parity-checked) to ONNX in memory."""
+    model: Any = req.path
+    names = (None, None)
+    if req.kind == "engine":
+        raise InputError(f"{req.path.name} is a TensorRT engine: use backend tensorrt")
+    if req.kind == "caffe":
+        model, names = _export_temp(req.source, req.weights, req.tile, req.dtype)
+    dt = "fp16" if req.kind == "caffe" and canonical_dtype(req.dtype or "fp32", option="dtype") == "fp16" else None
+    impl = _OrtBackend(model, req.device, req.providers, *names)
+    dt = dt or ("fp16" if impl.in_dtype == np.float16 else "fp32")
+    if req.dtype is not None and canonical_dtype(req.dtype, option="dtype") != dt:
+        raise InputError(f"{req.path.name} is a {dt} ONNX file; dtype {req.dtype} would need another export "
+                         f"(`fcnkit export --dtype {canonical_dtype(req.dtype, option='dtype')}`)")
+    return impl, dt, None
+
+
+@register_backend("tensorrt")
+def _open_tensorrt(req: OpenRequest):
+    """A TensorRT engine; an ONNX file or a Caffe model is first exported and built into a
+    temporary engine (kept alive with the Predictor)."""
+    engine, keep = req.path, None
+    if req.kind != "engine":
+        from fcnkit.deploy._common import require_tensorrt
+        from fcnkit.deploy.tensorrt import build_engine
+
+        require_tensorrt("the tensorrt backend")
+        keep = tempfile.TemporaryDirectory(prefix="fcnkit-trt-")
+        onnx_path = req.path
+        if req.kind == "caffe":
+            from fcnkit.deploy.onnx import export_model
+
+            onnx_path = Path(keep.name) / "model.onnx"
+            export_model(req.source, onnx_path, weights=req.weights, tile=req.tile,
+                         dtype=canonical_dtype(req.dtype or "fp16", allowed=("fp32", "fp16"), option="dtype"))
+        engine = Path(keep.name) / "model.engine"
+        # the tile matters for a --dynamic-hw ONNX file: its profile needs one
+        build_engine(onnx_path, engine, batch=req.batch_size, tile=_tile(req.tile), device=req.device)
+    impl = _TrtBackend(engine, req.device)
+    dt = "fp16" if str(impl.runner.dtypes[impl.info.input]).endswith("float16") else "fp32"
+    return impl, dt, keep
 
 
 def _tile(tile):

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from fcnkit.deploy._common import (TRT_TO_TORCH, error_stats, parse_tile, require_cuda,
+from fcnkit.deploy._common import (TRT_TO_TORCH, parse_tile, require_cuda,
                                    require_tensorrt, tensorrt_major)
 from fcnkit.errors import ExportError, InputError
 
@@ -487,6 +487,8 @@ def _engine_parity(runner: "TrtRunner", onnx_path: Path, shapes: Mapping) -> tup
     import onnxruntime as ort
     import torch
 
+    from fcnkit.compile.verify import relative_error
+
     rng = np.random.default_rng(0)
     feeds = {}
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -499,7 +501,7 @@ def _engine_parity(runner: "TrtRunner", onnx_path: Path, shapes: Mapping) -> tup
     runner.stream.synchronize()
     worst = (0.0, 0.0)
     for name, r in ref.items():
-        a, rel = error_stats(got[name].float().cpu().numpy(), r.astype(np.float32))
+        a, rel = relative_error(got[name].float().cpu().numpy(), r.astype(np.float32))
         worst = max(worst, (a, rel), key=lambda t: t[1])
     return worst
 

@@ -29,11 +29,11 @@ import pkgutil
 from typing import Iterable, TypeVar
 
 from fcnkit.layers.base import (IDENTITY, MAX_BLOB_ELEMENTS, CoordMap, Layer, NoCoordMap, Shape,
-                                canonical_axis, check_bottoms, prod, spatial_pair)
+                                Window, canonical_axis, check_bottoms, prod, spatial_pair)
 
-__all__ = ["Layer", "CoordMap", "NoCoordMap", "IDENTITY", "Shape", "register", "get", "lookup",
-           "registered_types", "prod", "canonical_axis", "spatial_pair", "check_bottoms",
-           "MAX_BLOB_ELEMENTS"]
+__all__ = ["Layer", "CoordMap", "NoCoordMap", "IDENTITY", "Shape", "Window", "register", "get",
+           "lookup", "registered_types", "prod", "canonical_axis", "spatial_pair", "check_bottoms",
+           "MAX_BLOB_ELEMENTS", "export_translations"]
 
 _REGISTRY: dict[str, type[Layer]] = {}
 _LOADED = False
@@ -94,3 +94,12 @@ def registered_types() -> list[str]:
     """All registered Caffe type strings, sorted."""
     _load_builtin()
     return sorted(_REGISTRY)
+
+
+def export_translations() -> dict:
+    """{torch custom op: ONNX translation} for the export forms of the built-in layers
+    (:meth:`Layer.export_module`), for ``torch.onnx.export(custom_translation_table=...)``.
+    Imports torch and onnxscript."""
+    from fcnkit.layers import _export_ops
+
+    return dict(_export_ops.TRANSLATIONS)

@@ -66,3 +66,17 @@ def normalizer(mode: int, outer: int, inner: int, valid):
     if mode == BATCH_SIZE:
         return float(max(1, outer))
     return 1.0
+
+
+def label_index(label, outer: int, inner: int, ignore_label):
+    """(index, valid) for Caffe's per-position labels (SoftmaxWithLoss, Accuracy):
+    ``label`` reshaped to (outer, 1, inner) as int64; ``valid`` False where it equals
+    ``ignore_label``; ``index`` the label where valid, else 0 (a class that exists, for
+    ``torch.gather``; the position is masked out by ``valid``)."""
+    import torch
+
+    lab = label.reshape(outer, 1, inner).long()
+    if ignore_label is None:
+        return lab, torch.ones_like(lab, dtype=torch.bool)
+    valid = lab != ignore_label
+    return torch.where(valid, lab, torch.zeros_like(lab)), valid

@@ -13,6 +13,7 @@ from __future__ import annotations
 from fcnkit.errors import ShapeError
 from fcnkit.layers import Layer, NoCoordMap, canonical_axis, prod, register
 from fcnkit.layers._common import lazy
+from fcnkit.layers._loss import label_index
 
 
 @register
@@ -70,13 +71,7 @@ def _torch():
 
         def forward(self, x, label):
             scores = x.reshape(self.outer, self.channels, self.inner)
-            lab = label.reshape(self.outer, 1, self.inner).long()
-            if self.ignore_label is None:
-                valid = torch.ones_like(lab, dtype=torch.bool)
-                index = lab
-            else:
-                valid = lab != self.ignore_label
-                index = torch.where(valid, lab, torch.zeros_like(lab))
+            index, valid = label_index(label, self.outer, self.inner, self.ignore_label)
             true_score = torch.gather(scores, 1, index)
             # classes scoring at least the true class's, the true class included
             at_least = (scores >= true_score).sum(dim=1, keepdim=True)

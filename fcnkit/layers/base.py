@@ -3,10 +3,12 @@
 Each supported Caffe type is one subclass of :class:`Layer` in its own module under
 ``fcnkit/layers/``, registered with :func:`fcnkit.layers.register`. A subclass answers, for
 its type: normalised parameters (``setup``), top shapes from bottom shapes
-(``output_shapes``), the coordinate map (``coord_map``), the learnable blobs and their
-Caffe shapes (``blob_shapes``), their fillers, parameter and FLOP counts, and the torch
-module that computes it (``build_module``, torch imported lazily so that analysis never
-needs torch).
+(``output_shapes``), the coordinate map (``coord_map``), the sliding window and receptive
+field (``window``, ``receptive_field``), the parameters (Caffe's per-layer ``blobs``) and
+their Caffe shapes (``param_names``, ``param_shapes``), their fillers, parameter and FLOP
+counts, the torch module that computes it (``build_module``, torch imported lazily so that
+analysis never needs torch), and its export form (``export_module``, ``export_fused``,
+``static_hw_reason``). docs/layer_contract.md lists who asks what.
 
 Shapes are tuples of ints in Caffe's axis order: (N, C, H, W) for images.
 """
@@ -44,8 +46,11 @@ class CoordMap:
     ``x_top = factor * x_bottom + offset`` for each spatial axis (y, x), in pixels of the
     top blob. For convolution and pooling ``factor = 1/s`` and
     ``offset = (p - (k_eff - 1)/2) / s``; for deconvolution ``factor = s`` and
-    ``offset = (k_eff - 1)/2 - p`` (Long et al., FCN; Caffe python/caffe/coord_map.py,
-    with the opposite sign convention; NVIDIA DIGITS 5 article, Table 2).
+    ``offset = (k_eff - 1)/2 - p`` (Long et al., FCN; NVIDIA DIGITS 5 article, Table 2).
+    These per-layer maps are those of Caffe's python/caffe/coord_map.py (``coord_map``:
+    conv ``(1/s, (p - (k_eff - 1)/2) / s)``, deconv ``(s, (k_eff - 1)/2 - p)``); only the
+    crop offset differs in sign: coord_map.py's ``crop`` writes ``-b`` for the offset ``b``
+    of the map between the two blobs, fcnkit states the offset directly.
 
     Values are exact fractions.
     """
@@ -78,6 +83,23 @@ class CoordMap:
 
 
 IDENTITY = CoordMap()
+
+
+@dataclass(frozen=True)
+class Window:
+    """The sliding window of a convolution-like layer, per spatial axis (y, x), in pixels.
+
+    Attributes:
+        kernel: the kernel size as declared (None for global pooling: the whole map).
+        extent: the effective (dilated) kernel size ``d (k - 1) + 1``, None with ``kernel``.
+        stride: the stride.
+        pad: the padding at the start of each axis.
+    """
+
+    kernel: tuple[int, int] | None
+    extent: tuple[int, int] | None
+    stride: tuple[int, int]
+    pad: tuple[int, int]
 
 
 class NoCoordMap(Exception):
@@ -149,7 +171,9 @@ class Layer:
 
     Attributes:
         type: the Caffe type string this class handles (e.g. ``"Convolution"``).
-        role: ``"input"`` (produces net inputs), ``"compute"``, ``"loss"`` or ``"metric"``.
+        role: ``"input"`` (produces net inputs), ``"compute"``, ``"loss"``, ``"metric"``,
+            ``"alias"`` (its tops are its bottom, compiled as no module: Split) or
+            ``"sink"`` (no tops, computes nothing, compiled as no module: Silence).
         bottoms: allowed number of bottoms, as (min, max); max None = unbounded.
         tops: allowed number of tops, as (min, max).
         min_bottom_rank: fewest axes every bottom must have (Caffe's CHECKs: 4 for Pooling);
@@ -225,21 +249,23 @@ class Layer:
         """
         raise NotImplementedError
 
-    def blob_shapes(self, bottom_shapes: list[Shape]) -> list[Shape]:
-        """Caffe shapes of this layer's ``blobs[i]`` (weights, biases, statistics)."""
+    def param_shapes(self, bottom_shapes: list[Shape]) -> list[Shape]:
+        """Caffe shapes of this layer's parameters, the ``blobs[i]`` of its LayerParameter
+        (weights, biases, statistics; pycaffe's ``net.params[layer]``, as opposed to the
+        activations, ``net.blobs``)."""
         return []
 
-    def blob_names(self) -> list[str]:
+    def param_names(self) -> list[str]:
         """Torch names of ``blobs[i]`` (``weight``, ``bias``, ``running_mean``, ...)."""
         return []
 
     def learnable(self) -> list[bool]:
         """Whether each blob is a learnable parameter (BatchNorm statistics are not)."""
-        return [True] * len(self.blob_names())
+        return [True] * len(self.param_names())
 
     def fillers(self) -> list[Any]:
         """FillerParameter for each blob (None = constant 0, Caffe's default)."""
-        return [None] * len(self.blob_names())
+        return [None] * len(self.param_names())
 
     # ---- coordinate map ------------------------------------------------------------
 
@@ -256,11 +282,43 @@ class Layer:
         n = len(self.param.bottom)
         return list(range(n))
 
+    def window(self) -> Window | None:
+        """The layer's sliding window (kernel, stride, pad) for the offset table and the
+        receptive field, or None for a layer without one (element-wise layers, Crop...)."""
+        return None
+
+    def receptive_field(self, field: tuple[float, float], jump: tuple[float, float]
+                        ) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The receptive field (input pixels) and jump (input pixels between adjacent
+        outputs) of the top, from those of the bottom, per axis (y, x).
+
+        Default, for a layer with a :meth:`window` (convolution, pooling):
+        ``rf += (k_eff - 1) * jump``, ``jump *= s`` (Araujo et al., "Computing Receptive
+        Fields of Convolutional Neural Networks", Distill 2019, eq. 1-2); a layer without a
+        window keeps both. Only called for layers that have a coordinate map.
+        """
+        w = self.window()
+        if w is None or w.extent is None:
+            return field, jump
+        return (tuple(field[a] + (w.extent[a] - 1) * jump[a] for a in range(2)),
+                tuple(jump[a] * w.stride[a] for a in range(2)))
+
+    # ---- crops ---------------------------------------------------------------------
+
+    #: True for a layer that cuts bottom 0 to the grid of bottom 1 at offsets that fcnkit
+    #: can compute from the coordinate maps (Caffe's Crop); see :meth:`coord_map_at`.
+    crops_to_reference: ClassVar[bool] = False
+
+    def coord_map_at(self, offset: Sequence[Fraction | int]) -> CoordMap:
+        """The coordinate map this layer would have with the (y, x) crop ``offset``
+        (pixels; exact fractions allowed), for layers that ``crops_to_reference``."""
+        raise NotImplementedError(f"{self.type} does not crop to a reference")
+
     # ---- cost ----------------------------------------------------------------------
 
     def param_count(self, bottom_shapes: list[Shape]) -> int:
         """Number of learnable parameters (elements of learnable blobs)."""
-        return sum(prod(s) for s, l in zip(self.blob_shapes(bottom_shapes), self.learnable()) if l)
+        return sum(prod(s) for s, l in zip(self.param_shapes(bottom_shapes), self.learnable()) if l)
 
     def flops(self, bottom_shapes: list[Shape], top_shapes: list[Shape]) -> int:
         """Floating-point operations of one forward pass, 2 per multiply-add.
@@ -275,15 +333,15 @@ class Layer:
     def build_module(self, bottom_shapes: list[Shape]) -> "torch.nn.Module":
         """The torch module computing this layer; ``forward(*bottoms)`` returns one tensor
         per top (a tuple when there are several). Parameters are named after
-        :meth:`blob_names`."""
+        :meth:`param_names`."""
         raise NotImplementedError(f"{self.type} cannot be compiled to torch")
 
-    def blobs_to_torch(self, blobs: list[np.ndarray], bottom_shapes: list[Shape]) -> dict[str, np.ndarray]:
+    def params_to_torch(self, blobs: list[np.ndarray], bottom_shapes: list[Shape]) -> dict[str, np.ndarray]:
         """Caffe blobs (as stored; legacy 4-D shapes allowed) -> {torch name: array}.
 
-        The default reshapes ``blobs[i]`` to :meth:`blob_shapes` (the element counts must
+        The default reshapes ``blobs[i]`` to :meth:`param_shapes` (the element counts must
         match, Caffe compares legacy shapes right-aligned) and names it by
-        :meth:`blob_names`. Override for layouts that differ (InnerProduct transpose,
+        :meth:`param_names`. Override for layouts that differ (InnerProduct transpose,
         BatchNorm scale factor).
 
         Raises:
@@ -291,8 +349,8 @@ class Layer:
         """
         from fcnkit.errors import WeightsError
 
-        names = self.blob_names()
-        shapes = self.blob_shapes(bottom_shapes)
+        names = self.param_names()
+        shapes = self.param_shapes(bottom_shapes)
         if len(blobs) != len(names):
             raise WeightsError(f"{self.where()}: the weights file has {len(blobs)} blobs, "
                                f"the layer expects {len(names)} ({', '.join(names) or 'none'})")
@@ -306,10 +364,32 @@ class Layer:
             out[name] = np.asarray(blob, dtype=np.float32).reshape(shape)
         return out
 
-    def torch_to_blobs(self, tensors: dict[str, np.ndarray], bottom_shapes: list[Shape]) -> list[np.ndarray]:
-        """Inverse of :meth:`blobs_to_torch`: arrays in Caffe's blob shapes, in order."""
+    def torch_to_params(self, tensors: dict[str, np.ndarray], bottom_shapes: list[Shape]) -> list[np.ndarray]:
+        """Inverse of :meth:`params_to_torch`: arrays in Caffe's blob shapes, in order."""
         return [np.asarray(tensors[n], dtype=np.float32).reshape(s)
-                for n, s in zip(self.blob_names(), self.blob_shapes(bottom_shapes))]
+                for n, s in zip(self.param_names(), self.param_shapes(bottom_shapes))]
+
+    # ---- export --------------------------------------------------------------------
+
+    #: What the layer's top holds for a user: ``"scores"`` or ``"probabilities"`` (Softmax).
+    output_kind: ClassVar[str] = "scores"
+
+    def export_module(self, module: "torch.nn.Module", bottom_shapes: list[Shape]
+                      ) -> "torch.nn.Module | None":
+        """A drop-in for the compiled ``module`` whose ONNX form is exactly Caffe's, or
+        None when the compiled module exports as it is (the default)."""
+        return None
+
+    def export_fused(self, module: "torch.nn.Module", after: "Layer",
+                     after_module: "torch.nn.Module") -> "torch.nn.Module | None":
+        """One module for this layer followed by ``after`` (its bottom's only user, one
+        bottom), computing both in one ONNX op, or None when they do not fuse (default)."""
+        return None
+
+    def static_hw_reason(self, module: "torch.nn.Module") -> str | None:
+        """Why the compiled ``module`` cannot be exported with dynamic H and W (a phrase
+        that follows the layer's description), or None when it can (the default)."""
+        return None
 
 
 def check_bottoms(layer: Layer, bottom_shapes: list[Shape], same: bool = False) -> None:

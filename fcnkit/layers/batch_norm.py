@@ -49,33 +49,53 @@ class BatchNorm(ElementwiseLayer):
         s = bottom_shapes[0]
         return 1 if len(s) == 1 else int(s[1])
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         c = self._channels(bottom_shapes)
         return [(c,), (c,), (1,)]
 
-    def blob_names(self):
+    def param_names(self):
         return ["running_mean", "running_var", "scale_factor"]
 
     def learnable(self):
         return [False, False, False]
 
-    def blobs_to_torch(self, blobs, bottom_shapes):
-        raw = super().blobs_to_torch(blobs, bottom_shapes)
+    def params_to_torch(self, blobs, bottom_shapes):
+        raw = super().params_to_torch(blobs, bottom_shapes)
         s = float(raw["scale_factor"][0])
         inv = np.float32(0 if s == 0 else 1 / s)
         return {"running_mean": raw["running_mean"] * inv,
                 "running_var": raw["running_var"] * inv,
                 "scale_factor": raw["scale_factor"]}
 
-    def torch_to_blobs(self, tensors, bottom_shapes):
+    def torch_to_params(self, tensors, bottom_shapes):
         s = np.asarray(tensors["scale_factor"], dtype=np.float32).reshape(1)
-        return super().torch_to_blobs({"running_mean": np.asarray(tensors["running_mean"]) * s[0],
+        return super().torch_to_params({"running_mean": np.asarray(tensors["running_mean"]) * s[0],
                                        "running_var": np.asarray(tensors["running_var"]) * s[0],
                                        "scale_factor": s}, bottom_shapes)
 
     def build_module(self, bottom_shapes):
         return _torch().CaffeBatchNorm(self._channels(bottom_shapes), len(bottom_shapes[0]),
                                        self.eps, self.maf, self.use_global_stats)
+
+
+    def export_fused(self, module, after, after_module):
+        """With stored statistics on an N, C, ... blob, followed by a Scale with a learned
+        per-channel scale: one per-channel affine op, ``(x - mean) / sqrt(var + eps) *
+        scale + bias`` (:class:`fcnkit.layers._export_ops.BatchNormScaleExport`; ONNX: one
+        BatchNormalization node with scale and bias instead of BatchNormalization, Mul and
+        Add). None otherwise (batch statistics, a 1-D blob, another layer after it)."""
+        from fcnkit.layers.scale import Scale
+
+        if not isinstance(after, Scale) or not isinstance(module, _torch().CaffeBatchNorm):
+            return None
+        if module.use_global_stats is False or module.one_axis:
+            return None
+        affine = after.per_channel_affine(after_module, module.channels, module.view)
+        if affine is None:
+            return None
+        from fcnkit.layers._export_ops import BatchNormScaleExport
+
+        return BatchNormScaleExport(module, *affine)
 
 
 @lazy

@@ -36,10 +36,10 @@ class Bias(ElementwiseLayer):
         operand_view(self, bottom_shapes[0], self.operand_shape(bottom_shapes), self.axis)
         return [tuple(bottom_shapes[0])]
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         return [self.operand_shape(bottom_shapes)] if self.learned else []
 
-    def blob_names(self):
+    def param_names(self):
         return ["bias"] if self.learned else []
 
     def fillers(self):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from fcnkit.errors import ShapeError
-from fcnkit.layers import CoordMap, Layer, prod, register, spatial_pair
+from fcnkit.layers import CoordMap, Layer, Window, prod, register, spatial_pair
 
 
 def _opt(msg, field):
@@ -50,6 +50,9 @@ class ConvolutionBase(Layer):
         """Effective kernel size ``d(k-1)+1`` per axis (pixels)."""
         return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel))
 
+    def window(self) -> Window:
+        return Window(tuple(self.kernel), self.kernel_extent, tuple(self.stride), tuple(self.pad))
+
     def _check_input(self, bottom_shapes):
         for b, s in zip(self.param.bottom, bottom_shapes):
             if len(s) != 4:
@@ -62,7 +65,7 @@ class ConvolutionBase(Layer):
             raise self.error(f"input channels {c} are not divisible by group {self.group}", ShapeError)
         return c
 
-    def blob_names(self) -> list[str]:
+    def param_names(self) -> list[str]:
         return ["weight", "bias"] if self.bias_term else ["weight"]
 
     def fillers(self):
@@ -102,7 +105,7 @@ class Convolution(ConvolutionBase):
             tops.append((n, self.num_output, *hw))
         return tops
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         c = bottom_shapes[0][1]
         shapes = [(self.num_output, c // self.group, *self.kernel)]
         if self.bias_term:

@@ -25,22 +25,38 @@ class Crop(Layer):
     type = "Crop"
     bottoms = (2, 2)
 
+    crops_to_reference = True
+
     def setup(self) -> None:
         p = self.param.crop_param
         self.axis = int(p.axis)
         self.offset = [int(o) for o in p.offset]
 
-    def _offsets(self, ndim: int, error) -> list[int]:
+    def declared_offsets(self, ndim: int) -> tuple[int, list[int]]:
+        """(first cropped axis, offsets as declared, expanded): none -> 0 on each of the
+        ``ndim - axis`` cropped axes; one -> that offset on each; else as given (the count
+        is not checked here, :meth:`offsets` does)."""
         a = self.axis + ndim if self.axis < 0 else self.axis
         n = ndim - a
         if not self.offset:
-            return [0] * n
+            return a, [0] * n
         if len(self.offset) == 1:
-            return self.offset * n
-        if len(self.offset) != n:
-            raise error(f"{len(self.offset)} offsets for {n} cropped axes (axis {self.axis} of "
+            return a, self.offset * n
+        return a, list(self.offset)
+
+    def _offsets(self, ndim: int, error) -> list[int]:
+        a, offs = self.declared_offsets(ndim)
+        if len(offs) != ndim - a:
+            raise error(f"{len(self.offset)} offsets for {ndim - a} cropped axes (axis {self.axis} of "
                         f"{ndim}-D bottoms); give one offset, or one per cropped axis")
-        return list(self.offset)
+        return offs
+
+    @staticmethod
+    def write_offsets(param, offsets) -> None:
+        """Set the ``crop_param.offset`` of a Crop LayerParameter: one value when all
+        cropped axes agree, else one per cropped axis."""
+        del param.crop_param.offset[:]
+        param.crop_param.offset.extend([offsets[0]] if len(set(offsets)) == 1 else offsets)
 
     def offsets(self, bottom_shapes) -> list[int]:
         """The offset of each cropped axis (``axis`` .. last) for these bottoms.
@@ -83,8 +99,15 @@ class Crop(Layer):
         return [b0[:a] + b1[a:]]
 
     def coord_map(self):
-        oy, ox = self.spatial_offsets()
-        return CoordMap((Fraction(1), Fraction(1)), (Fraction(-oy), Fraction(-ox)))
+        return self.coord_map_at(self.spatial_offsets())
+
+    def coord_map_at(self, offset):
+        """``F = 1``, ``O = -offset`` on (y, x) (exact fractions allowed)."""
+        oy, ox = offset
+        return CoordMap((Fraction(1), Fraction(1)), (-Fraction(oy), -Fraction(ox)))
+
+    def static_hw_reason(self, module):
+        return "cuts a window whose offset and size were fixed at compile time"
 
     def coord_bottoms(self):
         return [0]

@@ -10,6 +10,7 @@ FLOPs (as FlopCounterMode counts conv_transpose): ``2 N C_in H_in W_in (num_outp
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 from fcnkit.errors import ShapeError
@@ -44,7 +45,7 @@ class Deconvolution(ConvolutionBase):
             tops.append((n, self.num_output, *hw))
         return tops
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         c = bottom_shapes[0][1]
         shapes = [(c, self.num_output // self.group, *self.kernel)]
         if self.bias_term:
@@ -56,6 +57,13 @@ class Deconvolution(ConvolutionBase):
             tuple(Fraction(s) for s in self.stride),
             tuple(Fraction(k - 1, 2) - p for k, p in zip(self.kernel_extent, self.pad)),
         )
+
+    def receptive_field(self, field, jump):
+        """Upsampling by ``s``: each output sees ``ceil(k_eff / s)`` inputs per axis, so
+        ``rf += (ceil(k_eff / s) - 1) * jump`` and ``jump /= s``."""
+        k, s = self.kernel_extent, self.stride
+        return (tuple(field[a] + (math.ceil(k[a] / s[a]) - 1) * jump[a] for a in range(2)),
+                tuple(jump[a] / s[a] for a in range(2)))
 
     def flops(self, bottom_shapes, top_shapes):
         macs = sum(prod(b) * (self.num_output // self.group) * prod(self.kernel)

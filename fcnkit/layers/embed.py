@@ -30,13 +30,13 @@ class Embed(Layer):
     def output_shapes(self, bottom_shapes):
         return [tuple(bottom_shapes[0]) + (self.num_output,)]
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         shapes = [(self.input_dim, self.num_output)]
         if self.bias_term:
             shapes.append((self.num_output,))
         return shapes
 
-    def blob_names(self):
+    def param_names(self):
         return ["weight", "bias"] if self.bias_term else ["weight"]
 
     def fillers(self):

@@ -17,6 +17,9 @@ class Flatten(Layer):
 
     type = "Flatten"
 
+    def static_hw_reason(self, module):
+        return "fixes the C x H x W size of its input"
+
     def setup(self) -> None:
         p = self.param.flatten_param
         self.axis, self.end_axis = int(p.axis), int(p.end_axis)

@@ -5,8 +5,8 @@ The bottom is flattened from ``axis`` (default 1, negative counts from the end):
 ``bottom.shape[:axis] + (num_output,)``. Caffe's weight blob is ``(N, K)``, or ``(K, N)``
 with ``transpose: true``; bias ``(N,)``. Legacy 4-D blobs (``1x1xNxK``, bias
 ``1x1x1xN``) are accepted by element count. The torch module always holds ``weight`` as
-``(N, K)`` (torch.nn.Linear's layout): :meth:`InnerProduct.blobs_to_torch` and
-:meth:`InnerProduct.torch_to_blobs` transpose for ``transpose: true``.
+``(N, K)`` (torch.nn.Linear's layout): :meth:`InnerProduct.params_to_torch` and
+:meth:`InnerProduct.torch_to_params` transpose for ``transpose: true``.
 
 FLOPs: ``2 M K N``. No coordinate map.
 """
@@ -24,6 +24,9 @@ class InnerProduct(Layer):
     """Caffe ``InnerProduct`` (fully connected)."""
 
     type = "InnerProduct"
+
+    def static_hw_reason(self, module):
+        return "fixes the C x H x W size of its input"
 
     def setup(self) -> None:
         p = self.param.inner_product_param
@@ -43,14 +46,14 @@ class InnerProduct(Layer):
         axis, _, _ = self.geometry(bottom_shapes[0])
         return [tuple(bottom_shapes[0][:axis]) + (self.num_output,)]
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         _, _, k = self.geometry(bottom_shapes[0])
         shapes = [(k, self.num_output) if self.transpose else (self.num_output, k)]
         if self.bias_term:
             shapes.append((self.num_output,))
         return shapes
 
-    def blob_names(self):
+    def param_names(self):
         return ["weight", "bias"] if self.bias_term else ["weight"]
 
     def fillers(self):
@@ -60,19 +63,19 @@ class InnerProduct(Layer):
             f.append(p.bias_filler if p.HasField("bias_filler") else None)
         return f
 
-    def blobs_to_torch(self, blobs, bottom_shapes):
-        out = super().blobs_to_torch(blobs, bottom_shapes)
+    def params_to_torch(self, blobs, bottom_shapes):
+        out = super().params_to_torch(blobs, bottom_shapes)
         if self.transpose:
             out["weight"] = np.ascontiguousarray(out["weight"].T)
         return out
 
-    def torch_to_blobs(self, tensors, bottom_shapes):
+    def torch_to_params(self, tensors, bottom_shapes):
         tensors = dict(tensors)
         if self.transpose:
             _, _, k = self.geometry(bottom_shapes[0])
             w = np.asarray(tensors["weight"], dtype=np.float32).reshape(self.num_output, k)
             tensors["weight"] = np.ascontiguousarray(w.T)
-        return super().torch_to_blobs(tensors, bottom_shapes)
+        return super().torch_to_params(tensors, bottom_shapes)
 
     def coord_map(self):
         raise NoCoordMap("InnerProduct flattens the spatial axes (convert it to a "

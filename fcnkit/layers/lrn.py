@@ -50,6 +50,16 @@ class LRN(ElementwiseLayer):
         return _torch().WithinChannelLRN(self.size, self.alpha, self.beta)
 
 
+    def export_module(self, module, bottom_shapes):
+        """ACROSS_CHANNELS as one ONNX LRN node (:mod:`fcnkit.layers._export_ops`: same
+        window and ``alpha / size`` scaling as Caffe); WITHIN_CHANNEL exports as compiled."""
+        if self.region != ACROSS_CHANNELS:
+            return None
+        from fcnkit.layers._export_ops import LRNExport
+
+        return LRNExport(self.size, self.alpha, self.beta, self.k)
+
+
 @lazy
 def _torch():
     import types

@@ -13,13 +13,13 @@ Coordinate map: ``F = 1/s``, ``O = (p - (k - 1)/2) / s``; global pooling has non
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numpy as np
 
 from fcnkit.errors import ShapeError
-from fcnkit.layers import CoordMap, Layer, NoCoordMap, register
+from fcnkit.layers import CoordMap, Layer, NoCoordMap, Window, register
+from fcnkit.layers._common import lazy
 
 MAX, AVE, STOCHASTIC = 0, 1, 2
 CEIL, FLOOR = 0, 1
@@ -127,6 +127,10 @@ class Pooling(Layer):
             tuple(Fraction(2 * p - (k - 1), 2 * s) for p, k, s in zip(self.pad, self.kernel, self.stride)),
         )
 
+    def window(self) -> Window:
+        kernel = tuple(self.kernel) if self.kernel is not None else None
+        return Window(kernel, kernel, tuple(self.stride), tuple(self.pad))
+
     def build_module(self, bottom_shapes):
         import torch
 
@@ -165,6 +169,49 @@ class Pooling(Layer):
                                    empty, real)
 
 
+    def static_hw_reason(self, module):
+        """CEIL rounding with a stride > 1 resolves Caffe's ceil-and-clip size for the
+        compile-time input; the general (explicit-padding) path holds a divisor map and
+        crop sizes of that input."""
+        import torch
+
+        if self.global_pooling:
+            return None
+        if self.ceil and max(self.stride) > 1:
+            return (f"rounds its output size up (Caffe CEIL rounding, stride {self.stride[0]}x"
+                    f"{self.stride[1]}): the ceil-and-clip size was resolved for the "
+                    "compile-time input size")
+        if not isinstance(module, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)):
+            return ("is computed with explicit padding and a divisor map sized for the "
+                    "compile-time input")
+        return None
+
+    def export_module(self, module, bottom_shapes):
+        """A ceil-mode MaxPool2d / AvgPool2d as floor-mode pooling with explicit asymmetric
+        pads (Caffe's pad at the start, pad plus the ceil overhang at the end) and, for AVE,
+        a constant correction (kernel area / Caffe's divisor) where windows reach into the
+        overhang (:mod:`fcnkit.layers._export_ops`); None for any other module."""
+        import torch
+
+        from fcnkit.layers._export_ops import CaffePoolExport
+
+        if not isinstance(module, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)) or not module.ceil_mode:
+            return None
+        kernel, out = self.geometry(bottom_shapes[0])
+        hw = bottom_shapes[0][2:]
+        extra = [max(0, (o - 1) * s + k - (i + 2 * p))
+                 for i, k, s, p, o in zip(hw, kernel, self.stride, self.pad, out)]
+        pads = [self.pad[0], self.pad[1], self.pad[0] + extra[0], self.pad[1] + extra[1]]
+        is_max = isinstance(module, torch.nn.MaxPool2d)
+        correction = None
+        if not is_max and any(extra):
+            divisor = _caffe_ave_divisor(hw, kernel, self.stride, self.pad, out).astype(np.float64)
+            corr = (kernel[0] * kernel[1]) / divisor
+            if not np.allclose(corr, 1.0):
+                correction = torch.from_numpy(corr.astype(np.float32))[None, None]
+        return CaffePoolExport(is_max, kernel, tuple(self.stride), pads, correction)
+
+
 def _caffe_ave_divisor(hw, kernel, stride, pad, out) -> np.ndarray:
     """Caffe's AVE pool_size per output pixel, shape (OH, OW) (pooling_layer.cpp)."""
     axes = []
@@ -175,14 +222,9 @@ def _caffe_ave_divisor(hw, kernel, stride, pad, out) -> np.ndarray:
     return np.outer(axes[0], axes[1]).astype(np.float32)
 
 
-_TORCH = None
-
-
+@lazy
 def _torch():
     """Torch modules for the non-native pooling paths (built on first use)."""
-    global _TORCH
-    if _TORCH is not None:
-        return _TORCH
     import types
 
     import torch
@@ -235,5 +277,4 @@ def _torch():
             den = F.avg_pool2d(xp, self.kernel, self.stride)
             return (num / den)[:, :, : self.out[0], : self.out[1]]
 
-    _TORCH = types.SimpleNamespace(GlobalPool=GlobalPool, PaddedPool=PaddedPool)
-    return _TORCH
+    return types.SimpleNamespace(GlobalPool=GlobalPool, PaddedPool=PaddedPool)

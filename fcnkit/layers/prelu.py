@@ -35,23 +35,23 @@ class PReLU(ElementwiseLayer):
         self._channels(bottom_shapes)
         return [tuple(bottom_shapes[0])]
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         return [()] if self.channel_shared else [(self._channels(bottom_shapes),)]
 
-    def blob_names(self):
+    def param_names(self):
         return ["weight"]
 
     def fillers(self):
         p = self.param.prelu_param
         return [p.filler if p.HasField("filler") else new_filler(p.filler, "constant", 0.25)]
 
-    def blobs_to_torch(self, blobs, bottom_shapes):
-        out = super().blobs_to_torch(blobs, bottom_shapes)
+    def params_to_torch(self, blobs, bottom_shapes):
+        out = super().params_to_torch(blobs, bottom_shapes)
         out["weight"] = out["weight"].reshape(-1)
         return out
 
-    def torch_to_blobs(self, tensors, bottom_shapes):
-        return [np.asarray(tensors["weight"], dtype=np.float32).reshape(self.blob_shapes(bottom_shapes)[0])]
+    def torch_to_params(self, tensors, bottom_shapes):
+        return [np.asarray(tensors["weight"], dtype=np.float32).reshape(self.param_shapes(bottom_shapes)[0])]
 
     def build_module(self, bottom_shapes):
         import torch

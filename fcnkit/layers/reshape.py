@@ -20,6 +20,9 @@ class Reshape(Layer):
 
     type = "Reshape"
 
+    def static_hw_reason(self, module):
+        return "fixes the C x H x W size of its input"
+
     def setup(self) -> None:
         p = self.param.reshape_param
         self.dims = [int(d) for d in p.shape.dim]

@@ -42,11 +42,11 @@ class Scale(ElementwiseLayer):
         operand_view(self, bottom_shapes[0], self.operand_shape(bottom_shapes), self.axis)
         return [tuple(bottom_shapes[0])]
 
-    def blob_shapes(self, bottom_shapes):
+    def param_shapes(self, bottom_shapes):
         s = self.operand_shape(bottom_shapes)
-        return [s] * len(self.blob_names())
+        return [s] * len(self.param_names())
 
-    def blob_names(self):
+    def param_names(self):
         return (["weight"] if self.learned else []) + (["bias"] if self.bias_term else [])
 
     def fillers(self):
@@ -61,6 +61,17 @@ class Scale(ElementwiseLayer):
     def coord_bottoms(self):
         """Only bottom 0 carries positions (a second bottom is a broadcast operand)."""
         return [0]
+
+    def per_channel_affine(self, module, channels: int, view: tuple):
+        """(weight, bias or None) of the compiled ``module`` when it computes
+        ``x * weight + bias`` with a learned scale of ``channels`` values broadcast as
+        ``view`` (what a BatchNorm before it needs to fuse), else None."""
+        if not isinstance(module, _torch().Scale) or module.weight is None:
+            return None
+        if module.view != tuple(view) or module.weight.numel() != channels or \
+                (module.bias is not None and module.bias.numel() != channels):
+            return None
+        return module.weight, module.bias
 
     def build_module(self, bottom_shapes):
         shape = self.operand_shape(bottom_shapes)

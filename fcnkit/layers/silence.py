@@ -12,6 +12,7 @@ class Silence(Layer):
     """Caffe ``Silence``."""
 
     type = "Silence"
+    role = "sink"  # consumes blobs, computes nothing: compiled as no module
     bottoms = (1, None)
     tops = (0, 0)
 

@@ -16,6 +16,7 @@ class Softmax(Layer):
     """Caffe ``Softmax``."""
 
     type = "Softmax"
+    output_kind = "probabilities"
 
     def setup(self) -> None:
         self.axis = int(self.param.softmax_param.axis)

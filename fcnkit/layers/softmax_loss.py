@@ -15,7 +15,7 @@ import numpy as np
 from fcnkit.errors import ShapeError
 from fcnkit.layers import canonical_axis, prod, register
 from fcnkit.layers._common import lazy
-from fcnkit.layers._loss import LossLayer, normalizer
+from fcnkit.layers._loss import LossLayer, label_index, normalizer
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
 
@@ -72,13 +72,7 @@ def _torch():
         def forward(self, x, label):
             prob = torch.softmax(x, dim=self.axis)
             p = prob.reshape(self.outer, self.channels, self.inner)
-            lab = label.reshape(self.outer, 1, self.inner).long()
-            if self.ignore_label is None:
-                valid = torch.ones_like(lab, dtype=torch.bool)
-                index = lab
-            else:
-                valid = lab != self.ignore_label
-                index = torch.where(valid, lab, torch.zeros_like(lab))
+            index, valid = label_index(label, self.outer, self.inner, self.ignore_label)
             picked = torch.gather(p, 1, index)
             nll = -torch.log(torch.clamp_min(picked, FLT_MIN))
             loss = torch.where(valid, nll, torch.zeros_like(nll)).sum()

@@ -12,6 +12,7 @@ class Split(ElementwiseLayer):
     """Caffe ``Split``."""
 
     type = "Split"
+    role = "alias"  # its tops are its bottom: compiled as no module
     tops = (1, None)
 
     def output_shapes(self, bottom_shapes):

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 from fcnkit.caffe import caffe_pb2
 from fcnkit.errors import FcnkitError, NetDefinitionError, OffsetError
-from fcnkit.netspec.spec import Deferred
+from fcnkit.netspec.deferred import Deferred, deferred_field
 
 MODES = ("auto", "center")
 
 
+@deferred_field("Crop", "offset")
 class CropOffset(Deferred):
     """A Crop offset computed at build time; ``mode`` is ``"auto"`` or ``"center"``.
 
@@ -45,6 +46,27 @@ class CropOffset(Deferred):
 
     def __repr__(self) -> str:
         return f"CropOffset({self.mode!r})"
+
+    def resolve(self, net: caffe_pb2.NetParameter, lp: caffe_pb2.LayerParameter) -> None:
+        """Set ``lp.crop_param.offset`` (see the module docstring).
+
+        Raises:
+            OffsetError: an ``"auto"`` offset does not exist (message names the layer and
+                why), or a ``"center"`` crop would be negative.
+            ShapeError, InputError: ``"center"`` needs shapes that cannot be inferred.
+            NetDefinitionError: the net around the crop is not valid.
+        """
+        from fcnkit.graph import load_net
+        from fcnkit.layers.crop import Crop
+
+        graph = load_net(_upstream(net, lp), _state_for(lp), allow_unsupported=self.mode == "auto")
+        missing = [b for b in lp.bottom if b not in graph.final]
+        if len(lp.bottom) != 2 or missing:
+            raise NetDefinitionError(f"layer '{lp.name}' (Crop) needs two bottoms produced "
+                                     f"by earlier layers; got {list(lp.bottom)}")
+        bottoms = [graph.final[b] for b in lp.bottom]
+        offs = _auto(graph, lp, bottoms) if self.mode == "auto" else _center_of(graph, lp, bottoms)
+        Crop.write_offsets(lp, offs)
 
 
 def _state_for(lp: caffe_pb2.LayerParameter):
@@ -90,53 +112,28 @@ def _upstream(net: caffe_pb2.NetParameter, lp: caffe_pb2.LayerParameter) -> caff
     return sub
 
 
-def resolve_deferred(net: caffe_pb2.NetParameter, deferred) -> None:
-    """Set the deferred Crop offsets of ``net`` in place (see the module docstring).
-
-    Args:
-        net: the NetParameter being built.
-        deferred: ``[(LayerParameter in net, LayerFn)]`` in layer order.
-
-    Raises:
-        OffsetError: an ``"auto"`` offset does not exist (message names the layer and why),
-            or a ``"center"`` crop would be negative.
-        ShapeError, InputError: ``"center"`` needs shapes that cannot be inferred.
-        NetDefinitionError: the net around the crop is not valid.
-    """
+def _auto(graph, lp, bottoms) -> list[int]:
     from fcnkit.analysis import crop_offset
-    from fcnkit.graph import load_net
 
-    for lp, fn in deferred:
-        for key, value in fn.deferred.items():
-            if fn.type_name != "Crop" or key != "offset" or not isinstance(value, CropOffset):
-                raise NetDefinitionError(f"layer '{lp.name}': no deferred value is defined for "
-                                         f"{fn.type_name}.{key}")
-            graph = load_net(_upstream(net, lp), _state_for(lp),
-                             allow_unsupported=value.mode == "auto")
-            missing = [b for b in lp.bottom if b not in graph.final]
-            if len(lp.bottom) != 2 or missing:
-                raise NetDefinitionError(f"layer '{lp.name}' (Crop) needs two bottoms produced "
-                                         f"by earlier layers; got {list(lp.bottom)}")
-            bottoms = [graph.final[b] for b in lp.bottom]
-            if value.mode == "auto":
-                try:
-                    offs = list(crop_offset(graph, bottoms[0], bottoms[1]))
-                except OffsetError as e:
-                    raise OffsetError(
-                        f"layer '{lp.name}' (Crop, offset='auto'): {e}. A net whose branches "
-                        "are not pixel-aligned can use offset='center' (centre crop from shapes)"
-                    ) from None
-                if lp.crop_param.axis not in (2, -2):
-                    raise NetDefinitionError(
-                        f"layer '{lp.name}' (Crop, offset='auto'): coordinate maps give the "
-                        f"offsets of H and W only, so the crop axis must be 2, not "
-                        f"{lp.crop_param.axis}")
-            else:
-                try:
-                    offs = _center(graph, lp, bottoms)
-                except OffsetError:
-                    raise
-                except FcnkitError as e:
-                    raise type(e)(f"layer '{lp.name}' (Crop, offset='center') needs every shape: {e}") from None
-            del lp.crop_param.offset[:]
-            lp.crop_param.offset.extend(offs[:1] if len(set(offs)) == 1 else offs)
+    try:
+        offs = list(crop_offset(graph, bottoms[0], bottoms[1]))
+    except OffsetError as e:
+        raise OffsetError(
+            f"layer '{lp.name}' (Crop, offset='auto'): {e}. A net whose branches "
+            "are not pixel-aligned can use offset='center' (centre crop from shapes)"
+        ) from None
+    if lp.crop_param.axis not in (2, -2):
+        raise NetDefinitionError(
+            f"layer '{lp.name}' (Crop, offset='auto'): coordinate maps give the "
+            f"offsets of H and W only, so the crop axis must be 2, not "
+            f"{lp.crop_param.axis}")
+    return offs
+
+
+def _center_of(graph, lp, bottoms) -> list[int]:
+    try:
+        return _center(graph, lp, bottoms)
+    except OffsetError:
+        raise
+    except FcnkitError as e:
+        raise type(e)(f"layer '{lp.name}' (Crop, offset='center') needs every shape: {e}") from None

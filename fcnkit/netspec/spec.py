@@ -52,6 +52,7 @@ from typing import Any, Iterator
 
 from fcnkit.caffe import caffe_pb2
 from fcnkit.errors import NetDefinitionError
+from fcnkit.netspec.deferred import Deferred, parse_deferred, resolve_deferred
 from fcnkit.netspec.proto import assign, field_names, has_field, unknown_field_error
 
 _SEQ = itertools.count()
@@ -108,11 +109,6 @@ class Top:
         return f"<Top {self.index} of {self.fn.type_name} #{self.fn.seq}>"
 
 
-class Deferred:
-    """A parameter value computed when the net is built (base class; see
-    :class:`fcnkit.netspec.crops.CropOffset`)."""
-
-
 class LayerFn:
     """One layer of a NetSpec before naming: type, bottoms, keyword parameters.
 
@@ -148,10 +144,7 @@ class LayerFn:
         if bad:
             raise NetDefinitionError(f"{type_name}: '{sorted(bad)[0]}' is set by the DSL (bottoms "
                                      "are positional arguments, tops are named by assignment)")
-        if type_name == "Crop" and isinstance(params.get("offset"), str):
-            from fcnkit.netspec.crops import CropOffset
-
-            params["offset"] = CropOffset(params["offset"])
+        params = parse_deferred(type_name, params)
         self.bottoms = tuple(bottoms)
         self.params = params
         self.deferred = {k: v for k, v in params.items() if isinstance(v, Deferred)}
@@ -314,17 +307,7 @@ class NetSpec:
             lp.type = fn.type_name
             label = fn.params.get("name") or (names.get(id(fn.tops[0])) if fn.tops else None)
             where_type = f"layer '{label}' ({fn.type_name})" if label else f"a {fn.type_name} layer"
-            bottoms = []
-            for i, b in enumerate(fn.bottoms):
-                bname = top_name[id(b)]
-                if current.get(bname) is not b:
-                    writer = current[bname].fn
-                    raise NetDefinitionError(
-                        f"{where_type} reads blob "
-                        f"'{bname}' as it was before the in-place {writer.type_name} layer "
-                        f"'{_layer_name_of(writer, net, fns)}' overwrote it; Caffe would give it the "
-                        "overwritten value. Read that layer's top instead, or make it not in place")
-                bottoms.append(bname)
+            bottoms = _bottom_names(fn, top_name, current, where_type, net, fns)
             lp.bottom.extend(bottoms)
             if fn.in_place:
                 tops = bottoms[:len(fn.tops)]
@@ -340,15 +323,7 @@ class NetSpec:
                 current[t] = top
                 blob_owner.setdefault(t, fn)
             lp.top.extend(tops)
-            explicit = fn.params.get("name")
-            if explicit is not None:
-                lname = explicit
-            elif fn.tops and id(fn.tops[0]) in names:
-                lname = names[id(fn.tops[0])]
-            elif fn.tops and not fn.in_place:
-                lname = tops[0]           # Caffe's NetSpec: the layer takes its top's name
-            else:
-                lname = autoname(fn.type_name)
+            lname = _layer_name(fn, names, tops, autoname)
             if lname in layer_names:
                 raise NetDefinitionError(f"layer name '{lname}' is used twice ({layer_names[lname].type_name} "
                                          f"and {fn.type_name}); fcnkit names modules and weights after layers")
@@ -359,10 +334,42 @@ class NetSpec:
                 deferred.append((lp, fn))
 
         if resolve and deferred:
-            from fcnkit.netspec.crops import resolve_deferred
-
             resolve_deferred(net, deferred)
         return net
+
+
+def _bottom_names(fn: LayerFn, top_name: dict[int, str], current: dict[str, Top], where_type: str,
+                  net, fns) -> list[str]:
+    """The blob names of ``fn``'s bottoms.
+
+    Raises:
+        NetDefinitionError: a bottom is read as it was before an in-place layer overwrote it.
+    """
+    bottoms = []
+    for b in fn.bottoms:
+        bname = top_name[id(b)]
+        if current.get(bname) is not b:
+            writer = current[bname].fn
+            raise NetDefinitionError(
+                f"{where_type} reads blob "
+                f"'{bname}' as it was before the in-place {writer.type_name} layer "
+                f"'{_layer_name_of(writer, net, fns)}' overwrote it; Caffe would give it the "
+                "overwritten value. Read that layer's top instead, or make it not in place")
+        bottoms.append(bname)
+    return bottoms
+
+
+def _layer_name(fn: LayerFn, names: dict[int, str], tops: list[str], autoname) -> str:
+    """The layer's name: ``name=`` given, else its first top's assigned name, else its
+    first top's blob name (Caffe's NetSpec), else an automatic ``Type<n>``."""
+    explicit = fn.params.get("name")
+    if explicit is not None:
+        return explicit
+    if fn.tops and id(fn.tops[0]) in names:
+        return names[id(fn.tops[0])]
+    if fn.tops and not fn.in_place:
+        return tops[0]           # Caffe's NetSpec: the layer takes its top's name
+    return autoname(fn.type_name)
 
 
 def _layer_name_of(fn: LayerFn, net, fns) -> str:

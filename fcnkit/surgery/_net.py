@@ -86,7 +86,7 @@ def as_blobs(weights: Any) -> Blobs | None:
 # --------------------------------------------------------------------------- analysis
 
 @dataclass
-class Built:
+class AnalysedNet:
     """A NetParameter checked and analysed: its graph (TEST phase) and blob shapes.
 
     Attributes:
@@ -109,10 +109,10 @@ class Built:
     def top_shape(self, name: str, i: int = 0) -> Shape:
         return self.shapes[self.net.layer(name).tops[i]]
 
-    def blob_shapes(self, name: str) -> list[Shape]:
+    def param_shapes(self, name: str) -> list[Shape]:
         """Caffe shapes of the layer's learnable/stat blobs (weights, bias, ...)."""
         node = self.net.layer(name)
-        return [tuple(int(d) for d in s) for s in node.impl.blob_shapes(self.bottom_shapes(name))]
+        return [tuple(int(d) for d in s) for s in node.impl.param_shapes(self.bottom_shapes(name))]
 
     def shape_of(self, blob: str) -> Shape:
         """Shape of the final version of a blob (by Caffe name or id)."""
@@ -127,7 +127,7 @@ class Built:
 
 
 def build(param: caffe_pb2.NetParameter, input_shapes: Mapping[str | None, Shape] | None = None,
-          *, shapes: bool = True, what: str = "surgery") -> Built:
+          *, shapes: bool = True, what: str = "surgery") -> AnalysedNet:
     """Check ``param`` as a TEST-phase net and infer its shapes.
 
     Raises:
@@ -147,7 +147,7 @@ def build(param: caffe_pb2.NetParameter, input_shapes: Mapping[str | None, Shape
             sh = infer_shapes(net, dict(input_shapes or {}))
         except FcnkitError as e:
             raise SurgeryError(f"{what}: shapes cannot be inferred: {e}") from None
-    return Built(param, net, sh)
+    return AnalysedNet(param, net, sh)
 
 
 # --------------------------------------------------------------------------- messages
@@ -286,7 +286,7 @@ def rename_blob(param: caffe_pb2.NetParameter, old: str, new: str, start: int) -
                     field[i] = new
 
 
-def first_input_blob(built: Built) -> str:
+def first_input_blob(built: AnalysedNet) -> str:
     """Caffe name of the net's first input blob.
 
     Raises:
@@ -297,7 +297,7 @@ def first_input_blob(built: Built) -> str:
     return built.net.blob_name[built.net.inputs[0]]
 
 
-def classifier_layer(built: Built, what: str) -> str:
+def classifier_layer(built: AnalysedNet, what: str) -> str:
     """The layer that computes a classifier's class scores: walking back from the net
     outputs through layers without weights (Softmax, Dropout, Accuracy, ...), the first
     layer with weights. Every output must lead to the same one.
@@ -315,7 +315,7 @@ def classifier_layer(built: Built, what: str) -> str:
             if node.role == "input":
                 node = None
                 break
-            if node.impl.blob_names():
+            if node.impl.param_names():
                 break
             ins = [b for b in node.bottoms if net.producer.get(b) is not None
                    and net.producer[b].role != "input"]

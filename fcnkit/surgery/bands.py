@@ -156,7 +156,7 @@ def band_matrix(mapping: Mapping[int, int], bands: int, c_src: int, fill: str) -
 def input_conv(built, layer: str | None = None):
     """The convolution whose input bands :func:`adapt_input_bands` changes: ``layer``, or
     the first Convolution fed by the net's first input (a graph node of ``built``, a
-    :class:`fcnkit.surgery._net.Built`).
+    :class:`fcnkit.surgery._net.AnalysedNet`).
 
     Raises:
         SurgeryError: the net has no input; no Convolution reads it; ``layer`` is not a
@@ -224,9 +224,46 @@ def adapt_input_bands(net: Any, weights: Any = None, bands: int = 8,
     blobs = as_blobs(weights)
     built = build(param, input_shapes, what=what)
     node = input_conv(built, layer)
+    name, c_src = node.name, _checked_first_conv(built, node, what)
+    raw, desc = parse_band_map(mapping, bands)
+    if c_src != 3 and any(isinstance(v, str) for v in raw.values()):
+        raise SurgeryError(f"{what}: '{name}' reads {c_src} channels, so R/G/B names do not apply; "
+                           "map bands to 0-based source channel indices")
+    idx = {b: _source_index(s, order, c_src) for b, s in raw.items()}
+    A = band_matrix(idx, bands, c_src, fill)
+    s, rule, exact = _band_scale(A, c_src, scale, what)
+    new_shapes = _set_input_bands(param, built, input_shapes, bands, what)
+    after = build(param, new_shapes or None, what=what)
+    if after.bottom_shapes(name)[0][1] != bands:
+        raise SurgeryError(f"{what}: after the change '{name}' reads "
+                           f"{after.bottom_shapes(name)[0][1]} channels, not {bands}")
+    order_names = {i: order[i] if c_src == 3 else str(i) for i in range(c_src)}
+    info = {"layer": name, "bands": bands, "source_channels": c_src, "source_order": order,
+            "preset": desc, "fill": fill, "scale": float(s), "rule": rule, "exact": exact,
+            "adapted": blobs is not None, "method": BAND_RULE,
+            "mapping": {str(b): (f"{order_names[c]}" + (f" ({WV3_BANDS[b]})" if bands == 8 else ""))
+                        for b, c in sorted(idx.items())},
+            "matrix": A.tolist()}
+    report = SurgeryReport(steps=[f"adapt_input_bands: '{name}' {c_src} -> {bands} bands ({desc}), "
+                                  + (f"other bands {fill}, scale {s:.6g}" if blobs is not None else
+                                     "structure only (no weights to adapt)")], bands=info)
+    out = None
+    if blobs is not None:
+        out = _adapted_weights(blobs, name, c_src, A, s, desc, fill, report, what)
+    else:
+        report.record(name, "structure", f"input {c_src} -> {bands} channels")
+    report.reorder(param)
+    return SurgeryResult(param, out, report, input_shapes=new_shapes if input_shapes else None)
+
+
+def _checked_first_conv(built, node, what: str) -> int:
+    """The number of channels C_src the first convolution reads.
+
+    Raises:
+        SurgeryError: it does not read the input's channels, or it is grouped.
+    """
     inp = built.net.inputs[0]
-    in_name = built.net.blob_name[inp]
-    in_shape = built.shapes[inp]
+    in_name, in_shape = built.net.blob_name[inp], built.shapes[inp]
     name = node.name
     c_src = built.bottom_shapes(name)[0][1]
     if c_src != in_shape[1]:
@@ -235,12 +272,15 @@ def adapt_input_bands(net: Any, weights: Any = None, bands: int = 8,
     if node.impl.group != 1:
         raise SurgeryError(f"{what}: '{name}' has group {node.impl.group}; band adaptation needs an "
                            "ungrouped first convolution")
-    raw, desc = parse_band_map(mapping, bands)
-    if c_src != 3 and any(isinstance(v, str) for v in raw.values()):
-        raise SurgeryError(f"{what}: '{name}' reads {c_src} channels, so R/G/B names do not apply; "
-                           "map bands to 0-based source channel indices")
-    idx = {b: _source_index(s, order, c_src) for b, s in raw.items()}
-    A = band_matrix(idx, bands, c_src, fill)
+    return c_src
+
+
+def _band_scale(A: np.ndarray, c_src: int, scale, what: str) -> tuple[float, str, bool]:
+    """(s, the rule in words, whether it keeps every filter's constant response exactly).
+
+    Raises:
+        SurgeryError: ``scale`` is not "constant", "none" or a number.
+    """
     col = A.sum(axis=0)
     exact = bool(np.allclose(col, col[0]))
     if scale == "constant":
@@ -248,16 +288,25 @@ def adapt_input_bands(net: Any, weights: Any = None, bands: int = 8,
         rule = ("constant-response rule: s = C_src / total source weight used"
                 + (f" = 1/{col[0]:.6g}, exact for every filter" if exact else
                    " (uneven source use: exact only for filters with equal channels)"))
-    elif scale == "none":
-        s, rule = 1.0, "no scaling"
-    else:
-        try:
-            s = float(scale)
-        except (TypeError, ValueError):
-            raise SurgeryError(f"{what}: scale must be 'constant', 'none' or a number, got {scale!r}") from None
-        rule = "scale given"
+        return s, rule, exact
+    if scale == "none":
+        return 1.0, "no scaling", exact
+    try:
+        return float(scale), "scale given", exact
+    except (TypeError, ValueError):
+        raise SurgeryError(f"{what}: scale must be 'constant', 'none' or a number, got {scale!r}") from None
 
-    # ---- structure: the input's channel count
+
+def _set_input_bands(param, built, input_shapes, bands: int, what: str) -> dict:
+    """Give the net's first input ``bands`` channels: in its Input layer's declared shape
+    (``param``, in place) and in ``input_shapes``; returns the new input shapes.
+
+    Raises:
+        SurgeryError: the input comes from a layer whose channel count cannot be changed
+            and no input shape is given.
+    """
+    inp = built.net.inputs[0]
+    in_name = built.net.blob_name[inp]
     input_node = built.net.producer[inp]
     new_shapes = dict(input_shapes or {})
     key = in_name if in_name in new_shapes else (None if None in new_shapes else False)
@@ -275,39 +324,30 @@ def adapt_input_bands(net: Any, weights: Any = None, bands: int = 8,
         raise SurgeryError(f"{what}: the input '{in_name}' comes from a {input_node.type} layer, "
                            "whose channel count fcnkit cannot change; make it an Input layer or "
                            "give its shape in input_shapes")
-    after = build(param, new_shapes or None, what=what)
-    if after.bottom_shapes(name)[0][1] != bands:
-        raise SurgeryError(f"{what}: after the change '{name}' reads "
-                           f"{after.bottom_shapes(name)[0][1]} channels, not {bands}")
+    return new_shapes
 
-    order_names = {i: order[i] if c_src == 3 else str(i) for i in range(c_src)}
-    info = {"layer": name, "bands": bands, "source_channels": c_src, "source_order": order,
-            "preset": desc, "fill": fill, "scale": float(s), "rule": rule, "exact": exact,
-            "adapted": blobs is not None, "method": BAND_RULE,
-            "mapping": {str(b): (f"{order_names[c]}" + (f" ({WV3_BANDS[b]})" if bands == 8 else ""))
-                        for b, c in sorted(idx.items())},
-            "matrix": A.tolist()}
-    report = SurgeryReport(steps=[f"adapt_input_bands: '{name}' {c_src} -> {bands} bands ({desc}), "
-                                  + (f"other bands {fill}, scale {s:.6g}" if blobs is not None else
-                                     "structure only (no weights to adapt)")], bands=info)
-    out = None
-    if blobs is not None:
-        out = dict(blobs)
-        if name not in blobs:
-            raise SurgeryError(f"{what}: the weights have no blobs for '{name}'")
-        w = np.asarray(blobs[name][0], dtype=np.float32)
-        if w.ndim != 4 or w.shape[1] != c_src:
-            raise SurgeryError(f"{what}: '{name}' weight has shape {fmt_shape(w.shape)}, expected "
-                               f"(O, {c_src}, kh, kw)")
-        new_w = (s * np.einsum("bc,ochw->obhw", A, w.astype(np.float64))).astype(np.float32)
-        out[name] = [new_w] + list(blobs[name][1:])
-        for lname, arrays in out.items():
-            if lname != name:
-                report.record(lname, "transplanted", shapes=[a.shape for a in arrays])
-        report.record(name, "adapted", f"weight {fmt_shape(w.shape)} -> {fmt_shape(new_w.shape)}: "
-                      f"{desc}, other bands {fill}, scaled by {s:.6g}; bias kept",
-                      shapes=[a.shape for a in out[name]])
-    else:
-        report.record(name, "structure", f"input {c_src} -> {bands} channels")
-    report.reorder(param)
-    return SurgeryResult(param, out, report, input_shapes=new_shapes if input_shapes else None)
+
+def _adapted_weights(blobs, name: str, c_src: int, A: np.ndarray, s: float, desc: str, fill: str,
+                     report: SurgeryReport, what: str):
+    """The weights with the first convolution's filters combined for the new bands,
+    ``W'[o, b] = s * sum_c A[b, c] W[o, c]`` (bias kept); every layer reported.
+
+    Raises:
+        SurgeryError: no weights for the layer, or not (O, C_src, kh, kw).
+    """
+    out = dict(blobs)
+    if name not in blobs:
+        raise SurgeryError(f"{what}: the weights have no blobs for '{name}'")
+    w = np.asarray(blobs[name][0], dtype=np.float32)
+    if w.ndim != 4 or w.shape[1] != c_src:
+        raise SurgeryError(f"{what}: '{name}' weight has shape {fmt_shape(w.shape)}, expected "
+                           f"(O, {c_src}, kh, kw)")
+    new_w = (s * np.einsum("bc,ochw->obhw", A, w.astype(np.float64))).astype(np.float32)
+    out[name] = [new_w] + list(blobs[name][1:])
+    for lname, arrays in out.items():
+        if lname != name:
+            report.record(lname, "transplanted", shapes=[a.shape for a in arrays])
+    report.record(name, "adapted", f"weight {fmt_shape(w.shape)} -> {fmt_shape(new_w.shape)}: "
+                  f"{desc}, other bands {fill}, scaled by {s:.6g}; bias kept",
+                  shapes=[a.shape for a in out[name]])
+    return out

@@ -58,7 +58,7 @@ def find_score_layers(built, what: str = "set_num_classes") -> tuple[list[str], 
             nxt = node.bottoms
         elif node.type == "Crop":
             nxt = node.bottoms[:1]
-        elif node.impl.blob_names():
+        elif node.impl.param_names():
             raise SurgeryError(f"{what}: {node.impl.where()} has weights and works on the class "
                                "scores; fcnkit cannot resize it: name the score layers explicitly")
         else:
@@ -120,15 +120,52 @@ def set_num_classes(net: Any, num_classes: int, *, weights: Any = None,
     param = as_param(src)
     blobs = as_blobs(weights)
     built = build(param, input_shapes, what=what)
-    if layers is None:
-        targets, k_old = find_score_layers(built, what)
+    targets, k_old = _targets(built, layers, what)
+    init, kinds = _resize(param, built, targets, blobs, k, k_old, what)
+    step = (f"set_num_classes: {k_old} -> {k} classes in {', '.join(targets)}"
+            + (" (keeping the first classes)" if keep else ""))
+    if blobs is None:
+        build(param, input_shapes, what=what)
+        report = SurgeryReport(steps=[step])
+        out = None
     else:
-        targets = list(layers)
-        for t in targets:
-            if not built.net.has_layer(t) or built.net.layer(t).type not in (*_SCORERS, "Deconvolution"):
-                raise SurgeryError(f"{what}: '{t}' is not a Convolution, InnerProduct or "
-                                   "Deconvolution layer of the net")
-        k_old = built.net.layer(targets[0]).impl.num_output
+        tr = transplant(src, blobs, param, reinit=targets, init=init, input_shapes=input_shapes,
+                        seed=seed, step=step)
+        report, out = tr.report, tr.blobs
+    for t in targets:
+        if out is None:
+            report.record(t, "structure", f"num_output {k_old} -> {k}")
+        elif built.net.layer(t).type == "Deconvolution" and kinds.get(t):
+            report.layers[t].notes.append(f"refilled {kinds[t]} for {k} classes")
+        elif keep and blobs.get(t):
+            _keep_first_classes(out, blobs[t], built.net.layer(t), k, k_old, report)
+    report.reorder(param)
+    return SurgeryResult(param, out, report)
+
+
+def _targets(built, layers: Iterable[str] | None, what: str) -> tuple[list[str], int]:
+    """(score/upsampling layers to resize, old class count): found, or the named ones.
+
+    Raises:
+        SurgeryError: see :func:`find_score_layers`; a named layer of another type.
+    """
+    if layers is None:
+        return find_score_layers(built, what)
+    targets = list(layers)
+    for t in targets:
+        if not built.net.has_layer(t) or built.net.layer(t).type not in (*_SCORERS, "Deconvolution"):
+            raise SurgeryError(f"{what}: '{t}' is not a Convolution, InnerProduct or "
+                               "Deconvolution layer of the net")
+    return targets, built.net.layer(targets[0]).impl.num_output
+
+
+def _resize(param, built, targets: list[str], blobs, k: int, k_old: int, what: str):
+    """Set num_output K (and group K of class-grouped upsampling) in ``param``; return
+    (fillers to apply {layer: [kind]}, upsampling convention {layer: kind or None}).
+
+    Raises:
+        SurgeryError: an upsampling layer grouped otherwise than 1 or K_old.
+    """
     init: dict[str, list] = {}
     kinds: dict[str, str | None] = {}
     for t in targets:
@@ -153,41 +190,26 @@ def set_num_classes(net: Any, num_classes: int, *, weights: Any = None,
             if kinds[t] == "bilinear_interp" or (kinds[t] and not node.param.convolution_param
                                                  .HasField("weight_filler")):
                 init[t] = [kinds[t]]
-    step = (f"set_num_classes: {k_old} -> {k} classes in {', '.join(targets)}"
-            + (" (keeping the first classes)" if keep else ""))
-    if blobs is None:
-        build(param, input_shapes, what=what)
-        report = SurgeryReport(steps=[step])
-        out = None
-    else:
-        tr = transplant(src, blobs, param, reinit=targets, init=init, input_shapes=input_shapes,
-                        seed=seed, step=step)
-        report, out = tr.report, tr.blobs
+    return init, kinds
+
+
+def _keep_first_classes(out, old, node, k: int, k_old: int, report) -> None:
+    """Copy the first min(K, K_old) classes' weights (and biases) of ``old`` into the
+    layer's new arrays in ``out`` (fcn's ``expand_score``); a learned upsampling keeps its
+    old class block."""
+    t = node.name
     m = min(k, k_old)
-    for t in targets:
-        node = built.net.layer(t)
-        if out is None:
-            report.record(t, "structure", f"num_output {k_old} -> {k}")
-            continue
-        old = blobs.get(t)
-        if node.type == "Deconvolution" and kinds.get(t):
-            report.layers[t].notes.append(f"refilled {kinds[t]} for {k} classes")
-            continue
-        if not keep or not old:
-            continue
-        new = [np.array(a, copy=True) for a in out[t]]
-        w_old = np.asarray(old[0], dtype=np.float32)
-        if node.type == "Deconvolution":  # learned upsampling: keep the old block
-            if new[0].shape[1] == 1:
-                new[0][:m] = w_old.reshape(k_old, *new[0].shape[1:])[:m]
-            else:
-                new[0][:m, :m] = w_old.reshape(k_old, k_old, *new[0].shape[2:])[:m, :m]
-        else:
+    new = [np.array(a, copy=True) for a in out[t]]
+    w_old = np.asarray(old[0], dtype=np.float32)
+    if node.type == "Deconvolution":  # learned upsampling: keep the old block
+        if new[0].shape[1] == 1:
             new[0][:m] = w_old.reshape(k_old, *new[0].shape[1:])[:m]
-        if len(new) > 1 and len(old) > 1:
-            new[1][:m] = np.asarray(old[1], dtype=np.float32).reshape(-1)[:m]
-        out[t] = new
-        report.dropped = [d for d in report.dropped if d.layer != t]
-        report.record_kept_classes(t, t, m, k_old, k)
-    report.reorder(param)
-    return SurgeryResult(param, out, report)
+        else:
+            new[0][:m, :m] = w_old.reshape(k_old, k_old, *new[0].shape[2:])[:m, :m]
+    else:
+        new[0][:m] = w_old.reshape(k_old, *new[0].shape[1:])[:m]
+    if len(new) > 1 and len(old) > 1:
+        new[1][:m] = np.asarray(old[1], dtype=np.float32).reshape(-1)[:m]
+    out[t] = new
+    report.dropped = [d for d in report.dropped if d.layer != t]
+    report.record_kept_classes(t, t, m, k_old, k)

@@ -127,95 +127,26 @@ def convolutionalize(net: Any, weights: Any = None, *, layers: Iterable[str] | N
     blobs = as_blobs(weights)
     report = SurgeryReport(steps=[])
     built = build(param, input_shapes, shapes=False, what="convolutionalize")
-    ip_names = [n.name for n in built.net.layers if n.type == "InnerProduct"]
-    if layers is None:
-        targets = ip_names
-    else:
-        targets = list(layers)
-        bad = [n for n in targets if n not in ip_names]
-        if bad:
-            raise SurgeryError(f"convolutionalize: not InnerProduct layers of the net: {', '.join(bad)} "
-                               f"(InnerProducts: {', '.join(ip_names) or 'none'})")
+    targets = _targets(built, layers)
     renamed: dict[str, str] = {}
     out_blobs: Blobs | None = dict(blobs) if blobs is not None else None
     summary = []
 
     for name in targets:
-        try:
-            built = build(param, input_shapes, what="convolutionalize")
-        except SurgeryError as e:
-            raise SurgeryError(
-                f"convolutionalize: the input size of InnerProduct '{name}' cannot be inferred, "
-                f"so its kernel size is unknown: {_why_no_shapes(param, input_shapes, e)}. Use a "
-                "net that declares its input shape (an Input layer with a shape, as in a deploy "
-                "prototxt), or give its shape: input_shapes={blob: (N, C, H, W)}, or on the "
-                "command line fcnkit surgery --input-shape N,C,H,W") from None
+        built = _analysed(param, input_shapes, name)
         node = built.net.layer(name)
-        where = node.impl.where()
         ip = caffe_pb2.LayerParameter()
         ip.CopyFrom(node.param)  # node.param is param's own message, replaced below
-        bottom_id = node.bottoms[0]
-        shape = built.shapes[bottom_id]
-        axis = ip.inner_product_param.axis
-        axis = axis + len(shape) if axis < 0 else axis
-        if axis != 1:
-            raise SurgeryError(
-                f"convolutionalize: {where} flattens its {len(shape)}-D bottom "
-                f"{fmt_shape(shape)} from axis {ip.inner_product_param.axis}, not from the channel "
-                "axis 1; such a layer is not a fully-connected classifier layer and has no "
-                "equivalent Convolution. Leave it out (layers=...) or change the net")
-        bottom_name = built.net.blob_name[bottom_id]
-        producer = built.net.producer.get(bottom_id)
-        bypass = None
-        if len(shape) == 2 and producer is not None and producer.type == "Flatten":
-            fp = producer.param.flatten_param
-            src_shape = built.shapes[producer.bottoms[0]]
-            end = fp.end_axis + len(src_shape) if fp.end_axis < 0 else fp.end_axis
-            only_user = len(built.net.consumers.get(bottom_id, [])) == 1
-            if fp.axis in (1, 1 - len(src_shape)) and end == len(src_shape) - 1 and only_user \
-                    and len(src_shape) == 4:
-                bypass = producer
-                shape = src_shape
-                bottom_name = built.net.blob_name[producer.bottoms[0]]
-        if len(shape) != 4:
-            made = f" (made by {producer.type} layer '{producer.name}')" if producer else ""
-            raise SurgeryError(
-                f"convolutionalize: {where} reads blob '{bottom_name}' of shape {fmt_shape(shape)}"
-                f"{made}; a Convolution needs an (N, C, H, W) bottom. Convert the layer that "
-                "flattens the spatial axes first, or leave this layer out")
-        _, c, h, w = shape
-        new_name = name + suffix
-        old_top = ip.top[0]
-        new_top = old_top + suffix
-        idx = layer_indices(param, name)
-        for i in idx:
-            lp = _conv_from_ip(param.layer[i], (h, w), new_name, new_top if suffix else old_top,
-                               bottom_name)
-            param.layer[i].CopyFrom(lp)
-        if suffix and new_top != old_top:
-            rename_blob(param, old_top, new_top, idx[0] + 1)
+        shape, bottom_name, bypass = _convolution_input(built, node, ip)
+        new_name = _replace_by_convolution(param, name, suffix, ip, shape, bottom_name)
         if bypass is not None:
             remove_layers(param, [bypass.name])
             report.record(bypass.name, "structure", "Flatten removed (the Convolution reads the "
                           f"(N, C, H, W) blob '{bottom_name}' directly)")
             report.dropped.append(report.layers.pop(bypass.name))
         renamed[name] = new_name
-        n = ip.inner_product_param.num_output
-        kernel = f"{h}x{w}"
-        summary.append(f"{name} -> {new_name} ({kernel})")
-        note = ("InnerProduct -> Convolution" + (f" '{new_name}'" if suffix else "")
-                + f", kernel {kernel} over bottom '{bottom_name}' "
-                f"{fmt_shape(shape)}, num_output {n}")
-        if out_blobs is not None and name in out_blobs:
-            arrays = _weight_as_conv(out_blobs.pop(name), ip.inner_product_param.transpose, n,
-                                     (c, h, w), where)
-            out_blobs[new_name] = arrays
-            note += (f"; weight coerced {n}x{c * h * w} -> {fmt_shape(arrays[0].shape)}"
-                     + (" (transposed: transpose: true)" if ip.inner_product_param.transpose else ""))
-            report.record(new_name, "coerced", note, source=name,
-                          shapes=[a.shape for a in arrays])
-        else:
-            report.record(new_name, "structure", note, source=name)
+        summary.append(f"{name} -> {new_name} ({shape[2]}x{shape[3]})")
+        _record_converted(report, out_blobs, name, new_name, ip, shape, bottom_name, node.impl.where())
 
     report.steps.append("convolutionalize: " + (", ".join(summary) if summary
                                                  else "no InnerProduct layer to convert"))
@@ -227,3 +158,115 @@ def convolutionalize(net: Any, weights: Any = None, *, layers: Iterable[str] | N
         out_blobs = prune_blobs(param, out_blobs, report)
     report.reorder(param)
     return SurgeryResult(param, out_blobs, report, renamed)
+
+
+def _targets(built, layers: Iterable[str] | None) -> list[str]:
+    """The InnerProduct layers to convert: all, or the named ones.
+
+    Raises:
+        SurgeryError: a named layer is not an InnerProduct of the net.
+    """
+    ip_names = [n.name for n in built.net.layers if n.type == "InnerProduct"]
+    if layers is None:
+        return ip_names
+    targets = list(layers)
+    bad = [n for n in targets if n not in ip_names]
+    if bad:
+        raise SurgeryError(f"convolutionalize: not InnerProduct layers of the net: {', '.join(bad)} "
+                           f"(InnerProducts: {', '.join(ip_names) or 'none'})")
+    return targets
+
+
+def _analysed(param, input_shapes, name: str):
+    """The net analysed with shapes (the earlier conversions applied).
+
+    Raises:
+        SurgeryError: the shapes cannot be inferred (so the kernel size is unknown).
+    """
+    try:
+        return build(param, input_shapes, what="convolutionalize")
+    except SurgeryError as e:
+        raise SurgeryError(
+            f"convolutionalize: the input size of InnerProduct '{name}' cannot be inferred, "
+            f"so its kernel size is unknown: {_why_no_shapes(param, input_shapes, e)}. Use a "
+            "net that declares its input shape (an Input layer with a shape, as in a deploy "
+            "prototxt), or give its shape: input_shapes={blob: (N, C, H, W)}, or on the "
+            "command line fcnkit surgery --input-shape N,C,H,W") from None
+
+
+def _convolution_input(built, node, ip) -> tuple[tuple[int, ...], str, Any]:
+    """(N, C, H, W) shape and name of the blob the Convolution reads, and the Flatten layer
+    to bypass (None): a 2-D bottom made by a Flatten(axis 1) of an (N, C, H, W) blob that
+    only this layer reads is read before the Flatten.
+
+    Raises:
+        SurgeryError: the layer flattens from an axis other than 1, or its bottom is not
+            (N, C, H, W).
+    """
+    where = node.impl.where()
+    bottom_id = node.bottoms[0]
+    shape = built.shapes[bottom_id]
+    axis = ip.inner_product_param.axis
+    axis = axis + len(shape) if axis < 0 else axis
+    if axis != 1:
+        raise SurgeryError(
+            f"convolutionalize: {where} flattens its {len(shape)}-D bottom "
+            f"{fmt_shape(shape)} from axis {ip.inner_product_param.axis}, not from the channel "
+            "axis 1; such a layer is not a fully-connected classifier layer and has no "
+            "equivalent Convolution. Leave it out (layers=...) or change the net")
+    bottom_name = built.net.blob_name[bottom_id]
+    producer = built.net.producer.get(bottom_id)
+    bypass = None
+    if len(shape) == 2 and producer is not None and producer.type == "Flatten":
+        fp = producer.param.flatten_param
+        src_shape = built.shapes[producer.bottoms[0]]
+        end = fp.end_axis + len(src_shape) if fp.end_axis < 0 else fp.end_axis
+        only_user = len(built.net.consumers.get(bottom_id, [])) == 1
+        if fp.axis in (1, 1 - len(src_shape)) and end == len(src_shape) - 1 and only_user \
+                and len(src_shape) == 4:
+            bypass = producer
+            shape = src_shape
+            bottom_name = built.net.blob_name[producer.bottoms[0]]
+    if len(shape) != 4:
+        made = f" (made by {producer.type} layer '{producer.name}')" if producer else ""
+        raise SurgeryError(
+            f"convolutionalize: {where} reads blob '{bottom_name}' of shape {fmt_shape(shape)}"
+            f"{made}; a Convolution needs an (N, C, H, W) bottom. Convert the layer that "
+            "flattens the spatial axes first, or leave this layer out")
+    return shape, bottom_name, bypass
+
+
+def _replace_by_convolution(param, name: str, suffix: str, ip, shape, bottom_name: str) -> str:
+    """Replace every occurrence of InnerProduct ``name`` (all phases) by its Convolution
+    (kernel H x W of ``shape``); with ``suffix``, rename the layer and its top; return the
+    new layer name."""
+    new_name = name + suffix
+    old_top = ip.top[0]
+    new_top = old_top + suffix
+    idx = layer_indices(param, name)
+    for i in idx:
+        lp = _conv_from_ip(param.layer[i], tuple(shape[2:]), new_name,
+                           new_top if suffix else old_top, bottom_name)
+        param.layer[i].CopyFrom(lp)
+    if suffix and new_top != old_top:
+        rename_blob(param, old_top, new_top, idx[0] + 1)
+    return new_name
+
+
+def _record_converted(report, out_blobs, name: str, new_name: str, ip, shape, bottom_name: str,
+                      where: str) -> None:
+    """Report the conversion; reshape the layer's weights in ``out_blobs`` (when given)."""
+    _, c, h, w = shape
+    n = ip.inner_product_param.num_output
+    note = ("InnerProduct -> Convolution" + (f" '{new_name}'" if new_name != name else "")
+            + f", kernel {h}x{w} over bottom '{bottom_name}' "
+            f"{fmt_shape(shape)}, num_output {n}")
+    if out_blobs is not None and name in out_blobs:
+        arrays = _weight_as_conv(out_blobs.pop(name), ip.inner_product_param.transpose, n,
+                                 (c, h, w), where)
+        out_blobs[new_name] = arrays
+        note += (f"; weight coerced {n}x{c * h * w} -> {fmt_shape(arrays[0].shape)}"
+                 + (" (transposed: transpose: true)" if ip.inner_product_param.transpose else ""))
+        report.record(new_name, "coerced", note, source=name, shapes=[a.shape for a in arrays])
+    else:
+        report.record(new_name, "structure", note, source=name)

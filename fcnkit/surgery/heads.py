@@ -30,6 +30,7 @@ has no filler for it, so the prototxt carries none and the weights live in the c
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Mapping, Sequence
 
@@ -37,7 +38,7 @@ import networkx as nx
 import numpy as np
 
 from fcnkit.errors import OffsetError, SurgeryError
-from fcnkit.surgery._net import (Built, Shape, as_blobs, as_filler, as_param, build,
+from fcnkit.surgery._net import (AnalysedNet, Shape, as_blobs, as_filler, as_param, build,
                                  classifier_layer, conv_layer, crop_layer, eltwise_sum, filler,
                                  first_input_blob, remove_layers, set_pad)
 from fcnkit.surgery.report import SurgeryReport, SurgeryResult
@@ -55,7 +56,7 @@ def upsampling_kernels(f: int) -> list[int]:
     return [first] if first == 2 * f - 1 else [first, 2 * f - 1]
 
 
-def _factor(built: Built, blob: str, what: str) -> Fraction:
+def _factor(built: AnalysedNet, blob: str, what: str) -> Fraction:
     fac = built.factor(blob)
     if fac is None:
         raise SurgeryError(f"{what}: blob '{blob}' has no scale factor relative to the input "
@@ -67,7 +68,7 @@ def _factor(built: Built, blob: str, what: str) -> Fraction:
     return fac[0]
 
 
-def _stride(built: Built, src: str, dst: str, what: str) -> int:
+def _stride(built: AnalysedNet, src: str, dst: str, what: str) -> int:
     ratio = _factor(built, dst, what) / _factor(built, src, what)
     if ratio.denominator != 1 or ratio < 2:
         raise SurgeryError(f"{what}: blob '{dst}' is at {ratio} times the resolution of '{src}'; "
@@ -76,7 +77,7 @@ def _stride(built: Built, src: str, dst: str, what: str) -> int:
     return int(ratio)
 
 
-def _resolve_blob(built: Built, name: str) -> str | None:
+def _resolve_blob(built: AnalysedNet, name: str) -> str | None:
     """A layer name -> its first top's Caffe name; a blob name -> itself; else None."""
     net = built.net
     if net.has_layer(name):
@@ -86,7 +87,7 @@ def _resolve_blob(built: Built, name: str) -> str | None:
     return None
 
 
-def _pool_listing(built: Built) -> str:
+def _pool_listing(built: AnalysedNet) -> str:
     rows = []
     for node in built.net.layers:
         if node.type != "Pooling":
@@ -147,202 +148,308 @@ def add_fcn_head(net: Any, num_classes: int, kind: str = "fcn32s", pad: int | No
             negative or fractional for every candidate kernel; the declared input too small.
     """
     what = f"add_fcn_head({kind})"
+    k, per_class = _checked_options(kind, num_classes, group, what)
+    blobs = as_blobs(weights)
+    src = as_param(net)
+    h = _Head(as_param(src), input_shapes, what, k, per_class, dict(names or {}))
+    h.built = build(h.param, input_shapes, what=what)
+    pool_names, skip_blobs = _skip_layers(h, kind, pools)
+    cls = _classifier(h, classifier, skip_blobs, reference)
+    score_fr = _remove_classifier(h, cls, blobs)
+    fc_name = _pad_first_conv(h, first_conv, pad)
+    _add_score_fr(h, score_fr, cls.feature, score_filler)
+    cur = score_fr
+    stages = [*skip_blobs, cls.reference]
+    for si, target in enumerate(stages):
+        cur = _add_stage(h, cur, target, si, len(stages), pool_names, kernel, cls.reference)
+    _check_fits(h)
+    h.report.steps.append(
+        f"add_fcn_head: {kind}, {k} classes on '{cls.feature}' (replacing '{cls.name}')"
+        + (f", {fc_name} pad {pad}" if pad is not None else "") + "; " + "; ".join(h.summary))
+    out_blobs = _head_weights(h, src, blobs, cls, score_fr, keep_classes, seed)
+    _record_new_layers(h, src)
+    h.report.reorder(h.param)
+    return SurgeryResult(h.param, out_blobs, h.report)
+
+
+@dataclass
+class _Head:
+    """The state of one :func:`add_fcn_head` run, shared by its steps."""
+
+    param: Any                      # the NetParameter being built (a copy of the input)
+    input_shapes: Any
+    what: str                       # message prefix: add_fcn_head(kind)
+    k: int                          # number of classes
+    per_class: bool                 # group = classes (Caffe bilinear) or 1 (FCN interp)
+    names: dict[str, str]           # overrides of the new layers' names
+    built: Any = None               # the input net, analysed
+    report: SurgeryReport = field(default_factory=SurgeryReport)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    init: dict[str, list] = field(default_factory=dict)   # transplant fillers by layer
+    summary: list[str] = field(default_factory=list)      # one entry per stage
+
+
+@dataclass(frozen=True)
+class _Classifier:
+    """The scoring layer the head replaces, and what the head needs from it."""
+
+    name: str
+    feature: str                    # the blob it scores
+    classes: int                    # its num_output
+    kernel: tuple[int, int]
+    downstream: frozenset[str]      # the layers after it (removed)
+    reference: str                  # the blob the final scores are cropped to
+
+
+def _checked_options(kind: str, num_classes: int, group, what: str) -> tuple[int, bool]:
+    """(K, per_class) from the options.
+
+    Raises:
+        SurgeryError: unknown kind, K < 1, or a group other than "classes" / 1.
+    """
     if kind not in KINDS:
         raise SurgeryError(f"add_fcn_head: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     if int(num_classes) < 1:
         raise SurgeryError(f"{what}: num_classes must be >= 1, got {num_classes}")
-    k = int(num_classes)
     if group not in ("classes", 1, "1"):
         raise SurgeryError(f"{what}: group must be 'classes' (group = num_classes, Caffe's "
                            f"bilinear filler) or 1 (FCN's full deconvolution), got {group!r}")
-    per_class = group == "classes"
-    names = dict(names or {})
-    blobs = as_blobs(weights)
-    src = as_param(net)
-    param = as_param(src)
-    built = build(param, input_shapes, what=what)
-    report = SurgeryReport()
-    notes: dict[str, list[str]] = {}
+    return int(num_classes), group == "classes"
 
-    # ---- skip layers
+
+def _skip_layers(h: _Head, kind: str, pools) -> tuple[list[str], list[str]]:
+    """(skip layer names, their blobs), coarse to fine, as many as the kind needs.
+
+    Raises:
+        SurgeryError: too few given, or one the net does not have (the message lists the
+            net's pooling layers and their strides).
+    """
     n_skips = KINDS[kind]
     pool_names = list(pools) if pools is not None else list(DEFAULT_POOLS[:n_skips])
     if len(pool_names) < n_skips:
-        raise SurgeryError(f"{what}: needs {n_skips} skip layer(s), got {len(pool_names)} "
+        raise SurgeryError(f"{h.what}: needs {n_skips} skip layer(s), got {len(pool_names)} "
                            f"({', '.join(pool_names) or 'none'})")
     if n_skips == 0 and pools:
-        report.notes.append(f"fcn32s has no skip branches; pools {', '.join(pools)} ignored")
+        h.report.notes.append(f"fcn32s has no skip branches; pools {', '.join(pools)} ignored")
     pool_names = pool_names[:n_skips]
-    missing = [p for p in pool_names if _resolve_blob(built, p) is None]
+    missing = [p for p in pool_names if _resolve_blob(h.built, p) is None]
     if missing:
         raise SurgeryError(
-            f"{what}: the net has no layer or blob named {', '.join(repr(m) for m in missing)} "
-            f"for the skip branch(es). Pooling layers of the net: {_pool_listing(built)}. "
+            f"{h.what}: the net has no layer or blob named {', '.join(repr(m) for m in missing)} "
+            f"for the skip branch(es). Pooling layers of the net: {_pool_listing(h.built)}. "
             "Name the skip layers, coarse to fine, with pools=[...] (CLI: --pools a,b)")
-    skip_blobs = [_resolve_blob(built, p) for p in pool_names]
+    return pool_names, [_resolve_blob(h.built, p) for p in pool_names]
 
-    # ---- the classifier layer to replace
-    cls_name = classifier or classifier_layer(built, what)
-    if not built.net.has_layer(cls_name):
+
+def _classifier(h: _Head, classifier: str | None, skip_blobs, reference: str | None) -> _Classifier:
+    """The classifier layer to replace (named, or found) and the reference blob.
+
+    Raises:
+        SurgeryError: no such layer, still an InnerProduct, not a Convolution, a skip blob
+            after it, or no such reference blob.
+    """
+    what, net = h.what, h.built.net
+    cls_name = classifier or classifier_layer(h.built, what)
+    if not net.has_layer(cls_name):
         raise SurgeryError(f"{what}: the net has no layer named '{cls_name}'")
-    cls_node = built.net.layer(cls_name)
+    cls_node = net.layer(cls_name)
     if cls_node.type == "InnerProduct":
         raise SurgeryError(f"{what}: the classifier layer '{cls_name}' is still an InnerProduct; "
                            "convolutionalize the net first")
     if cls_node.type != "Convolution":
         raise SurgeryError(f"{what}: the classifier layer '{cls_name}' is a {cls_node.type}, not a "
                            "Convolution; name the scoring layer with classifier=...")
-    feature = built.net.blob_name[cls_node.bottoms[0]]
-    old_classes = cls_node.impl.num_output
-    cls_kernel = tuple(cls_node.impl.kernel)
-    downstream = {n[1] for n in nx.descendants(built.net.graph, ("layer", cls_name))
-                  if n[0] == "layer"}
+    downstream = {n[1] for n in nx.descendants(net.graph, ("layer", cls_name)) if n[0] == "layer"}
     for p in skip_blobs:
-        if any(built.net.producer.get(built.net.blob(p)) is not None and
-               built.net.producer[built.net.blob(p)].name == d for d in downstream | {cls_name}):
+        if any(net.producer.get(net.blob(p)) is not None and
+               net.producer[net.blob(p)].name == d for d in downstream | {cls_name}):
             raise SurgeryError(f"{what}: skip blob '{p}' comes after the classifier layer '{cls_name}'")
-    ref_blob = reference or first_input_blob(built)
-    if _resolve_blob(built, ref_blob) is None:
+    ref_blob = reference or first_input_blob(h.built)
+    if _resolve_blob(h.built, ref_blob) is None:
         raise SurgeryError(f"{what}: the reference blob '{ref_blob}' does not exist")
+    return _Classifier(cls_name, net.blob_name[cls_node.bottoms[0]], cls_node.impl.num_output,
+                       tuple(cls_node.impl.kernel), frozenset(downstream), ref_blob)
 
-    removed = remove_layers(param, [cls_name, *sorted(downstream)])
-    score_fr = names.get("score_fr", "score_fr")
+
+def _remove_classifier(h: _Head, cls: _Classifier, blobs) -> str:
+    """Remove the classifier and the layers after it; return the new score layer's name."""
+    removed = remove_layers(h.param, [cls.name, *sorted(cls.downstream)])
+    score_fr = h.names.get("score_fr", "score_fr")
     for r in removed:
-        if r == cls_name and blobs is None:
-            report.drop(r, f"layer '{r}' replaced by '{score_fr}'")
-        elif r != cls_name and (blobs is None or r not in blobs):
-            report.drop(r, f"layer '{r}' removed: it came after the classifier layer '{cls_name}'")
+        if r == cls.name and blobs is None:
+            h.report.drop(r, f"layer '{r}' replaced by '{score_fr}'")
+        elif r != cls.name and (blobs is None or r not in blobs):
+            h.report.drop(r, f"layer '{r}' removed: it came after the classifier layer '{cls.name}'")
+    return score_fr
 
-    # ---- pad the first convolution
-    conv_nodes = [n for n in built.net.layers if n.type == "Convolution"]
+
+def _pad_first_conv(h: _Head, first_conv: str | None, pad: int | None) -> str | None:
+    """Set ``pad`` on the first Convolution (or the named one); return its name.
+
+    Raises:
+        SurgeryError: no such Convolution.
+    """
+    net = h.built.net
+    conv_nodes = [n for n in net.layers if n.type == "Convolution"]
     fc_name = first_conv or (conv_nodes[0].name if conv_nodes else None)
     if pad is not None:
-        if fc_name is None or not built.net.has_layer(fc_name) or \
-                built.net.layer(fc_name).type != "Convolution":
-            raise SurgeryError(f"{what}: no Convolution layer named '{fc_name}' to pad")
-        old = tuple(built.net.layer(fc_name).impl.pad)
-        for lp in param.layer:
+        if fc_name is None or not net.has_layer(fc_name) or net.layer(fc_name).type != "Convolution":
+            raise SurgeryError(f"{h.what}: no Convolution layer named '{fc_name}' to pad")
+        old = tuple(net.layer(fc_name).impl.pad)
+        for lp in h.param.layer:
             if lp.name == fc_name:
                 set_pad(lp.convolution_param, pad)
-        notes.setdefault(fc_name, []).append(f"pad {old[0] if old[0] == old[1] else old} -> {pad}")
+        h.notes.setdefault(fc_name, []).append(f"pad {old[0] if old[0] == old[1] else old} -> {pad}")
+    return fc_name
 
-    # ---- the head, stage by stage
+
+def _add_score_fr(h: _Head, score_fr: str, feature: str, score_filler) -> None:
+    """The 1x1 score layer on the classifier's features (no filler: Caffe's zero)."""
     sf = as_filler(score_filler)
-    param.layer.append(conv_layer(score_fr, feature, score_fr, k, (1, 1), weight_filler=sf,
-                                  bias_filler=filler("constant") if sf is not None else None))
-    init: dict[str, list] = {}
-    stages = [*skip_blobs, ref_blob]
-    cur = score_fr
-    summary = []
-    for si, target in enumerate(stages):
-        final = si == len(stages) - 1
-        stage_built = build(param, input_shapes, shapes=False, what=what)
-        f = _stride(stage_built, cur, target, what)
-        if final:
-            default_up = "upscore" if n_skips == 0 else f"upscore{f}"
-        else:
-            default_up = f"upscore{f}" if si == 0 else f"upscore_{pool_names[si - 1]}"
-        taken = {lp.name for lp in param.layer}
-        if default_up in taken:  # e.g. a x2 skip and a final x2: FCN's names would clash
-            default_up = next(n for n in ("upscore", *(f"upscore_{i}" for i in range(1, 99)))
-                              if n not in taken)
-        up = names.get(default_up, default_up)
-        pool = None if final else pool_names[si]
-        score_pool = None if final else names.get(f"score_{pool}", f"score_{pool}")
-        if isinstance(kernel, Mapping):
-            candidates = [int(kernel[up])] if up in kernel else upsampling_kernels(f)
-        elif kernel is not None and final:
-            candidates = [int(kernel)]
-        else:
-            candidates = upsampling_kernels(f)
-        errors = []
-        chosen = None
-        for K in candidates:
-            trial = as_param(param)
-            trial.layer.append(_deconv(up, cur, k, K, f, per_class))
-            if not final:
-                trial.layer.append(conv_layer(score_pool, target, score_pool, k, (1, 1),
-                                              weight_filler=filler("constant"),
-                                              bias_filler=filler("constant")))
-            tb = build(trial, input_shapes, shapes=False, what=what)
-            cropped, refb = (score_pool, up) if not final else (up, ref_blob)
-            try:
-                from fcnkit.analysis import crop_offset
+    h.param.layer.append(conv_layer(score_fr, feature, score_fr, h.k, (1, 1), weight_filler=sf,
+                                    bias_filler=filler("constant") if sf is not None else None))
 
-                offset = crop_offset(tb.net, cropped, refb)
-            except OffsetError as e:
-                errors.append(f"kernel {K}: {e}")
-                continue
-            chosen = (K, offset, trial)
-            break
-        if chosen is None:
-            pair = (f"the upsampled '{up}' with the reference '{ref_blob}'" if final else
-                    f"the skip scores '{score_pool}' with the upsampled '{up}'")
-            raise SurgeryError(f"{what}: no crop aligns {pair} (stride {f}, kernels tried "
-                               f"{candidates}): " + "; ".join(errors))
-        K, (oy, ox), param = chosen
-        crop_name = "score" if final else f"{score_pool}c"
-        crop_name = names.get(crop_name, crop_name)
-        offs = [oy] if oy == ox else [oy, ox]
-        if final:
-            param.layer.append(crop_layer(crop_name, up, ref_blob, crop_name, offs))
-        else:
-            param.layer.append(crop_layer(crop_name, score_pool, up, crop_name, offs))
-            fuse = names.get(f"fuse_{pool}", f"fuse_{pool}")
-            param.layer.append(eltwise_sum(fuse, [up, crop_name], fuse))
-            cur = fuse
-        report.crop_offsets[crop_name] = (oy, ox)
-        convention = ("bilinear (Caffe filler: same kernel in every slice, group = classes)"
-                      if per_class else "bilinear_interp (FCN surgery.interp: kernel on the diagonal)")
-        report.upsampling[up] = {"stride": f, "kernel": K, "group": k if per_class else 1,
-                                 "convention": "bilinear" if per_class else "bilinear_interp"}
-        if not per_class:
-            init[up] = ["bilinear_interp"]
-        notes.setdefault(up, []).append(
-            f"upsampling x{f}, kernel {K} (candidates {upsampling_kernels(f)}), {convention}, lr_mult 0")
-        notes.setdefault(crop_name, []).append(
-            f"crop offset ({oy}, {ox}) computed: '{up if final else score_pool}' to "
-            f"'{ref_blob if final else up}'")
-        if score_pool:
-            notes.setdefault(score_pool, []).append(f"skip scores on '{target}', zero-initialised")
-        summary.append(f"{up} x{f} k{K}, {crop_name} offset {oy if oy == ox else (oy, ox)}")
 
-    # ---- check that everything fits at the declared input size
+def _upsampling_name(h: _Head, f: int, si: int, final: bool, n_skips: int, pool_names) -> str:
+    """FCN's name for the stage's upsampling layer (``upscore``, ``upscore2``,
+    ``upscore_pool4``), made unique, after ``names`` overrides."""
+    if final:
+        default_up = "upscore" if n_skips == 0 else f"upscore{f}"
+    else:
+        default_up = f"upscore{f}" if si == 0 else f"upscore_{pool_names[si - 1]}"
+    taken = {lp.name for lp in h.param.layer}
+    if default_up in taken:  # e.g. a x2 skip and a final x2: FCN's names would clash
+        default_up = next(n for n in ("upscore", *(f"upscore_{i}" for i in range(1, 99)))
+                          if n not in taken)
+    return h.names.get(default_up, default_up)
+
+
+def _kernel_candidates(kernel, up: str, f: int, final: bool) -> list[int]:
+    if isinstance(kernel, Mapping):
+        return [int(kernel[up])] if up in kernel else upsampling_kernels(f)
+    if kernel is not None and final:
+        return [int(kernel)]
+    return upsampling_kernels(f)
+
+
+def _aligned_kernel(h: _Head, cur: str, target: str, up: str, score_pool: str | None, f: int,
+                    candidates: list[int], ref_blob: str, final: bool):
+    """(kernel, (oy, ox), NetParameter with the stage's upsampling and skip score): the
+    first candidate kernel whose crop offset is pixel-exact.
+
+    Raises:
+        SurgeryError: no candidate aligns the pair (each one's reason is listed).
+    """
+    from fcnkit.analysis import crop_offset
+
+    errors = []
+    for K in candidates:
+        trial = as_param(h.param)
+        trial.layer.append(_deconv(up, cur, h.k, K, f, h.per_class))
+        if not final:
+            trial.layer.append(conv_layer(score_pool, target, score_pool, h.k, (1, 1),
+                                          weight_filler=filler("constant"),
+                                          bias_filler=filler("constant")))
+        tb = build(trial, h.input_shapes, shapes=False, what=h.what)
+        cropped, refb = (score_pool, up) if not final else (up, ref_blob)
+        try:
+            return K, crop_offset(tb.net, cropped, refb), trial
+        except OffsetError as e:
+            errors.append(f"kernel {K}: {e}")
+    pair = (f"the upsampled '{up}' with the reference '{ref_blob}'" if final else
+            f"the skip scores '{score_pool}' with the upsampled '{up}'")
+    raise SurgeryError(f"{h.what}: no crop aligns {pair} (stride {f}, kernels tried "
+                       f"{candidates}): " + "; ".join(errors))
+
+
+def _add_stage(h: _Head, cur: str, target: str, si: int, n_stages: int, pool_names, kernel,
+               ref_blob: str) -> str:
+    """One upsampling stage: upsample ``cur`` to ``target``'s resolution, crop, and (skip
+    stages) add the skip's scores; returns the stage's output blob."""
+    final = si == n_stages - 1
+    stage_built = build(h.param, h.input_shapes, shapes=False, what=h.what)
+    f = _stride(stage_built, cur, target, h.what)
+    up = _upsampling_name(h, f, si, final, n_stages - 1, pool_names)
+    pool = None if final else pool_names[si]
+    score_pool = None if final else h.names.get(f"score_{pool}", f"score_{pool}")
+    candidates = _kernel_candidates(kernel, up, f, final)
+    K, (oy, ox), h.param = _aligned_kernel(h, cur, target, up, score_pool, f, candidates, ref_blob, final)
+    crop_name = "score" if final else f"{score_pool}c"
+    crop_name = h.names.get(crop_name, crop_name)
+    offs = [oy] if oy == ox else [oy, ox]
+    if final:
+        h.param.layer.append(crop_layer(crop_name, up, ref_blob, crop_name, offs))
+    else:
+        h.param.layer.append(crop_layer(crop_name, score_pool, up, crop_name, offs))
+        fuse = h.names.get(f"fuse_{pool}", f"fuse_{pool}")
+        h.param.layer.append(eltwise_sum(fuse, [up, crop_name], fuse))
+        cur = fuse
+    _record_stage(h, up, f, K, crop_name, (oy, ox), score_pool, target, ref_blob, final)
+    return cur
+
+
+def _record_stage(h: _Head, up: str, f: int, K: int, crop_name: str, offset, score_pool,
+                  target: str, ref_blob: str, final: bool) -> None:
+    """The stage's report entries: crop offset, upsampling, per-layer notes, summary."""
+    oy, ox = offset
+    h.report.crop_offsets[crop_name] = (oy, ox)
+    convention = ("bilinear (Caffe filler: same kernel in every slice, group = classes)"
+                  if h.per_class else "bilinear_interp (FCN surgery.interp: kernel on the diagonal)")
+    h.report.upsampling[up] = {"stride": f, "kernel": K, "group": h.k if h.per_class else 1,
+                               "convention": "bilinear" if h.per_class else "bilinear_interp"}
+    if not h.per_class:
+        h.init[up] = ["bilinear_interp"]
+    h.notes.setdefault(up, []).append(
+        f"upsampling x{f}, kernel {K} (candidates {upsampling_kernels(f)}), {convention}, lr_mult 0")
+    h.notes.setdefault(crop_name, []).append(
+        f"crop offset ({oy}, {ox}) computed: '{up if final else score_pool}' to "
+        f"'{ref_blob if final else up}'")
+    if score_pool:
+        h.notes.setdefault(score_pool, []).append(f"skip scores on '{target}', zero-initialised")
+    h.summary.append(f"{up} x{f} k{K}, {crop_name} offset {oy if oy == ox else (oy, ox)}")
+
+
+def _check_fits(h: _Head) -> None:
+    """Raise SurgeryError when the head does not fit the declared input size."""
     try:
-        build(param, input_shapes, what=what)
+        build(h.param, h.input_shapes, what=h.what)
     except SurgeryError as e:
         raise SurgeryError(f"{e}. The head does not fit the declared input size: declare a larger "
                            "input, or keep a large pad on the first convolution (pad=100)") from None
-    report.steps.append(
-        f"add_fcn_head: {kind}, {k} classes on '{feature}' (replacing '{cls_name}')"
-        + (f", {fc_name} pad {pad}" if pad is not None else "") + "; " + "; ".join(summary))
 
-    out_blobs = None
-    if blobs is not None:
-        tr = transplant(src, blobs, param, init=init, input_shapes=input_shapes, seed=seed,
-                        step=what)  # errors start with the step; the head's own line replaces it
-        out_blobs = tr.blobs
-        report = _merge_step(report, tr.report)
-        for d in report.dropped:
-            if d.layer == cls_name:
-                d.notes = [f"layer '{cls_name}' replaced by '{score_fr}'"]
-        order = {lp.name: i for i, lp in enumerate(src.layer)}
-        report.dropped.sort(key=lambda d: order.get(d.layer.split("[")[0], len(order)))
+
+def _head_weights(h: _Head, src, blobs, cls: _Classifier, score_fr: str, keep_classes: bool,
+                  seed: int):
+    """The new net's weights (transplanted; ``keep_classes`` copies the classifier's first
+    classes into ``score_fr``), or None without weights."""
+    if blobs is None:
         if keep_classes:
-            _keep_classes(out_blobs, blobs, cls_name, score_fr, old_classes, cls_kernel, k,
-                          report, what)
-    else:
-        if keep_classes:
-            report.notes.append("keep_classes ignored: no weights given")
+            h.report.notes.append("keep_classes ignored: no weights given")
+        return None
+    tr = transplant(src, blobs, h.param, init=h.init, input_shapes=h.input_shapes, seed=seed,
+                    step=h.what)  # errors start with the step; the head's own line replaces it
+    out_blobs = tr.blobs
+    h.report = _merge_step(h.report, tr.report)
+    for d in h.report.dropped:
+        if d.layer == cls.name:
+            d.notes = [f"layer '{cls.name}' replaced by '{score_fr}'"]
+    order = {lp.name: i for i, lp in enumerate(src.layer)}
+    h.report.dropped.sort(key=lambda d: order.get(d.layer.split("[")[0], len(order)))
+    if keep_classes:
+        _keep_classes(out_blobs, blobs, cls.name, score_fr, cls.classes, cls.kernel, h.k,
+                      h.report, h.what)
+    return out_blobs
+
+
+def _record_new_layers(h: _Head, src) -> None:
+    """Report entries for the layers the head added, with the notes collected on the way."""
     src_names = {lp.name for lp in src.layer}
-    for lp in param.layer:
-        if lp.name not in src_names and lp.name not in report.layers:
-            report.record(lp.name, "structure", "added by the FCN head")
-    for layer, ns in notes.items():
-        entry = report.layers.get(layer) or report.record(layer, "structure")
+    for lp in h.param.layer:
+        if lp.name not in src_names and lp.name not in h.report.layers:
+            h.report.record(lp.name, "structure", "added by the FCN head")
+    for layer, ns in h.notes.items():
+        entry = h.report.layers.get(layer) or h.report.record(layer, "structure")
         entry.notes.extend(ns)
-    report.reorder(param)
-    return SurgeryResult(param, out_blobs, report)
 
 
 def _deconv(name: str, bottom: str, k: int, kernel: int, stride: int, per_class: bool):

@@ -22,6 +22,7 @@ that :func:`fcnkit.compile.load` can load the directory directly).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -116,7 +117,7 @@ def _reinit_names(param, reinit: Sequence[str], suffix: str) -> list[str]:
     if not reinit:
         return []
     net = build(param, shapes=False, what="fcn_surgery").net
-    with_weights = [n.name for n in net.layers if n.impl.blob_names()]
+    with_weights = [n.name for n in net.layers if n.impl.param_names()]
     out, bad = [], []
     for given in reinit:
         name = given
@@ -177,111 +178,154 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
     """
     if head not in HEADS:
         raise SurgeryError(f"unknown head {head!r}; use one of {', '.join(HEADS)}")
-    param = as_param(net)
-    blobs = as_blobs(weights)
-    if blobs is None and fill_missing:
-        blobs = {}
-    report = SurgeryReport()
-    shapes = None
-    if input_shape is not None and (und := _undeclared_input(param)) is not None:
-        blob, where = und
-        if len(input_shape) != 4:
-            raise SurgeryError(f"fcn_surgery: {where} declares no shape for its top '{blob}'; give "
-                               f"the whole input shape N,C,H,W (--input-shape 1,3,H,W), not "
-                               f"{list(input_shape)}")
-        shapes = {blob: tuple(int(d) for d in input_shape)}
-        report.steps.append(f"input shape {list(input_shape)} given for '{blob}' ({where}, which "
-                            "declares none), used by every step")
-        input_shape = None  # nothing to re-declare after the head
-    reinit = _reinit_names(param, reinit, suffix)
-    if blobs:
-        blobs = prune_blobs(param, blobs, report)
-        for name in reinit:
-            if blobs.pop(name, None) is not None:
-                report.drop(name, f"source weights of '{name}' not used: '{name}' is re-initialised "
-                            "(reinit)")
-        for lp in param.layer:
-            if lp.name in blobs:
-                report.record(lp.name, "transplanted", shapes=[a.shape for a in blobs[lp.name]])
-
-    step = convolutionalize(param, blobs, suffix=suffix, input_shapes=shapes)
-    report = _chain(report, step)
-    param, blobs, renamed = step.param, step.blobs, step.renamed
-    if blobs:
+    st = _Surgery(as_param(net), as_blobs(weights), SurgeryReport())
+    if st.blobs is None and fill_missing:
+        st.blobs = {}
+    input_shape = _undeclared_input_shape(st, input_shape)
+    _start_from_weights(st, _reinit_names(st.param, reinit, suffix))
+    renamed = st.apply(convolutionalize(st.param, st.blobs, suffix=suffix, input_shapes=st.shapes))
+    if st.blobs:
         # Every blob against its layer, before any step builds on it: Caffe refuses another
         # element count; the same count in another shape (legacy 4-D) is coerced.
-        step = transplant(param, blobs, param, input_shapes=shapes, fill_missing=False, step="")
-        report = _chain(report, step)
-        blobs = step.blobs
+        st.apply(transplant(st.param, st.blobs, st.param, input_shapes=st.shapes,
+                            fill_missing=False, step=""))
     if head != "none":
-        built = build(param, shapes=False, what="surgery")
-        from fcnkit.surgery._net import classifier_layer
-
-        cls = classifier_layer(built, f"add_fcn_head({head})")
-        k_old = built.net.layer(cls).impl.num_output
-        k = int(classes) if classes is not None else k_old
-        keep = (classes is None) if keep_classes is None else bool(keep_classes)
-        step = add_fcn_head(param, k, head, pad, weights=blobs, pools=pools, classifier=cls,
-                            group=group, kernel=kernel, keep_classes=keep and blobs is not None
-                            and cls in blobs, names=names, score_filler=score_filler,
-                            input_shapes=shapes, seed=seed)
-        report = _chain(report, step)
-        param, blobs = step.param, step.blobs
+        _add_head(st, head, classes, keep_classes, dict(pad=pad, pools=pools, group=group,
+                  kernel=kernel, names=names, score_filler=score_filler, seed=seed))
     elif classes is not None:
-        step = set_num_classes(param, classes, weights=blobs, keep=bool(keep_classes),
-                               input_shapes=shapes, seed=seed)
-        report = _chain(report, step)
-        param, blobs = step.param, step.blobs
-
+        st.apply(set_num_classes(st.param, classes, weights=st.blobs, keep=bool(keep_classes),
+                                 input_shapes=st.shapes, seed=seed))
     if bands is not None:
-        layer = input_conv(build(param, shapes, what="adapt_input_bands"), None).name
-        entry = report.layers.get(layer)
-        pretrained = blobs is not None and layer in blobs and entry is not None \
-            and entry.status != "initialised"
-        if not pretrained and blobs is not None:
-            # Filler values drawn for 3 bands are no pretrained filters: rather than adapt
-            # them, fill the layer for the new band count below.
-            blobs = {k: v for k, v in blobs.items() if k != layer}
-            if entry is not None:
-                entry.notes = [n for n in entry.notes if not n.startswith(INITIALISED_BY)]
-                entry.fillers = []
-        step = adapt_input_bands(param, blobs if pretrained else None, bands, band_map,
-                                 source_order=source_order, fill=band_fill, input_shapes=shapes)
-        report = _chain(report, step)
-        param, shapes = step.param, step.input_shapes or shapes
-        if pretrained:
-            blobs = step.blobs
-
+        _adapt_bands(st, bands, band_map, source_order, band_fill)
     if input_shape is not None:
-        # after the band adaptation, so that N,C,H,W may name the new band count
-        if len(input_shape) == 4 and bands is not None and int(input_shape[1]) != int(bands):
-            raise SurgeryError(f"fcn_surgery: the input shape {list(input_shape)} has "
-                               f"{input_shape[1]} channels but bands={bands}; give C = {bands} "
-                               "or the input size as H,W")
-        param = set_input_shape(param, input_shape)
-        report.steps.append(f"declared input shape set to {list(input_shape)}")
-        build(param, what="surgery (new input shape)")
+        _declare_input_shape(st, input_shape, bands)
+    if st.blobs is not None:
+        built = build(st.param, st.shapes, what="surgery")
+        if any(n.impl.param_names() and n.name not in st.blobs for n in built.net.layers):
+            st.apply(transplant(st.param, st.blobs, st.param, input_shapes=st.shapes, seed=seed + 1,
+                                step=""))
+    _finish_report(st.report, st.param, renamed)
+    return SurgeryResult(st.param, st.blobs, st.report, input_shapes=st.shapes)
 
-    if blobs is not None:
-        built = build(param, shapes, what="surgery")
-        missing = [n.name for n in built.net.layers if n.impl.blob_names() and n.name not in blobs]
-        if missing:
-            step = transplant(param, blobs, param, input_shapes=shapes, seed=seed + 1, step="")
-            report = _chain(report, step)
-            blobs = step.blobs
+
+@dataclass
+class _Surgery:
+    """The net, weights, report and input shapes as :func:`fcn_surgery`'s steps go."""
+
+    param: Any
+    blobs: Blobs | None
+    report: SurgeryReport
+    shapes: dict | None = None
+
+    def apply(self, step: SurgeryResult) -> dict:
+        """Take a step's net, weights and report; return its renamed layers."""
+        self.report = _chain(self.report, step)
+        self.param, self.blobs = step.param, step.blobs
+        return step.renamed
+
+
+def _undeclared_input_shape(st: _Surgery, input_shape):
+    """For a classifier whose input declares no shape (Data layers): ``input_shape`` is
+    the shape every step uses (``st.shapes``) and nothing is re-declared after the head
+    (None returned); otherwise ``input_shape`` is returned for the end.
+
+    Raises:
+        SurgeryError: it is not N,C,H,W.
+    """
+    if input_shape is None or (und := _undeclared_input(st.param)) is None:
+        return input_shape
+    blob, where = und
+    if len(input_shape) != 4:
+        raise SurgeryError(f"fcn_surgery: {where} declares no shape for its top '{blob}'; give "
+                           f"the whole input shape N,C,H,W (--input-shape 1,3,H,W), not "
+                           f"{list(input_shape)}")
+    st.shapes = {blob: tuple(int(d) for d in input_shape)}
+    st.report.steps.append(f"input shape {list(input_shape)} given for '{blob}' ({where}, which "
+                           "declares none), used by every step")
+    return None
+
+
+def _start_from_weights(st: _Surgery, reinit: Sequence[str]) -> None:
+    """Keep the weights of the net's layers, drop those of ``reinit`` layers; report both."""
+    if not st.blobs:
+        return
+    st.blobs = prune_blobs(st.param, st.blobs, st.report)
+    for name in reinit:
+        if st.blobs.pop(name, None) is not None:
+            st.report.drop(name, f"source weights of '{name}' not used: '{name}' is re-initialised "
+                           "(reinit)")
+    for lp in st.param.layer:
+        if lp.name in st.blobs:
+            st.report.record(lp.name, "transplanted", shapes=[a.shape for a in st.blobs[lp.name]])
+
+
+def _add_head(st: _Surgery, head: str, classes, keep_classes, options: dict) -> None:
+    """The FCN head on the classifier layer, for ``classes`` (default: the classifier's)."""
+    from fcnkit.surgery._net import classifier_layer
+
+    built = build(st.param, shapes=False, what="surgery")
+    cls = classifier_layer(built, f"add_fcn_head({head})")
+    k_old = built.net.layer(cls).impl.num_output
+    k = int(classes) if classes is not None else k_old
+    keep = (classes is None) if keep_classes is None else bool(keep_classes)
+    pad = options.pop("pad")
+    st.apply(add_fcn_head(st.param, k, head, pad, weights=st.blobs, classifier=cls,
+                          keep_classes=keep and st.blobs is not None and cls in st.blobs,
+                          input_shapes=st.shapes, **options))
+
+
+def _adapt_bands(st: _Surgery, bands: int, band_map, source_order: str, band_fill: str) -> None:
+    """Adapt the first convolution to ``bands`` bands: its pretrained filters combined, or
+    (no pretrained weights) filled by its filler for the new band count."""
+    layer = input_conv(build(st.param, st.shapes, what="adapt_input_bands"), None).name
+    entry = st.report.layers.get(layer)
+    pretrained = st.blobs is not None and layer in st.blobs and entry is not None \
+        and entry.status != "initialised"
+    if not pretrained and st.blobs is not None:
+        # Filler values drawn for 3 bands are no pretrained filters: rather than adapt
+        # them, fill the layer for the new band count below.
+        st.blobs = {k: v for k, v in st.blobs.items() if k != layer}
+        if entry is not None:
+            entry.notes = [n for n in entry.notes if not n.startswith(INITIALISED_BY)]
+            entry.fillers = []
+    step = adapt_input_bands(st.param, st.blobs if pretrained else None, bands, band_map,
+                             source_order=source_order, fill=band_fill, input_shapes=st.shapes)
+    st.report = _chain(st.report, step)
+    st.param, st.shapes = step.param, step.input_shapes or st.shapes
+    if pretrained:
+        st.blobs = step.blobs
+
+
+def _declare_input_shape(st: _Surgery, input_shape, bands) -> None:
+    """Declare the FCN's input shape; after the band adaptation, so that N,C,H,W may name
+    the new band count.
+
+    Raises:
+        SurgeryError: C differs from ``bands``; the net does not fit the shape.
+    """
+    if len(input_shape) == 4 and bands is not None and int(input_shape[1]) != int(bands):
+        raise SurgeryError(f"fcn_surgery: the input shape {list(input_shape)} has "
+                           f"{input_shape[1]} channels but bands={bands}; give C = {bands} "
+                           "or the input size as H,W")
+    st.param = set_input_shape(st.param, input_shape)
+    st.report.steps.append(f"declared input shape set to {list(input_shape)}")
+    build(st.param, what="surgery (new input shape)")
+
+
+def _finish_report(report: SurgeryReport, param, renamed: Mapping[str, str]) -> None:
+    """Every layer reported (``kept`` when no step touched it), in net order; dropped
+    layers named as in the classifier (fc8, not the fc8-conv it became before the head
+    replaced it)."""
     for lp in param.layer:
         if lp.name not in report.layers:
             report.record(lp.name, "kept")
     report.reorder(param)
-    # Dropped layers by the classifier's names, as the sources of the others (fc8, not the
-    # fc8-conv it became before the head replaced it).
     original = {new: old for old, new in renamed.items() if new != old}
     for d in report.dropped:
         base, sep, rest = d.layer.partition("[")
         if base in original:
             d.notes.append(f"'{original[base]}' became '{base}' in convolutionalize")
             d.layer = d.source = original[base] + sep + rest
-    return SurgeryResult(param, blobs, report, input_shapes=shapes)
 
 
 def torch_state(param: Any, blobs: Blobs,
@@ -296,9 +340,9 @@ def torch_state(param: Any, blobs: Blobs,
     built = build(param, input_shapes, what="write")
     out = {}
     for node in built.net.layers:
-        if not node.impl.blob_names() or node.name not in blobs:
+        if not node.impl.param_names() or node.name not in blobs:
             continue
-        arrays = node.impl.blobs_to_torch(list(blobs[node.name]), built.bottom_shapes(node.name))
+        arrays = node.impl.params_to_torch(list(blobs[node.name]), built.bottom_shapes(node.name))
         for k, v in arrays.items():
             out[f"{module_name(node.name)}.{k}"] = np.ascontiguousarray(v, dtype=np.float32)
     return out

@@ -127,17 +127,47 @@ def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable
     blobs = as_blobs(src_weights) or {}
     dst = as_param(dst_net)
     built = build(dst, input_shapes, what=step or "transplant")
-    prefix = f"{step}: " if step else ""
-    rng = np.random.default_rng(seed)
-    rename = dict(rename or {})
-    init = dict(init or {})
-    reinit = set(reinit)
-
-    src_layers: dict[str, caffe_pb2.LayerParameter] = {}
-    if src_param is not None:
-        for lp in src_param.layer:
-            src_layers.setdefault(lp.name, lp)
+    prefix, rng = (f"{step}: " if step else ""), np.random.default_rng(seed)
+    rename, init, reinit = dict(rename or {}), dict(init or {}), set(reinit)
+    # the first layer of each name (a name may repeat across phases)
+    src_layers = {lp.name: lp for lp in reversed(src_param.layer)} if src_param is not None else {}
     dst_names = {n.name for n in built.net.layers}
+    _check_names(dst_names, blobs, src_layers, rename, init, reinit, prefix)
+
+    def dst_name(src: str) -> str:
+        return rename.get(src, src + suffix)
+
+    source_of = {dst_name(s): s for s in blobs}
+    report = SurgeryReport(steps=[step] if step else [])
+    out: Blobs = {}
+    used_sources: set[str] = set()
+    for node in built.net.layers:
+        if not node.impl.param_names():
+            continue
+        name = node.name
+        shapes = built.param_shapes(name)
+        fillers = list(init.get(name) or node.impl.fillers())
+        fillers += [None] * (len(shapes) - len(fillers))
+        src = source_of.get(name)
+        if src is not None and name in reinit:
+            used_sources.add(src)
+            report.drop(src, f"source weights of '{src}' not used: '{name}' is re-initialised")
+            src = None
+        if src is None:
+            if fill_missing:
+                out[name] = _initialised(node, shapes, fillers, rng, report)
+            continue
+        used_sources.add(src)
+        transposed = src_param is not None and \
+            _is_transposed_ip(src_layers.get(src)) != _is_transposed_ip(node.param)
+        out[name] = _copied(node, src, list(blobs[src]), transposed, shapes, fillers, rng, report, prefix)
+    _report_unused(blobs, used_sources, dst_name, dst_names, report)
+    return SurgeryResult(dst, out, report)
+
+
+def _check_names(dst_names, blobs, src_layers, rename, init, reinit, prefix: str) -> None:
+    """Raise SurgeryError when ``reinit``/``init`` name layers the destination lacks, or
+    ``rename`` names source layers that do not exist."""
     for what, names in (("reinit", reinit), ("init", set(init))):
         unknown = sorted(n for n in names if n not in dst_names)
         if unknown:
@@ -147,80 +177,69 @@ def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable
     if unknown:
         raise SurgeryError(f"{prefix}rename names source layer(s) that do not exist: {', '.join(unknown)}")
 
-    def dst_name(src: str) -> str:
-        return rename.get(src, src + suffix)
 
-    source_of = {dst_name(s): s for s in blobs}
-    report = SurgeryReport(steps=[step] if step else [])
-    out: Blobs = {}
-    used_sources: set[str] = set()
+def _initialised(node, shapes, fillers, rng, report: SurgeryReport) -> list[np.ndarray]:
+    """A destination layer's blobs from its fillers (no source weights), reported."""
+    names = node.impl.param_names()
+    where = node.impl.where()
+    arrays = [initialise_blob(f, s, rng, where) for f, s in zip(fillers, shapes)]
+    report.record(node.name, "initialised", INITIALISED_BY + ", ".join(
+        f"{n}: {filler_name(f)}" for n, f in zip(names, fillers)),
+        shapes=shapes, fillers=[filler_name(f) for f in fillers])
+    return arrays
 
-    for node in built.net.layers:
-        names = node.impl.blob_names()
-        if not names:
+
+def _copied(node, src: str, arrays: list, transposed: bool, shapes, fillers, rng,
+            report: SurgeryReport, prefix: str) -> list[np.ndarray]:
+    """A destination layer's blobs from source layer ``src``'s ``arrays``: reshaped to the
+    destination shapes (equal element counts), an InnerProduct weight transposed when the
+    two layers' ``transpose`` differ, missing blobs filled, extra ones dropped; reported.
+
+    Raises:
+        SurgeryError: a blob's element count differs (both shapes named).
+    """
+    name, names, where = node.name, node.impl.param_names(), node.impl.where()
+    notes, coerced, filled = [], False, []
+    if transposed and arrays:
+        w = arrays[0]
+        if w.ndim >= 2 and w.size == int(np.prod(_strip_leading_ones(w.shape)[-2:])):
+            w2 = _strip_leading_ones(w.shape)[-2:]
+            arrays[0] = np.ascontiguousarray(w.reshape(w2).T)
+            notes.append(f"weight transposed from {fmt_shape(w2)} (InnerProduct transpose: true)")
+            coerced = True
+    result = []
+    for i, (bname, shape) in enumerate(zip(names, shapes)):
+        if i >= len(arrays):
+            result.append(initialise_blob(fillers[i], shape, rng, where))
+            filled.append(i)
+            notes.append(f"{bname} not in the source; initialised by {filler_name(fillers[i])}")
             continue
-        name = node.name
-        where = node.impl.where()
-        shapes = built.blob_shapes(name)
-        fillers = list(init.get(name) or node.impl.fillers())
-        fillers += [None] * (len(shapes) - len(fillers))
-        src = source_of.get(name)
-        if src is not None and name in reinit:
-            used_sources.add(src)
-            report.drop(src, f"source weights of '{src}' not used: '{name}' is re-initialised")
-            src = None
-        if src is None:
-            if not fill_missing:
-                continue
-            out[name] = [initialise_blob(f, s, rng, where) for f, s in zip(fillers, shapes)]
-            report.record(name, "initialised", INITIALISED_BY + ", ".join(
-                f"{n}: {filler_name(f)}" for n, f in zip(names, fillers)),
-                shapes=shapes, fillers=[filler_name(f) for f in fillers])
-            continue
+        a = arrays[i]
+        count = int(np.prod(shape)) if len(shape) else 1
+        if a.size != count:
+            raise SurgeryError(
+                f"{prefix}{where}: blob {i} ({bname}) of source layer '{src}' has shape "
+                f"{fmt_shape(a.shape)} ({a.size} values) but the destination needs "
+                f"{fmt_shape(shape)} ({count} values); the element counts differ, so it cannot "
+                f"be coerced. Re-initialise the layer from its filler (fcnkit surgery "
+                f"--reinit {name}; reinit=['{name}']) or rename it")
+        if _strip_leading_ones(a.shape) != _strip_leading_ones(shape):
+            coerced = True
+            notes.append(f"{bname} coerced from {fmt_shape(a.shape)} to {fmt_shape(shape)}")
+        result.append(np.asarray(a, dtype=np.float32).reshape(shape))
+    for j in range(len(shapes), len(arrays)):
+        report.drop(f"{src}[{j}]", f"blob {j} of source layer '{src}' "
+                    f"({fmt_shape(arrays[j].shape)}): the destination layer '{name}' has "
+                    f"only {len(shapes)} blob(s)")
+    lead = f"from '{src}'" if src != name else ""
+    report.record(name, "coerced" if coerced else "transplanted",
+                  "; ".join(x for x in [lead] + notes if x), source=src, shapes=shapes,
+                  fillers=[filler_name(fillers[i]) if i in filled else None for i in range(len(shapes))])
+    return result
 
-        used_sources.add(src)
-        arrays = list(blobs[src])
-        notes, coerced, filled = [], False, []
-        if (src_param is not None and arrays
-                and _is_transposed_ip(src_layers.get(src)) != _is_transposed_ip(node.param)):
-            w = arrays[0]
-            if w.ndim >= 2 and w.size == int(np.prod(_strip_leading_ones(w.shape)[-2:])):
-                w2 = _strip_leading_ones(w.shape)[-2:]
-                arrays[0] = np.ascontiguousarray(w.reshape(w2).T)
-                notes.append(f"weight transposed from {fmt_shape(w2)} (InnerProduct transpose: true)")
-                coerced = True
-        result = []
-        for i, (bname, shape) in enumerate(zip(names, shapes)):
-            if i >= len(arrays):
-                result.append(initialise_blob(fillers[i], shape, rng, where))
-                filled.append(i)
-                notes.append(f"{bname} not in the source; initialised by {filler_name(fillers[i])}")
-                continue
-            a = arrays[i]
-            count = int(np.prod(shape)) if len(shape) else 1
-            if a.size != count:
-                raise SurgeryError(
-                    f"{prefix}{where}: blob {i} ({bname}) of source layer '{src}' has shape "
-                    f"{fmt_shape(a.shape)} ({a.size} values) but the destination needs "
-                    f"{fmt_shape(shape)} ({count} values); the element counts differ, so it cannot "
-                    f"be coerced. Re-initialise the layer from its filler (fcnkit surgery "
-                    f"--reinit {name}; reinit=['{name}']) or rename it")
-            if _strip_leading_ones(a.shape) != _strip_leading_ones(shape):
-                coerced = True
-                notes.append(f"{bname} coerced from {fmt_shape(a.shape)} to {fmt_shape(shape)}")
-            result.append(np.asarray(a, dtype=np.float32).reshape(shape))
-        for j in range(len(shapes), len(arrays)):
-            report.drop(f"{src}[{j}]", f"blob {j} of source layer '{src}' "
-                        f"({fmt_shape(arrays[j].shape)}): the destination layer '{name}' has "
-                        f"only {len(shapes)} blob(s)")
-        out[name] = result
-        status = "coerced" if coerced else "transplanted"
-        lead = f"from '{src}'" if src != name else ""
-        report.record(name, status, "; ".join(x for x in [lead] + notes if x), source=src,
-                      shapes=shapes,
-                      fillers=[filler_name(fillers[i]) if i in filled else None
-                               for i in range(len(shapes))])
 
+def _report_unused(blobs, used_sources, dst_name, dst_names, report: SurgeryReport) -> None:
+    """A dropped entry for each source layer whose weights went nowhere, and why."""
     for src in blobs:
         if src in used_sources:
             continue
@@ -228,7 +247,6 @@ def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable
         why = ("the destination net has no layer of that name" if target not in dst_names
                else f"the destination layer '{target}' has no weights")
         report.drop(src, f"source layer '{src}' dropped: {why}")
-    return SurgeryResult(dst, out, report)
 
 
 def prune_blobs(param: caffe_pb2.NetParameter, blobs: Blobs, report: SurgeryReport) -> Blobs:

@@ -1,6 +1,6 @@
 """Numbers about the zoo's models, measured on the built nets (for the README table).
 
-Everything here comes from :func:`fcnkit.zoo.build` and :func:`fcnkit.analysis.analyze`
+Everything here comes from :func:`fcnkit.zoo.build` and :func:`fcnkit.analysis.analyse`
 on the deploy nets at their declared input (1, 8, 512, 512); nothing is typed in.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from fcnkit.analysis import analyze, crop_table
+from fcnkit.analysis import analyse, crop_table
 from fcnkit.graph import load_net
 from fcnkit.zoo import build, info, names
 
@@ -55,10 +55,10 @@ class ZooStats:
 
 def _learned(node) -> bool:
     """Whether a layer has a learnable blob with a positive lr_mult (default 1)."""
-    if not node.impl.blob_names() or not any(node.impl.learnable()):
+    if not node.impl.param_names() or not any(node.impl.learnable()):
         return False
     specs = list(node.param.param)
-    n = len(node.impl.blob_names())
+    n = len(node.impl.param_names())
     mults = [specs[i].lr_mult if i < len(specs) else 1.0 for i in range(n)]
     return any(m > 0 for m, l in zip(mults, node.impl.learnable()) if l)
 
@@ -70,7 +70,7 @@ def stats(name: str) -> ZooStats:
         InputError: unknown model.
     """
     net = load_net(build(name, phase="deploy"))
-    a = analyze(net)
+    a = analyse(net)
     out = net.blob("prob")
     upstream = net.ancestors(out) | {out}
     last = next(n for n in reversed(net.layers) if set(n.tops) & upstream and _learned(n))
@@ -79,7 +79,7 @@ def stats(name: str) -> ZooStats:
     rows = {r.layer: r for r in crop_table(net)}
     crops = tuple(CropInfo(n.name, tuple(int(o) for o in n.param.crop_param.offset),
                            rows[n.name].passes(strict=True))
-                  for n in net.layers if n.type == "Crop")
+                  for n in net.layers if n.impl.crops_to_reference)
     inf = info(name)
     rf = a.receptive_field[out]
     return ZooStats(name, inf["title"], tuple(a.shapes[net.inputs[0]]), a.shapes[out][1],

@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 import pytest
-from caffe_testdata import (data_file, data_files, data_id, key, ld, packed_floats, shape,
+from tests.caffe.caffe_testdata import (data_file, data_files, data_id, key, ld, packed_floats, shape,
                             string, unpacked_doubles, unpacked_floats, v2_layer, varint, vint)
 
 from fcnkit.caffe import (CaffeModel, array_to_blob, blob_to_array, caffe_pb2, read_caffemodel,
@@ -275,20 +275,70 @@ def test_truncated_caffemodel_names_offset_and_layer(tmp_path):
     assert "cut short" in message
 
 
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, i
+
+
+def _top_level_field_ends(data: bytes) -> list[tuple[int, int]]:
+    """(field number, end offset) of each top-level field of a serialised NetParameter,
+    read with the protobuf wire format (protobuf docs, "Encoding"), independently of
+    fcnkit's reader."""
+    i, out = 0, []
+    while i < len(data):
+        tag, i = _varint(data, i)
+        wire = tag & 7
+        if wire == 0:
+            _, i = _varint(data, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            assert wire == 2, f"unexpected wire type {wire}"
+            n, i = _varint(data, i)
+            i += n
+        out.append((tag >> 3, i))
+    return out
+
+
 def test_truncation_anywhere_gives_a_clean_error(tmp_path):
-    full = data_file(
-        "fsrcnn_espcn_wangxuewen99/fsrcnn_snapshot_iter_2546000.caffemodel").read_bytes()
+    """A file cut inside a field is an error; a file cut exactly after a top-level field is
+    a valid, shorter net, and then exactly the layers before the cut load (a reader that
+    silently dropped a truncated last layer would load a prefix at a cut inside it)."""
+    source = data_file("fsrcnn_espcn_wangxuewen99/fsrcnn_snapshot_iter_2546000.caffemodel")
+    full = source.read_bytes()
+    names = [layer.name for layer in read_caffemodel(source).net.layer]
+    ends = _top_level_field_ends(full)
+    layers_before = {end: sum(1 for num, e in ends if num in (2, 100) and e <= end)
+                     for _, end in ends}
+    assert sum(1 for num, _ in ends if num == 100) == len(names)  # a V2 file: one field per layer
     path = tmp_path / "cut.caffemodel"
-    for cut in list(range(1, 64)) + list(range(64, len(full), 211)):
+    cuts = sorted(set(range(1, 64)) | set(range(64, len(full), 211)) | set(layers_before))
+    loaded = 0
+    for cut in cuts:
         path.write_bytes(full[:cut])
         try:
-            read_caffemodel(path)
+            model = read_caffemodel(path)
         except (CaffeFormatError, WeightsError):
-            pass  # a cut exactly between layers is a valid, shorter net
+            assert cut not in layers_before, f"a cut between fields ({cut}) is a valid net"
+            continue
+        assert cut in layers_before, f"a cut inside a field ({cut} bytes) loaded"
+        assert [layer.name for layer in model.net.layer] == names[: layers_before[cut]]
+        loaded += 1
+    assert loaded == len(layers_before)
 
 
 def test_corrupted_bytes_never_escape_as_raw_exceptions(tmp_path):
-    full = bytearray(data_file("lenet_ahmdtaha/lenet_iter_10000.caffemodel").read_bytes())
+    source = data_file("lenet_ahmdtaha/lenet_iter_10000.caffemodel")
+    full = bytearray(source.read_bytes())
+    names = [layer.name for layer in read_caffemodel(source).net.layer]
     rng = random.Random(0)
     path = tmp_path / "bad.caffemodel"
     for _ in range(60):
@@ -297,9 +347,11 @@ def test_corrupted_bytes_never_escape_as_raw_exceptions(tmp_path):
             damaged[rng.randrange(0, 2000)] = rng.randrange(256)
         path.write_bytes(bytes(damaged))
         try:
-            read_caffemodel(path)
+            model = read_caffemodel(path)
         except FcnkitError:
-            pass
+            continue
+        got = [layer.name for layer in model.net.layer]
+        assert got == names[: len(got)], f"a damaged file loaded other layers: {got}"
 
 
 def test_html_page_saved_as_caffemodel(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from caffe_testdata import data_file, data_files, data_id
+from tests.caffe.caffe_testdata import data_file, data_files, data_id
 
 from fcnkit.caffe import (NetSource, caffe_pb2, format_prototxt, parse_prototxt, read_prototxt,
                           write_prototxt)

@@ -225,13 +225,13 @@ def load_zoo_untrained(name: str, tile: tuple[int, int]):
     values first (numpy draws FCN-8s's 134 M msra values in ~6 s, which fill_untrained then
     replaces in ~1.5 s); what is exported is the same net with weights of the same law."""
     from fcnkit import zoo
-    from fcnkit.analysis import analyze
+    from fcnkit.analysis import analyse
     from fcnkit.deploy.model import declared_input_shapes, deploy_shapes, fill_untrained, load_model
     from fcnkit.graph import load_net
 
     net = load_net(zoo.build(name))
-    shapes = analyze(net, deploy_shapes(declared_input_shapes(net), tile)).shapes
-    zeros = {n.name: [np.zeros(s, np.float32) for s in n.impl.blob_shapes([shapes[b] for b in n.bottoms])]
+    shapes = analyse(net, deploy_shapes(declared_input_shapes(net), tile)).shapes
+    zeros = {n.name: [np.zeros(s, np.float32) for s in n.impl.param_shapes([shapes[b] for b in n.bottoms])]
              for n in net.layers if n.type in ("Convolution", "InnerProduct")}
     src = load_model(name, tile=tile, weights=zeros)
     fill_untrained(src.compiled)

@@ -494,7 +494,7 @@ def test_filled_batchnorm_statistics_survive_the_caffe_blobs(tmp_path):
 def test_a_batchnorm_with_batch_statistics_is_not_fused(tmp_path):
     """use_global_stats: false normalises with the batch's statistics even in TEST: that is
     no affine map, so it is left as it is."""
-    from fcnkit.deploy.onnx import _bn_scale_pairs
+    from fcnkit.deploy.onnx import fused_pairs
 
     proto = tmp_path / "bn.prototxt"
     proto.write_text(BN_SCALE.replace('top: "data" }\nlayer { name: "sc"',
@@ -504,9 +504,9 @@ def test_a_batchnorm_with_batch_statistics_is_not_fused(tmp_path):
 
     batch_stats = load_model(proto).compiled
     assert batch_stats.module.bn.use_global_stats is False
-    assert _bn_scale_pairs(batch_stats, batch_stats.module.graph) == []
+    assert fused_pairs(batch_stats, batch_stats.module.graph) == []
     fused = _bn_scale_net(tmp_path).compiled
-    assert [(b.target, s.target) for b, s in _bn_scale_pairs(fused, fused.module.graph)] == [("bn", "sc")]
+    assert [(b.target, s.target) for b, s, _ in fused_pairs(fused, fused.module.graph)] == [("bn", "sc")]
 
 
 def test_extra_outputs_are_exported_and_compared(real_export):
@@ -559,16 +559,16 @@ def test_a_reference_that_does_not_vary_makes_parity_not_meaningful(tmp_path):
 
 
 def test_varies_detects_input_independent_references():
-    from fcnkit.deploy.onnx import _varies
+    from fcnkit.deploy.onnx import varies
 
     rng = np.random.default_rng(0)
-    assert _varies(rng.standard_normal((2, 3, 4, 4)))
-    assert not _varies(np.full((2, 3, 4, 4), 0.5))
-    assert not _varies(np.zeros((2, 3)))
+    assert varies(rng.standard_normal((2, 3, 4, 4)))
+    assert not varies(np.full((2, 3, 4, 4), 0.5))
+    assert not varies(np.zeros((2, 3)))
     # varies over the tile but is the same for every sample: it ignores the input
     same = np.broadcast_to(rng.standard_normal((1, 3, 4, 4)), (2, 3, 4, 4))
-    assert not _varies(same)
-    assert _varies(same[:1])  # one sample: only constancy can be told
+    assert not varies(same)
+    assert varies(same[:1])  # one sample: only constancy can be told
 
 
 def test_zoo_models_take_weights(tmp_path):

@@ -25,7 +25,7 @@ def run(layer: L.Layer, *bottoms, train: bool = False, blobs=None):
     shapes = [tuple(np.shape(b)) for b in bottoms]
     mod = layer.build_module(shapes)
     if blobs is not None:
-        arrays = layer.blobs_to_torch([np.asarray(b, dtype=np.float32) for b in blobs], shapes)
+        arrays = layer.params_to_torch([np.asarray(b, dtype=np.float32) for b in blobs], shapes)
         own = dict(mod.named_parameters(recurse=False)) | dict(mod.named_buffers(recurse=False))
         with torch.no_grad():
             for k, v in arrays.items():

@@ -17,7 +17,7 @@ def build(layer, x, blobs):
     import torch
 
     mod = layer.build_module([x.shape])
-    arrays = layer.blobs_to_torch([np.asarray(b, np.float32) for b in blobs], [x.shape])
+    arrays = layer.params_to_torch([np.asarray(b, np.float32) for b in blobs], [x.shape])
     with torch.no_grad():
         for k, v in arrays.items():
             getattr(mod, k).copy_(torch.from_numpy(v))
@@ -48,15 +48,15 @@ def test_global_stats_scale_factor(s):
 def test_blob_layout_round_trip():
     layer = bn()
     blobs = [np.array([2.0, 4.0], np.float32), np.array([6.0, 8.0], np.float32), np.array([2.0], np.float32)]
-    arrays = layer.blobs_to_torch(blobs, [(1, 2, 3, 3)])
+    arrays = layer.params_to_torch(blobs, [(1, 2, 3, 3)])
     np.testing.assert_allclose(arrays["running_mean"], [1, 2])
     np.testing.assert_allclose(arrays["running_var"], [3, 4])
-    back = layer.torch_to_blobs(arrays, [(1, 2, 3, 3)])
+    back = layer.torch_to_params(arrays, [(1, 2, 3, 3)])
     for a, b in zip(back, blobs):
         np.testing.assert_allclose(a, b)
     assert layer.learnable() == [False, False, False]
     assert layer.param_count([(1, 2, 3, 3)]) == 0
-    assert layer.blob_shapes([(1, 2, 3, 3)]) == [(2,), (2,), (1,)]
+    assert layer.param_shapes([(1, 2, 3, 3)]) == [(2,), (2,), (1,)]
 
 
 def test_train_mode_moving_average_two_steps():
@@ -71,7 +71,7 @@ def test_train_mode_moving_average_two_steps():
         y = forward(mod, x, train=True)
         want, state = ref.batch_norm(x, state, use_global_stats=False, maf=0.9, eps=1e-4)
         np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
-        got = layer.torch_to_blobs({k: getattr(mod, k).numpy() for k in layer.blob_names()}, [x.shape])
+        got = layer.torch_to_params({k: getattr(mod, k).numpy() for k in layer.param_names()}, [x.shape])
         for g, w in zip(got, state):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     # eval now uses the accumulated statistics

@@ -29,13 +29,13 @@ def test_fsrcnn_deconvolution_size():
     # FSRCNN: k9 s3 p4 gives 3*in - 2
     layer = conv("Deconvolution", "num_output: 1 kernel_size: 9 stride: 3 pad: 4")
     assert layer.output_shapes([(1, 56, 7, 7)]) == [(1, 1, 19, 19)]
-    assert layer.blob_shapes([(1, 56, 7, 7)]) == [(56, 1, 9, 9), (1,)]
+    assert layer.param_shapes([(1, 56, 7, 7)]) == [(56, 1, 9, 9), (1,)]
 
 
 def test_convolution_values_group_dilation():
     layer = conv("Convolution", "num_output: 4 kernel_size: 3 stride: 2 pad: 1 dilation: 2 group: 2")
     x = rand(2, 4, 7, 6)
-    shapes = layer.blob_shapes([x.shape])
+    shapes = layer.param_shapes([x.shape])
     assert shapes == [(4, 2, 3, 3), (4,)]
     w, b = rand(*shapes[0], seed=1), rand(*shapes[1], seed=2)
     want = ref.convolution(x, w, b, (2, 2), (1, 1), (2, 2), 2)
@@ -52,7 +52,7 @@ def test_convolution_values_group_dilation():
 def test_deconvolution_values_scatter_add(params, stride, pad, dil, group):
     layer = conv("Deconvolution", params)
     x = rand(2, 4, 5, 4)
-    shapes = layer.blob_shapes([x.shape])
+    shapes = layer.param_shapes([x.shape])
     blobs = [rand(*s, seed=i + 1) for i, s in enumerate(shapes)]
     w = blobs[0]
     b = blobs[1] if len(blobs) > 1 else None

@@ -25,7 +25,7 @@ def test_inner_product_values(params, axis, transpose):
     layer = ip(params)
     x = rand(2, 3, 4, 2)
     k = int(np.prod(x.shape[axis:]))
-    shapes = layer.blob_shapes([x.shape])
+    shapes = layer.param_shapes([x.shape])
     assert shapes[0] == ((k, 5) if transpose else (5, k))
     blobs = [rand(*s, seed=i + 1) for i, s in enumerate(shapes)]
     b = blobs[1] if len(blobs) > 1 else None
@@ -38,16 +38,16 @@ def test_legacy_4d_blobs_and_round_trip():
     layer = ip("num_output: 3")
     w, b = rand(3, 8, seed=1), rand(3, seed=2)
     legacy = [w.reshape(1, 1, 3, 8), b.reshape(1, 1, 1, 3)]
-    arrays = layer.blobs_to_torch(legacy, [(2, 2, 2, 2)])
+    arrays = layer.params_to_torch(legacy, [(2, 2, 2, 2)])
     np.testing.assert_array_equal(arrays["weight"], w)
     np.testing.assert_array_equal(arrays["bias"], b)
     with pytest.raises(WeightsError, match="'l'"):
-        layer.blobs_to_torch([rand(3, 7), b], [(2, 2, 2, 2)])
+        layer.params_to_torch([rand(3, 7), b], [(2, 2, 2, 2)])
 
     t = ip("num_output: 3 transpose: true")
-    arrays = t.blobs_to_torch([w.T.copy(), b], [(2, 8)])
+    arrays = t.params_to_torch([w.T.copy(), b], [(2, 8)])
     np.testing.assert_array_equal(arrays["weight"], w)  # torch layout (N, K)
-    back = t.torch_to_blobs(arrays, [(2, 8)])
+    back = t.torch_to_params(arrays, [(2, 8)])
     np.testing.assert_array_equal(back[0], w.T)
     assert t.param_count([(2, 8)]) == 27
 
@@ -73,6 +73,6 @@ def test_embed():
     x = np.array([[0, 4, 2], [1.7, 3, 0]], np.float32)  # 1.7 truncates to 1
     assert layer.output_shapes([x.shape]) == [(2, 3, 3)]
     w, b = rand(5, 3, seed=1), rand(3, seed=2)
-    assert layer.blob_shapes([x.shape]) == [(5, 3), (3,)]
+    assert layer.param_shapes([x.shape]) == [(5, 3), (3,)]
     want = w[x.astype(int)] + b
     np.testing.assert_allclose(run(layer, x, blobs=[w, b]), want, rtol=1e-6)

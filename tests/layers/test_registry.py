@@ -145,7 +145,7 @@ def test_fx_trace_matches_eager(text, shapes, kinds):
     for a, b in zip(eager, again):
         torch.testing.assert_close(a, b)
     named = dict(mod.named_parameters(recurse=False)) | dict(mod.named_buffers(recurse=False))
-    assert set(layer.blob_names()) <= set(named)
+    assert set(layer.param_names()) <= set(named)
 
 
 def test_batch_norm_train_mode_traces():

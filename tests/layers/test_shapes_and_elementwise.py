@@ -130,7 +130,7 @@ def test_eltwise():
 def test_scale_learned(params, shape, blob):
     layer = make(f'type: "Scale" bottom: "x" top: "y" scale_param {{ {params} }}')
     x = rand(*shape)
-    shapes = layer.blob_shapes([shape])
+    shapes = layer.param_shapes([shape])
     assert shapes[0] == blob
     blobs = [rand(*s, seed=i + 1) for i, s in enumerate(shapes)]
     a = layer.axis if layer.axis >= 0 else layer.axis + len(shape)
@@ -146,7 +146,7 @@ def test_scale_learned(params, shape, blob):
 def test_scale_and_bias_two_bottoms():
     x, s = rand(2, 3, 4, 5), rand(2, 3, seed=1)
     scale = make('type: "Scale" bottom: "x" bottom: "s" top: "y" scale_param { axis: 0 bias_term: true }')
-    assert scale.blob_names() == ["bias"] and scale.blob_shapes([x.shape, s.shape]) == [(2, 3)]
+    assert scale.param_names() == ["bias"] and scale.param_shapes([x.shape, s.shape]) == [(2, 3)]
     b = rand(2, 3, seed=2)
     np.testing.assert_allclose(run(scale, x, s, blobs=[b]), x * s[..., None, None] + b[..., None, None], rtol=1e-6)
     assert scale.coord_bottoms() == [0]
@@ -155,7 +155,7 @@ def test_scale_and_bias_two_bottoms():
     bias = make('type: "Bias" bottom: "x" bottom: "b" top: "y"')
     np.testing.assert_allclose(run(bias, x, rand(3, 4, seed=3)), x + rand(3, 4, seed=3)[..., None], rtol=1e-6)
     learned = make('type: "Bias" bottom: "x" top: "y" bias_param { num_axes: -1 }')
-    assert learned.blob_shapes([x.shape]) == [(3, 4, 5)] and learned.fillers() == [None]
+    assert learned.param_shapes([x.shape]) == [(3, 4, 5)] and learned.fillers() == [None]
 
 
 def _np_sigmoid(x):
@@ -199,16 +199,16 @@ def test_activations(text, fn):
 def test_prelu():
     x = rand(2, 3, 4, 5, low=-3, high=3)
     layer = make('type: "PReLU" bottom: "x" top: "y"')
-    assert layer.blob_shapes([x.shape]) == [(3,)]
+    assert layer.param_shapes([x.shape]) == [(3,)]
     f = layer.fillers()[0]
     assert (f.type, f.value) == ("constant", pytest.approx(0.25))
     a = rand(3, seed=1)
     np.testing.assert_allclose(run(layer, x, blobs=[a]), np.maximum(x, 0) + a.reshape(3, 1, 1) * np.minimum(x, 0),
                                rtol=1e-6)
     shared = make('type: "PReLU" bottom: "x" top: "y" prelu_param { channel_shared: true }')
-    assert shared.blob_shapes([x.shape]) == [()]  # Caffe's 0-axis blob
+    assert shared.param_shapes([x.shape]) == [()]  # Caffe's 0-axis blob
     np.testing.assert_allclose(run(shared, x, blobs=[np.float32(0.3)]), np.where(x > 0, x, 0.3 * x), rtol=1e-6)
-    assert shared.torch_to_blobs({"weight": np.array([0.3], np.float32)}, [x.shape])[0].shape == ()
+    assert shared.torch_to_params({"weight": np.array([0.3], np.float32)}, [x.shape])[0].shape == ()
 
 
 def test_dropout_train_scales_kept_units():

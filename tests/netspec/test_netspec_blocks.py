@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fcnkit.analysis import analyze
+from fcnkit.analysis import analyse
 from fcnkit.compile import compile_net
 from fcnkit.graph import load_net
 from fcnkit.netspec import L, NetSpec
@@ -25,7 +25,7 @@ def test_dense_block_channels_and_params(new_only):
     c, layers, k = 5, 3, 4
     n = _net(c)
     blocks.dense_block(n, n.data, "db", layers, k, new_only=new_only, dropout_ratio=0.2, train=True)
-    a = analyze(load_net(n.to_proto()))
+    a = analyse(load_net(n.to_proto()))
     out = a.net.blob("db")
     assert a.shapes[out] == (1, (0 if new_only else c) + layers * k, 12, 10)
     # layer j sees C + j k maps: Scale gamma+beta 2 (C + jk), 3x3 conv k (9 (C + jk) + 1)
@@ -57,7 +57,7 @@ def test_transition_down_then_up_restores_the_skip_size(h, w):
     down = blocks.transition_down(n, n.skip, "td", 6, dropout_ratio=0.2, train=False)
     blocks.transition_up(n, down, n.skip, "tu", 3)
     net = n.to_proto()
-    a = analyze(load_net(net))
+    a = analyse(load_net(net))
     ph, pw = -(-h // 2), -(-w // 2)                       # Caffe ceil pooling
     assert a.shapes[a.net.blob("td_pool")] == (1, 6, ph, pw)
     assert a.shapes[a.net.blob("tu_deconv")] == (1, 3, 2 * ph + 1, 2 * pw + 1)
@@ -71,7 +71,7 @@ def test_vgg_block_and_fcn_head_shapes():
     n = _net(8, 37, 37)
     p = blocks.vgg_block(n, n.data, 1, 2, 16, first_pad=100)
     net = n.to_proto()
-    a = analyze(load_net(net))
+    a = analyse(load_net(net))
     assert [lp.name for lp in net.layer][1:] == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1"]
     size = 37 + 200 - 2                                   # pad 100, 3x3 conv
     assert a.shapes[a.net.blob("pool1")] == (1, 16, -(-size // 2), -(-size // 2))

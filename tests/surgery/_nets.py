@@ -90,7 +90,7 @@ def random_blobs(param, seed: int = 0, bias_scale: float = 0.1) -> dict[str, lis
     b = build(param)
     out = {}
     for node in b.net.layers:
-        shapes = b.blob_shapes(node.name)
+        shapes = b.param_shapes(node.name)
         if not shapes:
             continue
         arrays = []

@@ -68,8 +68,8 @@ def test_fcn8s_score_and_upsampling_layers_are_all_resized():
     r = set_num_classes(param, 2)
     b = build(r.param)
     assert b.shape_of("score")[1] == 2
-    assert b.blob_shapes("upscore8") == [(2, 2, 16, 16)]  # FCN's full (group 1) deconvolution
-    assert b.blob_shapes("score_pool3") == [(2, 256, 1, 1), (2,)]
+    assert b.param_shapes("upscore8") == [(2, 2, 16, 16)]  # FCN's full (group 1) deconvolution
+    assert b.param_shapes("score_pool3") == [(2, 256, 1, 1), (2,)]
 
 
 def test_grouped_bilinear_upsampling_is_refilled():

@@ -188,10 +188,10 @@ def test_bvlc_caffenet_full_conv_structure():
         if a.type == "Convolution":
             for attr in ("num_output", "kernel", "stride", "pad", "group", "bias_term"):
                 assert getattr(a.impl, attr) == getattr(b.impl, attr), (a.name, attr)
-        assert ours.blob_shapes(a.name) == theirs.blob_shapes(b.name), a.name
-    assert ours.blob_shapes("fc6-conv") == [(4096, 256, 6, 6), (4096,)]
-    assert ours.blob_shapes("fc7-conv") == [(4096, 4096, 1, 1), (4096,)]
-    assert ours.blob_shapes("fc8-conv") == [(1000, 4096, 1, 1), (1000,)]
+        assert ours.param_shapes(a.name) == theirs.param_shapes(b.name), a.name
+    assert ours.param_shapes("fc6-conv") == [(4096, 256, 6, 6), (4096,)]
+    assert ours.param_shapes("fc7-conv") == [(4096, 4096, 1, 1), (4096,)]
+    assert ours.param_shapes("fc8-conv") == [(1000, 4096, 1, 1), (1000,)]
 
 
 def test_suffix_makes_caffe_style_loading_reinitialise(lenet):

@@ -45,7 +45,7 @@ def _compare_structure(ours, theirs, skip=(), rename_blobs=None):
                     assert getattr(a.impl, attr) == getattr(b.impl, attr), (a.name, attr)
         if a.type == "Crop":
             assert (a.impl.axis, a.impl.offset) == (b.impl.axis, b.impl.offset), a.name
-        assert ours.blob_shapes(a.name) == theirs.blob_shapes(b.name), a.name
+        assert ours.param_shapes(a.name) == theirs.param_shapes(b.name), a.name
         if a.type == "Deconvolution":
             assert [p.lr_mult for p in a.param.param] == [p.lr_mult for p in b.param.param] == [0]
 
@@ -89,7 +89,7 @@ def test_digits_fcn_alexnet_from_alexnet():
     assert set(a) == set(b)
     for name in a:
         assert a[name].type == b[name].type and list(a[name].param.top) == list(b[name].param.top)
-        assert ours.blob_shapes(name) == theirs.blob_shapes(name), name
+        assert ours.param_shapes(name) == theirs.param_shapes(name), name
         for attr in ("num_output", "kernel", "stride", "pad", "group", "offset"):
             if hasattr(b[name].impl, attr):
                 assert getattr(a[name].impl, attr) == getattr(b[name].impl, attr), (name, attr)
@@ -101,7 +101,7 @@ def test_digits_fcn_alexnet_from_alexnet():
 @pytest.fixture(scope="module")
 def vgg_conv():
     r = convolutionalize(vgg16_classifier())
-    assert build(r.param).blob_shapes("fc6") == [(4096, 512, 7, 7), (4096,)]
+    assert build(r.param).param_shapes("fc6") == [(4096, 512, 7, 7), (4096,)]
     return set_input_shape(r.param, (500, 500))
 
 

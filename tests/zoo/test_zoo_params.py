@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from fcnkit import zoo
-from fcnkit.analysis import analyze
+from fcnkit.analysis import analyse
 from fcnkit.graph import load_net
 
 #: (zoo model, bands, classes) -> bfortuner/pytorch_tiramisu's count
@@ -25,7 +25,7 @@ PAPER_MILLIONS = {"tiramisu56_8band": 1.5, "tiramisu67_8band": 3.5, "tiramisu103
 
 
 def _params(name, bands, classes, phase="deploy"):
-    return analyze(load_net(zoo.build(name, phase=phase, bands=bands, classes=classes))).total_params
+    return analyse(load_net(zoo.build(name, phase=phase, bands=bands, classes=classes))).total_params
 
 
 def test_tiramisu_parameter_counts_match_pytorch_tiramisu(capsys):

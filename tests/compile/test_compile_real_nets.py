@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fcnkit import caffe
-from fcnkit.analysis import analyze
+from fcnkit.analysis import analyse
 from fcnkit.compile import compile_net
 from fcnkit.errors import UnsupportedLayerError
 from fcnkit.graph import NetState, load_net
@@ -71,7 +71,7 @@ def test_python_layer_nets_are_refused_with_every_layer_listed():
 def test_fcn8s_deploy_shapes_equal_caffe():
     """voc-fcn8s deploy at 500x500: the blob shapes Caffe computes (pad 100, ceil pooling)."""
     net = load_net(DATA / "fcn_berkeleyvision/voc-fcn8s/deploy.prototxt")
-    a = analyze(net)
+    a = analyse(net)
     hw = {name: a.shapes[net.final[name]][2:] for name in net.final}
     assert [hw[f"pool{i}"][0] for i in range(1, 6)] == [349, 175, 88, 44, 22]
     assert hw["fc6"] == (16, 16)
@@ -82,8 +82,8 @@ def test_fcn8s_deploy_shapes_equal_caffe():
 
 
 def test_alexnet_v1_and_v2_give_the_same_shapes():
-    v1 = analyze(load_net(DATA / "bvlc_caffe/v1_layers_enum/models/bvlc_alexnet/deploy.prototxt"))
-    v2 = analyze(load_net(DATA / "bvlc_caffe/v2/models/bvlc_alexnet/deploy.prototxt"))
+    v1 = analyse(load_net(DATA / "bvlc_caffe/v1_layers_enum/models/bvlc_alexnet/deploy.prototxt"))
+    v2 = analyse(load_net(DATA / "bvlc_caffe/v2/models/bvlc_alexnet/deploy.prototxt"))
     s1 = {v1.net.blob_name[b]: s for b, s in v1.shapes.items()}
     s2 = {v2.net.blob_name[b]: s for b, s in v2.shapes.items()}
     assert s1["pool5"] == s2["pool5"] == (10, 256, 6, 6)

@@ -13,7 +13,8 @@ translation, so that the ONNX graph says exactly what Caffe computes:
   reach into the ceil overhang (Caffe counts real padding, not the overhang) is restored by a
   constant multiplier applied after the op.
 
-Imported lazily by :mod:`fcnkit.deploy.onnx`. No ``from __future__ import annotations``
+Imported lazily by the layers' ``export_module`` / ``export_fused`` (lrn.py, pooling.py,
+batch_norm.py) and by :func:`fcnkit.layers.export_translations`. No ``from __future__ import annotations``
 here: ``torch.library.custom_op`` and the onnxscript translation read the annotations as
 real types.
 """
@@ -130,13 +131,13 @@ class BatchNormScaleExport(torch.nn.Module):
     ``(x - mean) / sqrt(var + eps) * scale + bias``, which ONNX writes as one
     BatchNormalization node. Shares the two modules' tensors (no copy)."""
 
-    def __init__(self, bn, scale):
+    def __init__(self, bn, weight, bias):
         super().__init__()
         self.eps = float(bn.eps)
         self.register_buffer("running_mean", bn.running_mean, persistent=False)
         self.register_buffer("running_var", bn.running_var, persistent=False)
-        self.weight = scale.weight
-        self.bias = scale.bias
+        self.weight = weight
+        self.bias = bias
 
     def forward(self, x):
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,

@@ -1,0 +1,77 @@
+"""Inputs of ``fcnkit run`` / ``fcnkit verify``: ``.npy`` arrays matched to the net's input
+blobs, the net compiled for their shapes, and the per-layer reference of ``verify``.
+
+Nothing here unpickles: arrays are read by :mod:`fcnkit.npyio` (header checked first, numeric
+dtypes only, size within the memory limit).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from fcnkit.errors import InputError
+from fcnkit.npyio import is_npy, read_npy, read_npz
+
+
+def load_npy_inputs(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """{input blob name: float32 array} from ``--input`` specs: ``x.npy`` (the net's first
+    input, or ``data``) or ``name=x.npy`` once per input.
+
+    Raises:
+        InputError: several specs without names, a missing file, or a file that is not a
+            plain numeric .npy array; LimitError: larger than the memory limit.
+    """
+    arrays = {}
+    for spec in specs:
+        if "=" in spec and not Path(spec).exists():
+            name, _, path = spec.partition("=")
+        else:
+            if len(specs) > 1:
+                raise InputError("with several --input options each must be name=file.npy")
+            name, path = (input_names[0] if input_names else "data"), spec
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"input file {p} does not exist")
+        arrays[name] = np.ascontiguousarray(read_npy(p), dtype=np.float32)
+    return arrays
+
+
+def compile_for_inputs(net, weights: Any, inputs: dict[str, np.ndarray], deploy: bool):
+    """The net compiled for the shapes of ``inputs`` (one array per net input), with the
+    caffemodel ``weights`` (a path) or fillers.
+
+    Raises:
+        InputError: an array for a blob that is no input, or an input without an array.
+        (and what :func:`fcnkit.compile.compile_net` raises)
+    """
+    from fcnkit import caffe
+    from fcnkit.compile import compile_net
+
+    names = [net.blob_name[b] for b in net.inputs]
+    missing = [n for n in inputs if n not in names]
+    if missing:
+        raise InputError(f"--input names {missing}, but the net's inputs are {names}")
+    model = caffe.read_caffemodel(weights) if weights else None
+    shapes = {k: tuple(v.shape) for k, v in inputs.items()}
+    compiled = compile_net(net, model, shapes, deploy=deploy)
+    absent = [n for n in compiled.inputs if n not in inputs]
+    if absent:
+        raise InputError(f"the net has the inputs {compiled.inputs} but no array was given for "
+                         f"{absent}; give each as --input name=file.npy")
+    return compiled
+
+
+def read_reference(path: Path) -> dict[str, np.ndarray]:
+    """The per-layer reference of ``fcnkit verify``: an ``.npz`` keyed by layer name.
+
+    Raises:
+        InputError: unreadable, not a zip of numeric .npy arrays, or a single ``.npy`` array;
+        LimitError: the arrays exceed the memory limit.
+    """
+    if is_npy(path):
+        raise InputError(f"{path}: is one array (.npy), not an .npz of per-layer outputs "
+                         "keyed by layer name (np.savez(path, conv1=..., pool1=...))")
+    return read_npz(path)

@@ -1,0 +1,454 @@
+"""export_onnx: a compiled net to a checked ONNX file (see :mod:`fcnkit.deploy.onnx`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from fcnkit.deploy._common import canonical_dtype, parse_batch, parse_tile
+from fcnkit.deploy.onnx.exporter_log import conversion_reason, quiet_exporter, short_error
+from fcnkit.deploy.onnx.inspect import inspect_onnx, opset_of
+from fcnkit.deploy.onnx.metadata import onnx_metadata, write_metadata
+from fcnkit.deploy.onnx.parity import (FP16_TOLERANCE, FP32_TOLERANCE, ParityRow,
+                                       constant_reference_warning, random_inputs, run_parity)
+from fcnkit.deploy.onnx.rewrite import dynamic_hw_blockers, module_for_export, rename_values
+from fcnkit.errors import ExportError, InputError
+
+
+#: Opset written when none is asked for.
+DEFAULT_OPSET = 18
+
+
+#: Lowest opset fcnkit exports: Softmax before opset 13 flattens the trailing axes instead
+#: of normalising along one axis (CAFFE_FACTS.md), so Caffe's Softmax has no exact form.
+MIN_OPSET = 13
+
+
+#: Largest ONNX file written as one protobuf (the protobuf limit is 2 GiB).
+MAX_PROTO_BYTES = 2**31 - 1
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_onnx` wrote and measured.
+
+    Attributes:
+        path: the ONNX file.
+        opset: the file's ``ai.onnx`` opset (equal to the one requested).
+        dtype: ``fp32`` or ``fp16`` (the graph's input/output and weight precision).
+        inputs, outputs: {name: shape}, dynamic axes as strings (``"batch"``).
+        parity: one row per output (and per checked input size).
+        dynamic_batch, dynamic_hw: which axes are dynamic in the file.
+        notes: things the user should know (e.g. why H and W stayed static).
+        warnings: things that make the result doubtful (a parity run that was not
+            meaningful because the torch reference does not vary with the input).
+        metadata: the ``metadata_props`` written into the file.
+        node_types: ONNX op type -> count.
+        size_bytes: file size in bytes.
+        seconds: wall time of export + checks (s).
+    """
+
+    path: Path
+    opset: int
+    dtype: str
+    inputs: dict[str, list]
+    outputs: dict[str, list]
+    parity: list[ParityRow]
+    dynamic_batch: bool
+    dynamic_hw: bool
+    notes: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    node_types: dict[str, int] = field(default_factory=dict)
+    size_bytes: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def max_abs(self) -> float:
+        return max((r.max_abs for r in self.parity), default=0.0)
+
+    @property
+    def relative(self) -> float:
+        return max((r.relative for r in self.parity), default=0.0)
+
+    @property
+    def tolerance(self) -> float:
+        return min((r.tolerance for r in self.parity), default=math.nan)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.parity)
+
+    @property
+    def meaningful(self) -> bool:
+        """Whether parity was measured and every torch reference varied with the input."""
+        return bool(self.parity) and all(r.varies for r in self.parity)
+
+    def summary(self) -> str:
+        """One line: opset, precision, I/O shapes and the parity measured against torch."""
+        def io(d):
+            return ", ".join(f"{k}({','.join(map(str, v))})" for k, v in d.items())
+
+        text = f"opset {self.opset}, {self.dtype}, {io(self.inputs)} -> {io(self.outputs)}"
+        if self.parity:
+            text += (f"; ONNX Runtime vs torch: max abs {self.max_abs:.3g}, relative "
+                     f"{self.relative:.3g} (tolerance {self.tolerance:g})")
+            if not self.meaningful:
+                text += " NOT MEANINGFUL: the torch output does not vary with the input"
+        else:
+            text += "; parity not checked"
+        return text
+
+    def lines(self) -> list[str]:
+        """Per-output parity lines, then the notes."""
+        out = []
+        for r in self.parity:
+            at = f" at {r.size[0]}x{r.size[1]}" if r.size else ""
+            const = "" if r.varies else ", constant reference"
+            out.append(f"{r.output} ({','.join(map(str, r.shape))}){at}: max abs {r.max_abs:.3g}, relative {r.relative:.3g} "
+                       f"({'ok' if r.ok else 'FAIL'}, tolerance {r.tolerance:g}{const})")
+        return out + [f"note: {n}" for n in self.notes] + [f"warning: {w}" for w in self.warnings]
+
+
+def _check_opset(opset: int) -> int:
+    import onnx
+
+    try:
+        opset = int(opset)
+    except (TypeError, ValueError):
+        raise InputError(f"--opset must be an integer, got '{opset}'") from None
+    top = onnx.defs.onnx_opset_version()
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is not supported: Caffe's Softmax along one axis needs "
+                          f"opset >= {MIN_OPSET} (older Softmax flattens the trailing axes)")
+    if opset > top:
+        raise ExportError(f"opset {opset} is newer than the installed onnx package knows "
+                          f"(onnx {onnx.__version__} goes up to opset {top})")
+    return opset
+
+
+def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype: str = "fp32",
+                batch: int | str | None = "dynamic", dynamic_hw: bool = False,
+                tile: tuple[int, int] | str | None = None, check: bool = True,
+                tolerance: float | None = None, seed: int = 0, parity_batch: int = 2,
+                source: str | None = None, bands: Sequence[str] | None = None,
+                classes: Sequence[str] | None = None, metadata: Mapping[str, Any] | None = None,
+                extra_outputs: Sequence[str] = (), fuse: bool = True) -> ExportResult:
+    """Export a compiled net to an ONNX file, check it, and compare it with torch.
+
+    Args:
+        compiled: a :class:`fcnkit.compile.CompiledNet` (or a
+            :class:`fcnkit.deploy.model.ModelSource`, whose band/class names are used).
+        path: the ``.onnx`` file to write (atomically; nothing is written when a check fails).
+        opset: the ``ai.onnx`` opset of the file (>= 13; 17, 18 and 20 are tested). The
+            file's opset is asserted to equal it.
+        dtype: ``fp32`` or ``fp16`` (weights, activations, inputs and outputs in that type).
+        batch: ``"dynamic"``/None (a dynamic batch axis named ``batch``) or a fixed batch N.
+        dynamic_hw: make H and W dynamic when the net allows it; when it does not, they stay
+            static and :attr:`ExportResult.notes` says why (:func:`dynamic_hw_blockers`).
+        tile: (H, W) in pixels to export at (recompiles the net); default: the compiled size.
+        check: run the checker, shape inference and the ONNX Runtime parity run.
+        tolerance: relative parity tolerance; default 1e-4 (fp32) / :data:`FP16_TOLERANCE`.
+        seed: seed of the random parity input (standard normal).
+        parity_batch: batch size of the parity input when the batch axis is dynamic.
+        source, bands, classes, metadata: recorded in the file's ``metadata_props``.
+        extra_outputs: Caffe blob names to expose as additional graph outputs, after the
+            net's own (e.g. ``score``, the scores before the Softmax, to compare the graph
+            where probabilities saturate); each is parity-checked too.
+        fuse: fuse each BatchNorm followed by its in-place Scale into one
+            BatchNormalization node (same values; the parity run compares with the unfused
+            torch module).
+
+    Returns:
+        :class:`ExportResult` (``.summary()`` for one line). When a torch reference does
+        not vary with the random input, :attr:`ExportResult.warnings` says that parity was
+        not meaningful (and :attr:`ExportResult.meaningful` is False).
+
+    Raises:
+        ExportError: the exporter fails, the file's opset differs from the request, the
+            checker or shape inference rejects the graph, ONNX Runtime cannot run it, or an
+            output differs from torch beyond the tolerance.
+        InputError: bad option values, or an extra output the net does not compute.
+        ShapeError: the net cannot take the requested tile.
+        OutputError: the file cannot be written.
+    """
+    from fcnkit.deploy._common import write_public
+
+    t0 = time.perf_counter()
+    compiled, source, bands, classes = _unpack_source(compiled, source, bands, classes)
+    path = Path(path)
+    opts = _options(compiled, opset, dtype, batch, tile, tolerance, parity_batch)
+    compiled, shapes, want_hw, notes = _prepare(compiled, opts, dynamic_hw)
+    dynamic_batch = opts.fixed_batch is None
+    module, table, out_names = module_for_export(compiled, opts.half, extra_outputs, fuse)
+    model, got = _run_exporter(module, compiled, shapes, opts, table, out_names, dynamic_batch, want_hw, seed)
+    _name_values(model, compiled, out_names)
+    meta = onnx_metadata(compiled, source=source, bands=bands, classes=classes, tile=opts.tile,
+                         dtype=opts.dtype, opset=opts.opset, dynamic_batch=dynamic_batch,
+                         dynamic_hw=want_hw, extra=metadata, outputs=out_names)
+    write_metadata(model, meta)
+    data = _serialise(model)
+    # Read what the result reports off the proto now and drop it: the bytes are all that
+    # is needed from here on, and the proto is one more copy of every weight while the
+    # checker and ONNX Runtime make theirs.
+    info, node_types, out_types = _described(model)
+    del model
+    parity, warnings_ = [], []
+    if check:
+        parity, warnings_ = _check_and_compare(data, compiled, shapes, opts, out_types, dynamic_batch, want_hw, seed)
+    else:
+        notes.append("checks skipped (check=False): the file was not validated or compared with torch")
+
+    write_public(path, data)
+    return ExportResult(
+        path=path, opset=got, dtype=opts.dtype,
+        inputs={n: s for n, s, _ in info.inputs}, outputs={n: s for n, s, _ in info.outputs},
+        parity=parity, dynamic_batch=dynamic_batch, dynamic_hw=want_hw, notes=notes, metadata=meta,
+        node_types=node_types, size_bytes=len(data), seconds=time.perf_counter() - t0,
+        warnings=warnings_)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of one export."""
+
+    opset: int
+    dtype: str
+    half: bool
+    fixed_batch: int | None
+    tile: tuple[int, int] | None
+    tolerance: float
+    parity_batch: int
+
+
+def _unpack_source(compiled, source, bands, classes):
+    """(CompiledNet, source, bands, classes): a ModelSource's names where none are given."""
+    from fcnkit.deploy.model import ModelSource
+
+    if not isinstance(compiled, ModelSource):
+        return compiled, source, bands, classes
+    src = compiled
+    return (src.compiled, source or src.source, bands if bands is not None else src.bands,
+            classes if classes is not None else src.classes)
+
+
+def _options(compiled, opset, dtype, batch, tile, tolerance, parity_batch) -> _Options:
+    """Check the options and that the net can be exported at all.
+
+    Raises:
+        InputError, ExportError: see :func:`export_onnx`.
+    """
+    opset = _check_opset(opset)
+    dtype = canonical_dtype(dtype, allowed=("fp32", "fp16"))
+    half = dtype == "fp16"
+    fixed_batch = parse_batch(batch)
+    tile = parse_tile(tile)
+    if tolerance is None:
+        tolerance = FP16_TOLERANCE if half else FP32_TOLERANCE
+    if not tolerance > 0:
+        raise InputError(f"the parity tolerance must be positive, got {tolerance}")
+    if parity_batch < 1:
+        raise InputError(f"parity_batch must be >= 1, got {parity_batch}")
+    if compiled.module.training:
+        raise ExportError("the compiled net is in TRAIN mode (Dropout/BatchNorm behave as in "
+                          "training); compile it for TEST (the default phase) before exporting")
+    if not compiled.inputs:
+        raise ExportError("the net has no inputs to export")
+    if not compiled.outputs:
+        raise ExportError("the net has no outputs to export")
+    return _Options(opset, dtype, half, fixed_batch, tile, tolerance, parity_batch)
+
+
+def _prepare(compiled, opts: _Options, dynamic_hw: bool):
+    """The net recompiled at the export's tile and batch; its input shapes; whether H and W
+    will be dynamic (asked for, and nothing in the net prevents it); the notes so far."""
+    from fcnkit.deploy.model import deploy_shapes, reshape
+
+    compiled = reshape(compiled, deploy_shapes(compiled.input_shapes, opts.tile, opts.fixed_batch))
+    shapes = {k: tuple(v) for k, v in compiled.input_shapes.items()}
+    notes: list[str] = []
+    want_hw = bool(dynamic_hw)
+    if want_hw:
+        if not any(len(s) == 4 for s in shapes.values()):
+            raise InputError("--dynamic-hw needs an N,C,H,W image input")
+        blockers = dynamic_hw_blockers(compiled)
+        if blockers:
+            want_hw = False
+            first = next(s for s in shapes.values() if len(s) == 4)
+            notes.append(f"H and W stay static at {first[2]}x{first[3]}: " + "; ".join(blockers))
+    return compiled, shapes, want_hw, notes
+
+
+def _dynamic_shapes(compiled, shapes, dynamic_batch: bool, want_hw: bool):
+    """``dynamic_shapes`` for ``torch.onnx.export``: one entry per positional input of the
+    GraphModule (batch axis 0, H and W axes 2 and 3 of N, C, H, W inputs), or None."""
+    import torch
+
+    if not (dynamic_batch or want_hw):
+        return None
+    bdim = torch.export.Dim("batch") if dynamic_batch else None
+    hdim = torch.export.Dim("height") if want_hw else None
+    wdim = torch.export.Dim("width") if want_hw else None
+    dyn = []
+    for n in compiled.inputs:
+        spec = {}
+        if len(shapes[n]) >= 1 and bdim is not None:
+            spec[0] = bdim
+        if len(shapes[n]) == 4 and want_hw:
+            spec[2], spec[3] = hdim, wdim
+        dyn.append(spec or None)
+    return tuple(dyn)
+
+
+def _run_exporter(module, compiled, shapes, opts: _Options, table, out_names, dynamic_batch: bool,
+                  want_hw: bool, seed: int):
+    """(ModelProto, its opset): ``torch.onnx.export(dynamo=True)`` of ``module`` on a seeded
+    example input, its output silenced; the opset asserted to be the one asked for.
+
+    Raises:
+        ExportError: the exporter fails, or writes another opset.
+    """
+    import torch
+
+    example = random_inputs(shapes, seed)
+    args = tuple(torch.from_numpy(example[n]).to(torch.float16 if opts.half else torch.float32)
+                 for n in compiled.inputs)
+    dyn = _dynamic_shapes(compiled, shapes, dynamic_batch, want_hw)
+    with quiet_exporter() as log:
+        try:
+            program = torch.onnx.export(
+                module, args, dynamo=True, opset_version=opts.opset, input_names=list(compiled.inputs),
+                output_names=out_names, dynamic_shapes=dyn, external_data=False,
+                custom_translation_table=table or None, optimize=True, verbose=False)
+            model = program.model_proto
+            del program  # its IR model holds a second copy of the weights
+        except Exception as e:  # noqa: BLE001 - the exporter raises many exception types
+            hint = ""
+            if want_hw:
+                hint = (" (H and W were asked to be dynamic; the graph may fix them: try without "
+                        "--dynamic-hw)")
+            raise ExportError(f"torch.onnx.export failed{hint}: {short_error(e)}") from None
+    got = opset_of(model)
+    if got != opts.opset:
+        reason = conversion_reason(log.records)
+        raise ExportError(f"asked for opset {opts.opset} but the exporter produced opset {got}: the ONNX "
+                          f"version converter could not convert the graph"
+                          + (f" ({reason})" if reason else "")
+                          + f"; use an opset >= {max(18, MIN_OPSET)} or one it can convert to")
+    return model, got
+
+
+def _name_values(model, compiled, out_names: Sequence[str]) -> None:
+    """Name the graph's inputs and outputs after the Caffe blobs.
+
+    Raises:
+        ExportError: the graph has other inputs or outputs than the net.
+    """
+    in_names = [v.name for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}]
+    got_out = [v.name for v in model.graph.output]
+    if len(in_names) != len(compiled.inputs) or len(got_out) != len(out_names):
+        raise ExportError(f"the exported graph has inputs {in_names} and outputs {got_out}; "
+                          f"expected {compiled.inputs} -> {out_names}")
+    renames = {o: n for o, n in zip(in_names + got_out, list(compiled.inputs) + list(out_names))
+               if o != n}
+    rename_values(model, renames)
+
+
+def _described(model):
+    """(OnnxInfo, {op type: count}, {output name: ONNX element type}) of the model."""
+    return (inspect_onnx(model), dict(Counter(n.op_type for n in model.graph.node)),
+            {v.name: v.type.tensor_type.elem_type for v in model.graph.output})
+
+
+def _serialise(model) -> bytes:
+    """The model as bytes.
+
+    Raises:
+        ExportError: it is over the 2 GiB a protobuf can hold.
+    """
+    try:
+        data = model.SerializeToString()
+    except ValueError as e:  # protobuf refuses messages over 2 GiB
+        raise ExportError(f"the model is too large for one ONNX protobuf (2 GiB): {e}") from None
+    if len(data) > MAX_PROTO_BYTES:
+        raise ExportError(f"the model is {len(data) / 2**30:.2f} GiB, more than one ONNX protobuf "
+                          "can hold (2 GiB)")
+    return data
+
+
+def _check_and_compare(data: bytes, compiled, shapes, opts: _Options, out_types, dynamic_batch: bool,
+           want_hw: bool, seed: int) -> tuple[list[ParityRow], list[str]]:
+    """(parity rows, warnings): onnx.checker with full shape inference, the outputs' element
+    type, ONNX Runtime vs torch at the export size (and 32 pixels larger with dynamic H
+    and W).
+
+    Raises:
+        ExportError: a check fails (nothing has been written).
+    """
+    import onnx
+
+    from fcnkit.deploy.model import reshape
+
+    try:
+        # full_check also runs strict shape inference over the whole graph.
+        onnx.checker.check_model(data, full_check=True)
+    except Exception as e:  # noqa: BLE001 - onnx.checker.ValidationError, InferenceError
+        raise ExportError(f"onnx.checker (full check, with shape inference) rejects the exported "
+                          f"graph: {short_error(e)}") from None
+    for name, elem in out_types.items():
+        if elem != (10 if opts.half else 1):
+            raise ExportError(f"output '{name}' has ONNX element type {elem}, expected {opts.dtype}")
+    pb = opts.parity_batch if dynamic_batch else opts.fixed_batch
+    run_shapes = {k: ((pb,) + tuple(s[1:]) if len(s) >= 1 else s) for k, s in shapes.items()}
+    parity = run_parity(data, compiled, random_inputs(run_shapes, seed + 1), half=opts.half,
+                        tolerance=opts.tolerance)
+    if want_hw:
+        other = {k: (s[0], s[1], s[2] + 32, s[3] + 32) if len(s) == 4 else s
+                 for k, s in run_shapes.items()}
+        bigger = reshape(compiled, other)
+        try:
+            parity += run_parity(data, bigger, random_inputs(other, seed + 2), half=opts.half,
+                                 tolerance=opts.tolerance)
+        except ExportError as e:
+            raise ExportError(f"the graph does not allow dynamic H and W: {e}; export without "
+                              "--dynamic-hw") from None
+    flat = constant_reference_warning(parity)
+    bad = [r for r in parity if not r.ok]
+    if bad:
+        worst = max(bad, key=lambda r: r.relative)
+        raise ExportError(f"parity check failed: output '{worst.output}' differs from torch by "
+                          f"max abs {worst.max_abs:.3g}, relative {worst.relative:.3g} > tolerance "
+                          f"{worst.tolerance:g} (ONNX Runtime CPU, {opts.dtype}); no file was written")
+    return parity, [flat] if flat else []
+
+
+def export_model(model: str | Path, path: str | Path, *, weights: str | Path | None = None,
+                 tile: tuple[int, int] | str | None = None, batch: int | str | None = "dynamic",
+                 input_shapes: Mapping[str | None, Sequence[int]] | None = None,
+                 fill_untrained: bool = False, **kwargs) -> ExportResult:
+    """:func:`export_onnx` for a MODEL argument: a prototxt or zoo model name (with
+    ``weights``, a caffemodel), or a compiled model directory (see
+    :func:`fcnkit.deploy.model.load_model`); ``input_shapes`` overrides the declared input
+    shapes (``--input-shape``).
+
+    ``fill_untrained`` gives every all-zero weight tensor seeded He-normal values first
+    (:func:`fcnkit.deploy.model.fill_untrained`), so that an untrained net computes
+    something input-dependent and the parity run means something; the exported weights are
+    then random, for benchmarks only (a note says so)."""
+    from fcnkit.deploy.model import fill_untrained as fill
+    from fcnkit.deploy.model import load_model
+
+    tile = parse_tile(tile)
+    fixed = parse_batch(batch)
+    src = load_model(model, weights=weights, tile=tile, batch=fixed, input_shapes=input_shapes)
+    changed = fill(src.compiled) if fill_untrained else None
+    result = export_onnx(src, path, batch=batch, **kwargs)
+    if changed is not None:
+        result.notes.append(f"--fill-untrained: {len(changed)} untrained tensor(s) got seeded random values "
+                            "(He-normal weights, BatchNorm variance 1); the file's weights are NOT trained: "
+                            "use it for speed benchmarks only")
+    return result
