@@ -134,18 +134,21 @@ def _has_lines(path: Path) -> bool:
 
 
 class _Stream(torch.utils.data.IterableDataset):
-    """Endless batches from global index ``start``; worker w of W makes start+w, start+w+W..."""
+    """Endless batches start, start+step, ...; worker w of W makes every W-th of them
+    (the DataLoader takes them round-robin, so the order is kept)."""
 
-    def __init__(self, chips: Chips, batch: int, start: int, seed: int, augment: bool):
+    def __init__(self, chips: Chips, batch: int, start: int, step: int, seed: int, augment: bool):
         super().__init__()
-        self.chips, self.batch, self.start, self.seed, self.augment = chips, batch, start, seed, augment
+        self.chips, self.batch, self.seed, self.augment = chips, batch, seed, augment
+        self.start, self.step = start, step
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        k, step = (self.start, 1) if info is None else (self.start + info.id, info.num_workers)
+        w, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        k = self.start + w * self.step
         while True:
             yield make_batch(self.chips, self.batch, k, self.seed, self.augment)
-            k += step
+            k += self.step * workers
 
 
 def make_batch(chips: Chips, batch: int, index: int, seed: int, augment: bool) -> dict:
@@ -199,9 +202,9 @@ class ChipSource:
         c, s = len(self.chips.preprocess["bands"]), self.chips.chip
         return {"data": (self.batch, c, s, s), "label": (self.batch, 1, s, s)}
 
-    def batches(self, start: int):
+    def batches(self, start: int, step: int = 1):
         loader = torch.utils.data.DataLoader(
-            _Stream(self.chips, self.batch, start, self.seed, self.augment), batch_size=None,
+            _Stream(self.chips, self.batch, start, step, self.seed, self.augment), batch_size=None,
             num_workers=self.workers, pin_memory=torch.cuda.is_available(),
             prefetch_factor=4 if self.workers else None)
         return iter(loader)

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Protocol
 
@@ -34,12 +34,13 @@ from fcnkit.train.solver import CaffeSolver
 
 
 class BatchSource(Protocol):
-    """Where batches come from: ``batches(start)`` yields {top name: tensor} for global
-    batch indices start, start + 1, ...; ``shapes`` gives each top's batch shape."""
+    """Where batches come from: ``batches(start, step)`` yields {top name: tensor} for global
+    batch indices start, start + step, start + 2 step, ...; ``shapes`` gives each top's
+    batch shape. (Under torchrun, process r of W reads indices n W + r.)"""
 
     shapes: Mapping[str, tuple]
 
-    def batches(self, start: int) -> Iterator[dict[str, torch.Tensor]]: ...
+    def batches(self, start: int, step: int = 1) -> Iterator[dict[str, torch.Tensor]]: ...
 
 
 @dataclass
@@ -52,11 +53,11 @@ class ListSource:
     def shapes(self) -> dict[str, tuple]:
         return {k: tuple(v.shape) for k, v in self.items[0].items()}
 
-    def batches(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
+    def batches(self, start: int, step: int = 1) -> Iterator[dict[str, torch.Tensor]]:
         i = start
         while True:
             yield self.items[i % len(self.items)]
-            i += 1
+            i += step
 
 
 @dataclass
@@ -177,7 +178,14 @@ class Trainer:
             share_weights(t.compiled, train)
         self.preprocess_json, self.where = preprocess_json, where
         self.prefix = prefix if prefix is not None else (solver.snapshot_prefix or "snapshot")
-        self.module = torch.compile(train.module) if self.options.compile else train.module
+        from fcnkit.train.distributed import rank_and_world, wrap
+
+        self.rank, self.world = rank_and_world()
+        if self.rank != 0:
+            self.options = replace(self.options, log=lambda line: None, csv_path=None)
+        self.module = wrap(train.module, self.device) if self.world > 1 else train.module
+        if self.options.compile:
+            self.module = torch.compile(self.module)
         self.result = TrainResult()
         self.rows: list[tuple] = []
         self._stop = False
@@ -202,8 +210,12 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
         return torch.autocast("cpu", enabled=False)
 
-    def forward_backward(self, batch) -> float:
-        """One forward/backward pass; returns the weighted loss (Net::ForwardBackward)."""
+    def forward_backward(self, batch, sync: bool = True) -> float:
+        """One forward/backward pass; returns the weighted loss (Net::ForwardBackward).
+        ``sync`` False: under DDP, keep the gradient local (iter_size accumulation)."""
+        if not sync and self.world > 1:
+            with self.module.no_sync():
+                return self.forward_backward(batch)
         with self._autocast():
             outputs = self.module(*self._inputs(self.train, batch))
             loss = sum(w * outputs[name].float().sum() for name, w in self.terms)
@@ -229,16 +241,17 @@ class Trainer:
     def step(self, stop_iter: int) -> None:
         """Run iterations until ``solver.iter == stop_iter`` (or a stop request)."""
         p, s = self.param, self.solver
-        batches = self.source.batches(s.iter * p.iter_size)
+        batches = self.source.batches(s.iter * p.iter_size * self.world + self.rank, self.world)
         while s.iter < stop_iter and not self._stop:
             for q in self.params:
                 q.tensor.grad = None
             if p.test_interval and s.iter % p.test_interval == 0 and (
-                    s.iter > 0 or p.test_initialization):
+                    s.iter > 0 or p.test_initialization) and self.rank == 0:
                 self.test_all()
-                if self._stop:
-                    break
-            loss = sum(self.forward_backward(next(batches)) for _ in range(p.iter_size))
+            if self._sync_stop():
+                break
+            loss = sum(self.forward_backward(next(batches), k == p.iter_size - 1)
+                       for k in range(p.iter_size))
             loss /= p.iter_size
             if not self._unscale():
                 continue  # fp16 overflow: skip the update, as torch's GradScaler does
@@ -255,6 +268,15 @@ class Trainer:
                 self.options.on_iter(s.iter)
             if p.snapshot and s.iter % p.snapshot == 0:
                 self.snapshot()
+            self._sync_stop()
+
+    def _sync_stop(self) -> bool:
+        """The stop request, agreed by all ranks under torchrun."""
+        if self.world > 1:
+            from fcnkit.train.distributed import any_rank
+
+            self._stop = any_rank(self._stop, self.device)
+        return self._stop
 
     def solve(self, resume: str | Path | None = None) -> TrainResult:
         """Caffe's Solver::Solve: optionally restore a solverstate, train to max_iter,
@@ -270,7 +292,7 @@ class Trainer:
             p, it = self.param, self.solver.iter
             if self._stop or (p.snapshot_after_train and (not p.snapshot or it % p.snapshot)):
                 self.snapshot()
-            if not self._stop and p.test_interval and it % p.test_interval == 0:
+            if not self._stop and p.test_interval and it % p.test_interval == 0 and self.rank == 0:
                 self.test_all()
         finally:
             if previous is not None:
@@ -283,8 +305,10 @@ class Trainer:
         self.options.log("SIGINT: stopping after this iteration, with a snapshot")
         self._stop, self.result.stopped = True, "SIGINT"
 
-    def snapshot(self) -> tuple[Path, Path]:
-        """Write PREFIX_iter_N.caffemodel and .solverstate (Solver::Snapshot)."""
+    def snapshot(self) -> tuple[Path, Path] | None:
+        """Write PREFIX_iter_N.caffemodel and .solverstate (Solver::Snapshot); rank 0 only."""
+        if self.rank != 0:
+            return None
         self.train.module.to(memory_format=torch.contiguous_format)
         paths = write_snapshot(self.train, self.solver, self.net_param, self.prefix,
                                self.preprocess_json)
