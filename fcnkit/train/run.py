@@ -80,7 +80,8 @@ def build_sources(data: DataOptions, prefix: str, seed: int, batch: int):
 
 def train_from_solver(solver_path, data: DataOptions | None = None, *, weights=None, resume=None,
                       options: TrainOptions | None = None, max_iter: int | None = None,
-                      source=None, val_source=None, preprocess: dict | None = None) -> TrainResult:
+                      source=None, val_source=None, preprocess: dict | None = None,
+                      loss: str = "softmax") -> TrainResult:
     """Train the net of a solver.prototxt as Caffe would (see fcnkit.train.loop).
 
     Args:
@@ -90,6 +91,7 @@ def train_from_solver(solver_path, data: DataOptions | None = None, *, weights=N
         resume: a .solverstate to continue from.
         options: :class:`fcnkit.train.loop.TrainOptions`.
         max_iter: overrides the solver's max_iter.
+        loss: softmax (the net's loss layer), bce-dice or dice-focal (fcnkit.train.losses).
 
     Returns:
         :class:`fcnkit.train.loop.TrainResult`.
@@ -98,10 +100,14 @@ def train_from_solver(solver_path, data: DataOptions | None = None, *, weights=N
         InputError, CaffeFormatError, NetDefinitionError, WeightsError, OutputError.
     """
     from fcnkit.caffe.solver import read_solver
+    from fcnkit.train.distributed import init_from_env
+    from fcnkit.train.losses import replace_loss
     from fcnkit.train.nets import compile_phase, test_net_params, train_net_param
     from fcnkit.train.solver import check_solver
 
     where = str(solver_path)
+    options = options or TrainOptions()
+    options.device = init_from_env(options.device)
     solver = read_solver(solver_path)
     if max_iter is not None:
         solver.max_iter = max_iter
@@ -117,11 +123,13 @@ def train_from_solver(solver_path, data: DataOptions | None = None, *, weights=N
         source, val_source, preprocess, _ = build_sources(data, prefix, seed, batch)
     train_state = solver.train_state if solver.HasField("train_state") else None
     train = compile_phase(net_param, net_path, "TRAIN", train_state, source.shapes, weights, seed)
+    replace_loss(train, loss)
     tests = []
     if val_source is not None:
         for k, (param, path) in enumerate(test_net_params(solver, where)):
             state = solver.test_state[k] if k < len(solver.test_state) else None
             compiled = compile_phase(param, path, "TEST", state, val_source.shapes, None, seed)
+            replace_loss(compiled, loss)
             tests.append(TestNet(compiled, val_source, int(solver.test_iter[k])))
     text = json.dumps(preprocess, indent=1) if preprocess is not None else None
     trainer = Trainer(solver, train, net_param, source, tests, options, text, prefix, where)
