@@ -28,7 +28,8 @@ import torch
 
 from fcnkit.errors import NetDefinitionError
 from fcnkit.train.metrics import confusion, iou_per_class, pixel_accuracy
-from fcnkit.train.params import layer_module, learnable_params
+from fcnkit.train.nets import loss_terms, scored_loss, share_weights
+from fcnkit.train.params import learnable_params
 from fcnkit.train.snapshot import restore, write_snapshot
 from fcnkit.train.solver import CaffeSolver
 
@@ -104,40 +105,8 @@ class TrainResult:
     tests: list = field(default_factory=list)
     stopped: str = "max_iter"
     last_loss: float = float("nan")
-
-
-def loss_terms(compiled) -> list[tuple[str, float]]:
-    """(output blob name, loss weight) of every top with a non-zero loss weight.
-
-    Raises:
-        NetDefinitionError: a weighted top is consumed by another layer (not an output).
-    """
-    terms = []
-    for node in compiled.net.layers:
-        for top, weight in zip(node.tops, node.impl.loss_weights()):
-            if weight == 0:
-                continue
-            name = compiled.net.blob_name[top]
-            if name not in compiled.outputs:
-                raise NetDefinitionError(f"{node.where()}: its top '{name}' has loss weight "
-                                         f"{weight} but is used by another layer; fcnkit sums "
-                                         "only net outputs into the loss")
-            terms.append((name, weight))
-    return terms
-
-
-def share_weights(test, train) -> None:
-    """Caffe's ShareTrainedLayersWith: the test net's layers use the train net's tensors
-    (same layer name)."""
-    trained = {n.name for n in train.net.layers if n.impl.blob_names()}
-    for node in test.net.layers:
-        if node.name not in trained or not node.impl.blob_names():
-            continue
-        src, dst = layer_module(train, node.name), layer_module(test, node.name)
-        for name, p in src.named_parameters(recurse=False):
-            setattr(dst, name, p)
-        for name, b in src.named_buffers(recurse=False):
-            dst.register_buffer(name, b)
+    data_wait_s: float = 0.0
+    step_s: float = 0.0
 
 
 class Trainer:
@@ -250,7 +219,8 @@ class Trainer:
                 self.test_all()
             if self._sync_stop():
                 break
-            loss = sum(self.forward_backward(next(batches), k == p.iter_size - 1)
+            t0 = time.perf_counter()
+            loss = sum(self.forward_backward(self._next(batches), k == p.iter_size - 1)
                        for k in range(p.iter_size))
             loss /= p.iter_size
             if not self._unscale():
@@ -259,6 +229,7 @@ class Trainer:
             smoothed = sum(self._losses) / len(self._losses)
             shown = p.display and s.iter % p.display == 0
             rate = s.apply_update()
+            self.result.step_s += time.perf_counter() - t0
             self.result.last_loss = smoothed
             if shown:
                 self.options.log(f"Iteration {s.iter - 1}, loss = {smoothed:.6g}, lr = {rate:.6g}")
@@ -269,6 +240,13 @@ class Trainer:
             if p.snapshot and s.iter % p.snapshot == 0:
                 self.snapshot()
             self._sync_stop()
+
+    def _next(self, batches):
+        """The next batch, timing the wait (TrainResult.data_wait_s)."""
+        t0 = time.perf_counter()
+        batch = next(batches)
+        self.result.data_wait_s += time.perf_counter() - t0
+        return batch
 
     def _sync_stop(self) -> bool:
         """The stop request, agreed by all ranks under torchrun."""
@@ -353,7 +331,7 @@ class Trainer:
     def _test_one(self, test: TestNet) -> dict:
         compiled = test.compiled
         terms = loss_terms(compiled)
-        scored = _scored_loss(compiled)
+        scored = scored_loss(compiled)
         sums: dict[str, float] = {}
         matrix = None
         batches = test.source.batches(0)
@@ -383,15 +361,3 @@ class Trainer:
 
         lines = ["iter,phase,name,value"] + [f"{i},{ph},{n},{v:.9g}" for i, ph, n, v in self.rows]
         write_text(self.options.csv_path, "\n".join(lines) + "\n")
-
-
-def _scored_loss(compiled):
-    """(score blob id, label blob id, classes, ignore_label) of the first loss layer over
-    (N, C, H, W) or (N, C) scores with a label bottom, or None."""
-    for node in compiled.net.layers:
-        if node.role != "loss" or len(node.bottoms) != 2:
-            continue
-        shape = compiled.analysis.shapes[node.bottoms[0]]
-        if len(shape) in (2, 4) and shape[1] > 1:
-            return node.bottoms[0], node.bottoms[1], int(shape[1]), getattr(node.impl, "ignore_label", None)
-    return None

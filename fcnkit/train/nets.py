@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Mapping
 
 from fcnkit.caffe import caffe_pb2
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, NetDefinitionError
+from fcnkit.train.params import layer_module
 
 #: Layer types replaced by the dataset input when they have no bottoms.
 DATA_LAYER_TYPES = ("Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "DummyData",
@@ -136,3 +137,49 @@ def compile_phase(param, path: str | None, phase: str, state_msg, shapes: Mappin
     source = NetSource(fed, path) if path else fed
     net = load_net(source, phase=phase, level=level, stages=stages)
     return compile_net(net, weights, seed=seed)
+
+
+def loss_terms(compiled) -> list[tuple[str, float]]:
+    """(output blob name, loss weight) of every top with a non-zero loss weight.
+
+    Raises:
+        NetDefinitionError: a weighted top is consumed by another layer (not an output).
+    """
+    terms = []
+    for node in compiled.net.layers:
+        for top, weight in zip(node.tops, node.impl.loss_weights()):
+            if weight == 0:
+                continue
+            name = compiled.net.blob_name[top]
+            if name not in compiled.outputs:
+                raise NetDefinitionError(f"{node.where()}: its top '{name}' has loss weight "
+                                         f"{weight} but is used by another layer; fcnkit sums "
+                                         "only net outputs into the loss")
+            terms.append((name, weight))
+    return terms
+
+
+def share_weights(test, train) -> None:
+    """Caffe's ShareTrainedLayersWith: the test net's layers use the train net's tensors
+    (same layer name)."""
+    trained = {n.name for n in train.net.layers if n.impl.blob_names()}
+    for node in test.net.layers:
+        if node.name not in trained or not node.impl.blob_names():
+            continue
+        src, dst = layer_module(train, node.name), layer_module(test, node.name)
+        for name, p in src.named_parameters(recurse=False):
+            setattr(dst, name, p)
+        for name, b in src.named_buffers(recurse=False):
+            dst.register_buffer(name, b)
+
+
+def scored_loss(compiled):
+    """(score blob id, label blob id, classes, ignore_label) of the first loss layer over
+    (N, C, H, W) or (N, C) scores with a label bottom, or None."""
+    for node in compiled.net.layers:
+        if node.role != "loss" or len(node.bottoms) != 2:
+            continue
+        shape = compiled.analysis.shapes[node.bottoms[0]]
+        if len(shape) in (2, 4) and shape[1] > 1:
+            return node.bottoms[0], node.bottoms[1], int(shape[1]), getattr(node.impl, "ignore_label", None)
+    return None

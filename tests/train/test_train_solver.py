@@ -16,7 +16,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcnkit.caffe import caffe_pb2
 from fcnkit.caffe.solver import parse_solver
 from fcnkit.caffe.prototxt import parse_prototxt
 from fcnkit.compile import compile_net
