@@ -105,3 +105,25 @@ def test_bad_solverstate_is_a_clear_error(tmp_path):
     adam = make_trainer('type: "Adam" base_lr: 0.01 lr_policy: "fixed" max_iter: 4', tmp_path / "r")
     with pytest.raises(InputError, match="6 history blobs, but a Adam solver of this net has 12"):
         adam.solve(resume=tmp_path / "sgd_iter_2.solverstate")
+
+
+def test_weights_initialise_from_a_snapshot(tmp_path):
+    first = make_trainer('base_lr: 0.01 lr_policy: "fixed" max_iter: 3', tmp_path / "w")
+    first.solve()
+    s = parse_solver('base_lr: 0.01 lr_policy: "fixed" max_iter: 0')
+    source = ListSource([{"data": torch.zeros(2, 3, 6, 6), "label": torch.zeros(2)}])
+    compiled = compile_phase(NET, None, "TRAIN", None, source.shapes,
+                             weights=tmp_path / "w_iter_3.caffemodel", seed=99)
+    assert compiled.weights.loaded == ["conv1", "conv2", "ip"]
+    for p, q in zip(first.params, Trainer(s, compiled, NET, source).params):
+        assert torch.equal(p.tensor, q.tensor)
+
+
+def test_channels_last_trains_like_contiguous(tmp_path):
+    solver = 'type: "SGD" base_lr: 0.01 momentum: 0.9 lr_policy: "fixed" max_iter: 4'
+    plain = make_trainer(solver, tmp_path / "a")
+    plain.solve()
+    nhwc = make_trainer(solver, tmp_path / "b", channels_last=True)
+    nhwc.solve()
+    for x, y in zip(weights(plain), weights(nhwc)):
+        assert torch.allclose(x, y, rtol=1e-5, atol=1e-6)
