@@ -134,3 +134,19 @@ def test_geojson_labels_match_label_rasters(dataset):
         truth = lab.read(1) > 0
     got = chips.scene_label(0) > 0
     assert (got == truth).mean() > 0.9
+
+
+def test_geojson_in_another_crs_is_a_clear_error(dataset, tmp_path, monkeypatch):
+    """Lines that land outside their image (a GeoJSON in another CRS than it declares) are
+    refused. fcnkit.roads.labels.road_mask is replaced by a stand-in that rasterises
+    nothing, as the real one does for lines outside the image."""
+    import sys
+    import types
+
+    fake = types.ModuleType("fcnkit.roads.labels")
+    fake.road_mask = lambda lines, *, shape, transform, crs, width, **kw: np.zeros(shape, np.uint8)
+    monkeypatch.setitem(sys.modules, "fcnkit.roads.labels", fake)
+    pairs = find_pairs(dataset / "images", dataset / "geojson")
+    chips = Chips(pairs[:1], compute_stretch([pairs[0].image], [1]), 32)
+    with pytest.raises(InputError, match="none of its road lines falls inside SYN_PS-MS_img1.tif"):
+        chips.scene_label(0)
