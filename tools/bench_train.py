@@ -49,7 +49,7 @@ def make_source(root: Path, workers: int, batch: int, chip: int) -> ChipSource:
 
 
 def net_param():
-    net = tiramisu("bench_tiramisu", TiramisuConfig((2, 2, 2), 2, (2, 2, 2), 12, 32), 8, 2, True)
+    net = tiramisu("bench_tiramisu", TiramisuConfig((2, 2), 2, (2, 2), 8, 16), 8, 2, True)
     return parse_prototxt(format_prototxt(net.to_proto())).param
 
 
@@ -82,11 +82,11 @@ def run_torch(param, source, iters: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--chip", type=int, default=64)
+    ap.add_argument("--chip", type=int, default=48)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         source = make_source(Path(tmp), args.workers, args.batch, args.chip)

@@ -48,6 +48,16 @@ def _read_net(name: str, solver_path: str | None, what: str) -> tuple[caffe_pb2.
     return read_prototxt(path).param, str(path)
 
 
+def _embedded(param: caffe_pb2.NetParameter, where: str | None) -> caffe_pb2.NetParameter:
+    """A copy of a net embedded in the solver, upgraded to V2 as Caffe does."""
+    from fcnkit.caffe.upgrade import upgrade_net
+
+    out = caffe_pb2.NetParameter()
+    out.CopyFrom(param)
+    upgrade_net(out, path=where)
+    return out
+
+
 def train_net_param(solver, solver_path: str | None = None) -> tuple[caffe_pb2.NetParameter, str | None]:
     """The train net of a solver: (NetParameter, its path or None when embedded).
 
@@ -61,7 +71,7 @@ def train_net_param(solver, solver_path: str | None = None) -> tuple[caffe_pb2.N
                          f"train_net_param (found {', '.join(given) or 'none'})")
     field = given[0]
     if field.endswith("_param"):
-        return getattr(solver, field), None
+        return _embedded(getattr(solver, field), solver_path), None
     return _read_net(getattr(solver, field), solver_path, field)
 
 
@@ -71,11 +81,11 @@ def test_net_params(solver, solver_path: str | None = None) -> list[tuple[caffe_
     Raises:
         InputError: test_iter count does not match the test nets, or a file is missing.
     """
-    nets = [(p, None) for p in solver.test_net_param]
+    nets = [(_embedded(p, solver_path), None) for p in solver.test_net_param]
     nets += [_read_net(n, solver_path, "test_net") for n in solver.test_net]
     remaining = len(solver.test_iter) - len(nets)
     if remaining > 0 and (solver.HasField("net") or solver.HasField("net_param")):
-        generic = (solver.net_param, None) if solver.HasField("net_param") else \
+        generic = (_embedded(solver.net_param, solver_path), None) if solver.HasField("net_param") else \
             _read_net(solver.net, solver_path, "net")
         nets += [generic] * remaining
     if len(nets) != len(solver.test_iter):

@@ -127,3 +127,26 @@ def test_channels_last_trains_like_contiguous(tmp_path):
     nhwc.solve()
     for x, y in zip(weights(plain), weights(nhwc)):
         assert torch.allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_embedded_v1_net_is_upgraded_and_blobs_lr_becomes_lr_mult(tmp_path):
+    from fcnkit.train.nets import compile_phase as compile_
+    from fcnkit.train.nets import train_net_param
+    from fcnkit.train.params import learnable_params
+    from fcnkit.train.run import train_from_solver
+
+    text = ('net_param { input: "data" input_shape { dim: 2 dim: 3 dim: 6 dim: 6 } '
+            'input: "label" input_shape { dim: 2 } '
+            'layers { name: "ip" type: INNER_PRODUCT bottom: "data" top: "ip" blobs_lr: 2 '
+            'blobs_lr: 1 weight_decay: 0 weight_decay: 1 inner_product_param { num_output: 3 '
+            'weight_filler { type: "gaussian" std: 0.1 } } } '
+            'layers { name: "loss" type: SOFTMAX_LOSS bottom: "ip" bottom: "label" top: "loss" } } '
+            f'base_lr: 0.01 lr_policy: "fixed" max_iter: 2 snapshot_prefix: "{tmp_path / "v1"}"')
+    solver_path = tmp_path / "solver.prototxt"
+    solver_path.write_text(text)
+    source = ListSource([{"data": torch.ones(2, 3, 6, 6), "label": torch.tensor([0.0, 2.0])}])
+    param, _ = train_net_param(parse_solver(text))
+    params = learnable_params(compile_(param, None, "TRAIN", None, source.shapes))
+    assert [(p.layer, p.lr_mult, p.decay_mult) for p in params] == [("ip", 2.0, 0.0), ("ip", 1.0, 1.0)]
+    result = train_from_solver(solver_path, source=source, options=TrainOptions(log=lambda m: None))
+    assert result.iter == 2 and (tmp_path / "v1_iter_2.caffemodel").is_file()
