@@ -150,3 +150,19 @@ def test_embedded_v1_net_is_upgraded_and_blobs_lr_becomes_lr_mult(tmp_path):
     assert [(p.layer, p.lr_mult, p.decay_mult) for p in params] == [("ip", 2.0, 0.0), ("ip", 1.0, 1.0)]
     result = train_from_solver(solver_path, source=source, options=TrainOptions(log=lambda m: None))
     assert result.iter == 2 and (tmp_path / "v1_iter_2.caffemodel").is_file()
+
+
+def test_patience_stops_when_the_test_loss_does_not_improve(tmp_path):
+    from fcnkit.train.loop import TestNet
+
+    s = parse_solver('base_lr: 0 lr_policy: "fixed" max_iter: 20 test_interval: 2 test_iter: 1 '
+                     f'snapshot_prefix: "{tmp_path / "p"}"')
+    source = ListSource([{"data": torch.ones(2, 3, 6, 6), "label": torch.tensor([0.0, 1.0])}])
+    train = compile_phase(NET, None, "TRAIN", None, source.shapes)
+    test = compile_phase(NET, None, "TEST", None, source.shapes)
+    trainer = Trainer(s, train, NET, source, [TestNet(test, source, 1)],
+                      TrainOptions(log=lambda m: None, patience=1))
+    result = trainer.solve()
+    assert result.stopped == "patience" and result.iter == 2
+    assert [it for it, _ in result.tests] == [0, 2]
+    assert (tmp_path / "p_iter_2.caffemodel").is_file()
