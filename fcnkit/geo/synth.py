@@ -181,7 +181,7 @@ def _write(info: SceneInfo, dn, label, transform, lines, crs) -> None:
                     dst.write(data)
                     if data.shape[0] == 8:
                         dst.descriptions = ("coastal", "blue", "green", "yellow", "red",
-                                            "rededge", "nir1", "nir2")
+                                            "red_edge", "nir1", "nir2")
                 f.write(mem.read())
     to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     features = []

@@ -150,6 +150,7 @@ def compute_stretch(images, bands: list[int], percentiles=(2.0, 90.0),
         images: GeoTIFF paths (the training scenes).
         bands: 1-based source band indices, in model input order.
         percentiles: (P_lo, P_hi) in percent.
+        band_names: names to record (default: the GeoTIFF's band descriptions, else bandN).
 
     Raises:
         InputError: a band index is out of range, or a band has no valid pixel.
@@ -164,6 +165,7 @@ def compute_stretch(images, bands: list[int], percentiles=(2.0, 90.0),
             if bad:
                 raise InputError(f"{path}: band(s) {bad} out of range (the image has {src.count})")
             nodata = src.nodata
+            described = [src.descriptions[b - 1] for b in bands]
             step = max(1, int(np.ceil(np.sqrt(src.width * src.height / STRETCH_SAMPLE))))
             shape = (len(bands), max(1, src.height // step), max(1, src.width // step))
             data = src.read(bands, out_shape=shape)
@@ -173,6 +175,8 @@ def compute_stretch(images, bands: list[int], percentiles=(2.0, 90.0),
             if nodata is not None:
                 keep &= v != nodata
             samples[k].append(v[keep])
+    if not samples[0]:
+        raise InputError("no training image to compute the stretch from")
     lo, hi = [], []
     for k, band in enumerate(bands):
         v = np.concatenate(samples[k]) if samples[k] else np.empty(0)
@@ -182,7 +186,7 @@ def compute_stretch(images, bands: list[int], percentiles=(2.0, 90.0),
         lo.append(float(a))
         hi.append(float(max(b, a + 1e-6)))
     return {"fcnkit_preprocess": 1, "bands": list(bands),
-            "band_names": list(band_names or [f"band{b}" for b in bands]),
+            "band_names": list(band_names or [d or f"band{b}" for d, b in zip(described, bands)]),
             "stretch": {"method": "percentile", "percentiles": list(percentiles), "lo": lo,
                         "hi": hi, "out_range": [0, 255]}, "nodata": nodata}
 

@@ -34,6 +34,7 @@ def test_train_cli_writes_snapshots_logs_and_preprocess(dataset, tmp_path, capsy
             assert (tmp_path / f"snap_iter_{it}.{ext}").is_file()
     pre = json.loads((tmp_path / "snap_iter_6.preprocess.json").read_text())
     assert pre["fcnkit_preprocess"] == 1 and pre["bands"] == list(range(1, 9))
+    assert pre["band_names"][5:] == ["red_edge", "nir1", "nir2"]
     assert pre["stretch"]["method"] == "percentile" and pre["stretch"]["percentiles"] == [2.0, 90.0]
     assert all(lo < hi for lo, hi in zip(pre["stretch"]["lo"], pre["stretch"]["hi"]))
     split = json.loads((tmp_path / "snap.split.json").read_text())
