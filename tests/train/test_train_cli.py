@@ -151,3 +151,21 @@ def test_geojson_in_another_crs_is_a_clear_error(dataset, tmp_path, monkeypatch)
     chips = Chips(pairs[:1], compute_stretch([pairs[0].image], [1]), 32)
     with pytest.raises(InputError, match="none of its road lines falls inside SYN_PS-MS_img1.tif"):
         chips.scene_label(0)
+
+
+def test_cli_loss_option_replaces_the_loss(dataset, tmp_path, capsys):
+    solver = write_solver(tmp_path)
+    args = ["train", str(solver), "--images", str(dataset / "images"), "--labels",
+            str(dataset / "labels"), "--chip", "32", "--workers", "0", "--max-iter", "1",
+            "--no-progress", "--split", str(tmp_path / "split.json")]
+    assert main(args) == 0
+    softmax = capsys.readouterr().out
+    assert main(args + ["--loss", "bce-dice"]) == 0
+    bce = capsys.readouterr().out
+
+    def first_loss(out):
+        return float(out.split("Iteration 0, loss = ")[1].split(",")[0])
+
+    assert first_loss(softmax) != pytest.approx(first_loss(bce), rel=1e-3)
+    assert main(args + ["--loss", "hinge"]) == 2
+    assert "unknown loss 'hinge'" in capsys.readouterr().err
