@@ -168,7 +168,12 @@ def make_batch(chips: Chips, batch: int, index: int, seed: int, augment: bool) -
 
 
 def _augment(data, label, seed: int, index: int):
-    import kornia.augmentation as K
+    try:
+        import kornia.augmentation as K
+    except ImportError:
+        from fcnkit.errors import FcnkitError
+
+        raise FcnkitError("training augmentation needs kornia: pip install 'fcnkit[train]'") from None
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed((seed * 1000003 + index) & 0x7FFFFFFF)
