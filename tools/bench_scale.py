@@ -6,7 +6,7 @@ Two generated nets, at sizes N (default 1,000, 10,000, 100,000):
 - ``slice``: one Slice layer with N tops (a 60,000-top Slice used to never finish: the
   duplicate-top check was quadratic);
 - ``chain``: N ReLU layers in a chain.
-For each: load_net (parse + graph), analyze (shapes, coordinate maps, costs), compile_net
+For each: load_net (parse + graph), analyse (shapes, coordinate maps, costs), compile_net
 (torch.fx; chain only up to --compile-max layers: fx's own code generation dominates).
 The last column is the time per element relative to the smallest size: near 1 is linear.
 
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--compile-max", type=int, default=10000)
     args = ap.parse_args(argv)
-    from fcnkit.analysis import analyze
+    from fcnkit.analysis import analyse
     from fcnkit.compile import compile_net
     from fcnkit.graph import load_net
     from fcnkit.limits import set_memory_limit
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), "unknown CPU")
     print(f"CPU: {cpu}")
-    print("| net | N | load_net (s) | analyze (s) | compile_net (s) | load per element vs smallest |")
+    print("| net | N | load_net (s) | analyse (s) | compile_net (s) | load per element vs smallest |")
     print("|---|---:|---:|---:|---:|---:|")
     sizes = [int(s) for s in args.sizes.split(",")]
     for make in (slice_net, chain_net):
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         for n in sizes:
             param = make(n)
             net, t_load = _timed(lambda: load_net(param))
-            analysis, t_an = _timed(lambda: analyze(net))
+            analysis, t_an = _timed(lambda: analyse(net))
             t_comp = "-"
             if n <= args.compile_max:
                 _, t = _timed(lambda: compile_net(net, analysis=analysis))

@@ -76,7 +76,7 @@ def replace_loss(compiled, name: str) -> None:
         return
     if name not in LOSSES:
         raise InputError(f"unknown loss '{name}'; use softmax, {', '.join(LOSSES)}")
-    from fcnkit.compile.builder import module_name
+    from fcnkit.compile.naming import module_name
 
     for node in compiled.net.layers:
         if node.role == "loss" and len(node.bottoms) == 2 and \

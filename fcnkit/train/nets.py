@@ -172,9 +172,9 @@ def loss_terms(compiled) -> list[tuple[str, float]]:
 def share_weights(test, train) -> None:
     """Caffe's ShareTrainedLayersWith: the test net's layers use the train net's tensors
     (same layer name)."""
-    trained = {n.name for n in train.net.layers if n.impl.blob_names()}
+    trained = {n.name for n in train.net.layers if n.impl.param_names()}
     for node in test.net.layers:
-        if node.name not in trained or not node.impl.blob_names():
+        if node.name not in trained or not node.impl.param_names():
             continue
         src, dst = layer_module(train, node.name), layer_module(test, node.name)
         for name, p in src.named_parameters(recurse=False):

@@ -15,7 +15,7 @@ BatchNorm statistics are torch buffers: listed (Caffe has them in its history, w
 zeros), never trained.
 
 The layer -> submodule mapping goes through the compiler's own accessor
-(``fcnkit.compile.builder.module_name``), never a re-derived name.
+(``fcnkit.compile.naming.module_name``), never a re-derived name.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def layer_module(compiled, layer_name: str) -> torch.nn.Module:
     Raises:
         NetDefinitionError: the layer was not compiled into a submodule.
     """
-    from fcnkit.compile.builder import module_name
+    from fcnkit.compile.naming import module_name
 
     try:
         return compiled.module.get_submodule(module_name(layer_name))
@@ -91,7 +91,7 @@ def learnable_params(compiled) -> list[LearnableParam]:
     owners: dict[str, LearnableParam] = {}
     out: list[LearnableParam] = []
     for node in compiled.net.layers:
-        names = node.impl.blob_names()
+        names = node.impl.param_names()
         if not names or node.role == "input":
             continue
         specs = list(node.param.param)
