@@ -24,10 +24,6 @@ from fcnkit.errors import InputError, NetDefinitionError
 from fcnkit.train.params import layer_module
 
 #: Layer types replaced by the dataset input when they have no bottoms.
-DATA_LAYER_TYPES = ("Data", "ImageData", "HDF5Data", "WindowData", "MemoryData", "DummyData",
-                    "Python", "Input")
-
-
 def _resolve(name: str, solver_path: str | None, what: str) -> Path:
     given = Path(name)
     candidates = [given]
@@ -94,8 +90,20 @@ def test_net_params(solver, solver_path: str | None = None) -> list[tuple[caffe_
     return nets
 
 
+def is_data_layer(layer: caffe_pb2.LayerParameter) -> bool:
+    """Whether ``layer`` is a data source: no bottoms, and a registered layer of role
+    ``"input"`` (Data, ImageData, HDF5Data, Input, ...) or a Python layer (the data layers
+    of fcn.berkeleyvision.org's nets are Python layers, which fcnkit never imports)."""
+    if len(layer.bottom):
+        return False
+    from fcnkit.layers import lookup
+
+    cls = lookup(layer.type)
+    return cls.role == "input" if cls is not None else layer.type == "Python"
+
+
 def feed_data_layers(param: caffe_pb2.NetParameter, shapes: Mapping[str, tuple]) -> caffe_pb2.NetParameter:
-    """A copy of ``param`` whose data layers (no bottoms, a type of DATA_LAYER_TYPES) are
+    """A copy of ``param`` whose data layers (:func:`is_data_layer`) are
     Input layers with the shapes of the dataset's batches.
 
     Args:
@@ -108,7 +116,7 @@ def feed_data_layers(param: caffe_pb2.NetParameter, shapes: Mapping[str, tuple])
     out = caffe_pb2.NetParameter()
     out.CopyFrom(param)
     for layer in out.layer:
-        if layer.type not in DATA_LAYER_TYPES or len(layer.bottom):
+        if not is_data_layer(layer):
             continue
         missing = [t for t in layer.top if t not in shapes]
         if missing:

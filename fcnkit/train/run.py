@@ -48,7 +48,7 @@ def declared_batch(param) -> int | None:
         for field in ("data_param", "image_data_param", "hdf5_data_param", "window_data_param"):
             if layer.HasField(field) and getattr(layer, field).batch_size:
                 return int(getattr(layer, field).batch_size)
-        if layer.type == "Input" and layer.input_param.shape and layer.input_param.shape[0].dim:
+        if layer.HasField("input_param") and layer.input_param.shape and layer.input_param.shape[0].dim:
             return int(layer.input_param.shape[0].dim[0])
     return None
 
