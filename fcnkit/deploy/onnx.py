@@ -648,6 +648,9 @@ def _metadata(compiled, *, source: str | None, bands, classes, tile, dtype, opse
         "fcnkit.dynamic_batch": json.dumps(dynamic_batch),
         "fcnkit.dynamic_hw": json.dumps(dynamic_hw),
     }
+    from fcnkit.deploy.tiling_info import metadata as tiling_metadata
+
+    meta.update(tiling_metadata(compiled, outputs[0] if outputs else None))
     for k, v in (extra or {}).items():
         meta[k if "." in k else f"fcnkit.{k}"] = v if isinstance(v, str) else json.dumps(v)
     return meta
@@ -1030,6 +1033,11 @@ def export_model(model: str | Path, path: str | Path, *, weights: str | Path | N
     fixed = parse_batch(batch)
     src = load_model(model, weights=weights, tile=tile, batch=fixed, input_shapes=input_shapes)
     changed = fill(src.compiled) if fill_untrained else None
+    from fcnkit.deploy.tiling_info import PREPROCESS_META, preprocess_for
+
+    pre = preprocess_for(model, weights)  # the stretch the model was trained with travels along
+    if pre is not None:
+        kwargs["metadata"] = {**(kwargs.get("metadata") or {}), PREPROCESS_META: json.dumps(pre)}
     result = export_onnx(src, path, batch=batch, **kwargs)
     if changed is not None:
         result.notes.append(f"--fill-untrained: {len(changed)} untrained tensor(s) got seeded random values "

@@ -40,6 +40,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from fcnkit.deploy._common import canonical_dtype
+from fcnkit.deploy.tiling_info import from_metadata, preprocess_for, preprocess_from_metadata, tiling_info
 from fcnkit.errors import BackendUnavailableError, InputError
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
@@ -59,6 +60,11 @@ class ModelInfo:
         band_names, class_names: from the zoo / ONNX metadata, when known.
         fixed_batch: the batch the backend must be fed (static-batch ONNX), or None.
         max_batch: the largest batch it accepts (TensorRT profile), or None.
+        receptive_field: (rf_y, rf_x) input pixels; output_stride: pixels; halo: the
+            recommended tile overlap per side in pixels (:mod:`fcnkit.deploy.tiling_info`);
+            None where unknown.
+        preprocess: the preprocess JSON stored with the model (contracts: stretch
+            parameters), or None.
     """
 
     input: str
@@ -70,6 +76,10 @@ class ModelInfo:
     class_names: list[str] | None = None
     fixed_batch: int | None = None
     max_batch: int | None = None
+    receptive_field: tuple[int, int] | None = None
+    output_stride: int | None = None
+    halo: int | None = None
+    preprocess: dict | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -180,6 +190,7 @@ class _TorchBackend:
         self._modules: dict[tuple[int, int], Any] = {}
         probs = {n for n in compiled.outputs if _producer_type(compiled, n) == "Softmax"}
         self.info = ModelInfo(name, int(shape[1]), None, list(compiled.outputs), probs, src.bands, src.classes)
+        _fill_tiling(self.info, tiling_info(compiled))
         self._pipeline = _CudaPipeline(self.device, self.dtype) if self.device.type == "cuda" else None
 
     def _module(self, hw: tuple[int, int]):
@@ -294,6 +305,7 @@ class _OrtBackend:
         self.info = ModelInfo(name, int(shape[1]), tile, [o[0] for o in info.outputs], probs,
                               band_names or bands, class_names or classes,
                               fixed_batch=shape[0] if isinstance(shape[0], int) else None)
+        _fill_tiling(self.info, from_metadata(info.metadata), preprocess_from_metadata(info.metadata))
 
     def run(self, batches, output, softmax, labels):
         fixed = self.info.fixed_batch
@@ -329,6 +341,8 @@ class _TrtBackend:
         self.info = ModelInfo(name, int(lo[1]), tile, list(r.outputs), probs,
                               meta.get("fcnkit.bands") if meta.get("fcnkit.bands_named") else None,
                               meta.get("fcnkit.classes") or None, max_batch=r.max_batch)
+        meta_str = {k: v for k, v in meta.items() if isinstance(v, str)}
+        _fill_tiling(self.info, from_metadata(meta_str), preprocess_from_metadata(meta_str))
         self._pipeline = _CudaPipeline(r.device, r.dtypes[name])
 
     def run(self, batches, output, softmax, labels):
@@ -473,6 +487,7 @@ class Predictor:
             dt = canonical_dtype(dtype or ("fp16" if device.startswith("cuda") else "fp32"), option="dtype")
             src = load_model(path, weights=weights, tile=_tile(tile))
             impl = _TorchBackend(src, device, dt, compile)
+            impl.info.preprocess = preprocess_for(path, weights)
         elif backend == "onnxruntime":
             model: Any = p
             names = (None, None)
@@ -565,6 +580,14 @@ class Predictor:
         return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
     __call__ = predict
+
+
+def _fill_tiling(info: ModelInfo, values: dict, preprocess: dict | None = None) -> None:
+    rf = values.get("receptive_field")
+    info.receptive_field = tuple(rf) if rf is not None else None
+    info.output_stride, info.halo = values.get("output_stride"), values.get("halo")
+    if preprocess is not None:
+        info.preprocess = preprocess
 
 
 def _tile(tile):
