@@ -32,7 +32,7 @@ def tiny_fcn(path: Path, bands: int, classes: int = 2, tile: int = 32, pool: boo
     last = "score"
     if pool:
         text += ('layer { name: "up" type: "Deconvolution" bottom: "score" top: "up"\n'
-                 f'  convolution_param {{ num_output: {classes} kernel_size: 4 stride: 2 bias_term: false\n'
+                 f'  convolution_param {{ num_output: {classes} kernel_size: 4 stride: 2 group: {classes} bias_term: false\n'
                  '    weight_filler { type: "bilinear" } } }\n'
                  'layer { name: "crop" type: "Crop" bottom: "up" bottom: "data" top: "crop"\n'
                  '  crop_param { axis: 2 offset: 1 } }\n')
