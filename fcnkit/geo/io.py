@@ -208,7 +208,7 @@ def build_overviews(dst, resampling: str = "nearest") -> None:
         dst.update_tags(ns="rio_overview", resampling=resampling)
 
 
-def to_cog(path: Path, final: Path, resampling: str = "nearest") -> Path:
+def to_cog(path: Path, final: Path, resampling: str = "nearest", extra: dict | None = None) -> Path:
     """Translate a complete GTiff into a Cloud-Optimized GeoTIFF (rio-cogeo, DEFLATE,
     512 px blocks, internal overviews); returns the temporary COG file beside ``final``.
 
@@ -222,7 +222,8 @@ def to_cog(path: Path, final: Path, resampling: str = "nearest") -> Path:
         raise OutputError("--cog needs rio-cogeo: pip install rio-cogeo") from None
     tmp = temp_sibling(final)
     try:
-        cog_translate(str(path), str(tmp), cog_profiles.get("deflate"), overview_resampling=resampling,
+        profile = {**cog_profiles.get("deflate"), **(extra or {})}
+        cog_translate(str(path), str(tmp), profile, overview_resampling=resampling,
                       quiet=True, use_cog_driver=False, in_memory=False)
     except Exception as e:  # noqa: BLE001 - GDAL/rio-cogeo errors become one clear error
         with contextlib.suppress(OSError):

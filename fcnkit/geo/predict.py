@@ -218,7 +218,9 @@ def _write_rasters(predictor, src, sinfo, bands, stretch, plan, paths, temps, op
             dst.close()
     if opts.cog:
         for name in list(sinks):
-            temps[f"{name}_final"] = to_cog(temps[name], paths[name], "nearest" if name == "labels" else "average")
+            extra = {"nbits": 16} if name == "probabilities" and opts.probabilities == "float" else None
+            temps[f"{name}_final"] = to_cog(temps[name], paths[name], "nearest" if name == "labels" else "average",
+                                           extra)
     return stats
 
 
