@@ -123,6 +123,22 @@ def read_window(src, window: Window, bands, *, boundless: str = "reflect") -> np
     return data[:, rows - rmin][:, :, cols - cmin]
 
 
+def read_decimated(src, bands, shape: tuple[int, int]) -> np.ndarray:
+    """Read ``bands`` of the whole scene at ``shape`` (rows, cols) (nearest neighbour, or an
+    overview GDAL picks): bands x rows x cols.
+
+    Raises:
+        InputError: the file cannot be read (a truncated or damaged file).
+    """
+    from rasterio.errors import RasterioIOError
+
+    try:
+        return src.read(list(bands), out_shape=(len(bands), *shape))
+    except (RasterioIOError, OSError) as e:
+        raise InputError(f"{src.name}: cannot read rows 0..{src.height - 1}, columns 0..{src.width - 1} at "
+                         f"{shape[0]} x {shape[1]} ({_first_line(e)}); the file is truncated or damaged") from None
+
+
 def valid_mask(pixels: np.ndarray, nodata) -> np.ndarray:
     """rows x cols bool: False where every band is nodata (or NaN), the GDAL dataset mask rule."""
     invalid = np.ones(pixels.shape[1:], dtype=bool)

@@ -29,7 +29,9 @@ def overlay_image(src, bands, stretch, labels_path: Path, width: int) -> np.ndar
         raise InputError(f"--overlay-width must be >= 1, got {width}")
     w = min(width, src.width)
     h = max(1, round(src.height * w / src.width))
-    pixels = src.read(list(bands), out_shape=(len(bands), h, w))
+    from fcnkit.geo.io import read_decimated
+
+    pixels = read_decimated(src, bands, (h, w))
     img = stretch.apply(pixels)
     if stretch.method == "none":  # raw DN: scale the sample for display only
         hi = np.percentile(img, 98, axis=(1, 2), keepdims=True)

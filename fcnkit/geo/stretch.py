@@ -116,7 +116,9 @@ def percentile_stretch(src, bands, percentiles=(2.0, 98.0), *, sample_pixels: in
     rows, cols = src.height, src.width
     factor = max(1.0, math.sqrt(rows * cols / max(1, sample_pixels)))
     shape = (max(1, int(rows / factor)), max(1, int(cols / factor)))
-    data = src.read(list(bands), out_shape=(len(bands), *shape))
+    from fcnkit.geo.io import read_decimated
+
+    data = read_decimated(src, bands, shape)
     lo, hi = [], []
     for i, b in enumerate(bands):
         v = valid_values(data[i], src.nodata)
