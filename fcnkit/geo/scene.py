@@ -134,26 +134,28 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
 
 
 def _writer(sinks, in_q, stop, errors):
-    """Writer thread: (row_off, {sink: rows array}) -> windowed writes."""
-    try:
-        while True:
-            item = in_q.get()
-            if item is _DONE:
+    """Writer thread: (row_off, {sink: rows array}) -> windowed writes; ends on _DONE, or on
+    ``stop`` (the main thread failed) once nothing is left to take."""
+    failed = False
+    while True:
+        try:
+            item = in_q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
                 return
+            continue
+        if item is _DONE:
+            return
+        if failed:
+            continue  # drain, so that the producer never blocks
+        try:
             row_off, arrays = item
             for name, arr in arrays.items():
-                dst = sinks[name]
-                dst.write(arr, window=Window(0, row_off, arr.shape[-1], arr.shape[-2]))
-    except BaseException as e:  # noqa: BLE001
-        errors.append(e)
-        stop.set()
-        while True:  # drain so that the producer never blocks
-            try:
-                if in_q.get(timeout=0.1) is _DONE:
-                    return
-            except queue.Empty:
-                if stop.is_set():
-                    return
+                sinks[name].write(arr, window=Window(0, row_off, arr.shape[-1], arr.shape[-2]))
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
+            errors.append(e)
+            stop.set()
+            failed = True
 
 
 def run_tiles(predictor, src, scene_info, bands, stretch, plan: TilingPlan, sinks: dict, *,
@@ -180,13 +182,10 @@ def run_tiles(predictor, src, scene_info, bands, stretch, plan: TilingPlan, sink
         InputError: a model output that is not at the tile's resolution; read errors.
         OutputError: write errors.
     """
-    rows, cols = scene_info.rows, scene_info.cols
-    strips = tile_windows((rows, cols), plan.tile, plan.halo, plan.stride)
-    step, halo, t = plan.step, plan.halo, plan.tile
-    weight = blend_window(t, halo, plan.blend, step)
-    width = len(strips[0]) * step + 2 * halo  # accumulator columns, from column -halo
+    strips = tile_windows((scene_info.rows, scene_info.cols), plan.tile, plan.halo, plan.stride)
+    blender = _Blender(plan, strips, scene_info.rows, scene_info.cols, threshold, probabilities)
     total = sum(len(s) for s in strips)
-    stats = SceneStats(pixels=rows * cols)
+    stats = SceneStats(pixels=scene_info.rows * scene_info.cols)
     stop, errors = threading.Event(), []
     in_q: queue.Queue = queue.Queue(QUEUE_SIZE)
     out_q: queue.Queue = queue.Queue(QUEUE_SIZE)
@@ -195,36 +194,16 @@ def run_tiles(predictor, src, scene_info, bands, stretch, plan: TilingPlan, sink
     writer = threading.Thread(target=_writer, args=(sinks, out_q, stop, errors), daemon=True)
     reader.start()
     writer.start()
-    acc = wsum = carry = valid = None
     done = 0
-    current = -1
     try:
-        while True:
-            item = in_q.get()
-            if item is _DONE:
-                break
+        while (item := in_q.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item
             si, keep, n_part, x, chunk_valid, win = item
-            if si != current:
-                if current >= 0:
-                    carry = _flush(acc, wsum, valid, strips[current][0], step, halo, rows, cols, out_q, stop,
-                                   threshold, probabilities)
-                acc, wsum, valid = _new_strip(carry, t, width, halo)
-                current = si
-            c_off = int(win.col_off) + halo
-            valid[:, c_off:c_off + chunk_valid.shape[1]] = chunk_valid
-            if x is not None:
-                probs = _predict_probs(predictor, x, tta)
-                if probs.ndim != 4 or probs.shape[2:] != x.shape[2:]:
-                    raise InputError(f"the model's output has shape {tuple(probs.shape)} for {t}x{t} tiles; "
-                                     "predict needs an output at the input's resolution (an FCN with its crop)")
-                if acc is None or acc.shape[0] != probs.shape[1]:
-                    acc, wsum = _resize_classes(acc, wsum, probs.shape[1])
-                for p, idx in zip(probs, keep):
-                    c = int(strips[si][idx].window.col_off) + halo
-                    acc[:, :, c:c + t] += p * weight
-                    wsum[:, c:c + t] += weight
+            for rows_block in blender.start(si):
+                _put(out_q, rows_block, stop)
+            probs = _predict_probs(predictor, x, tta) if x is not None else None
+            blender.add(si, keep, probs, chunk_valid, win)
             stats.tiles += len(keep)
             stats.skipped += n_part - len(keep)
             done += n_part
@@ -232,59 +211,90 @@ def run_tiles(predictor, src, scene_info, bands, stretch, plan: TilingPlan, sink
                 progress(done, total)
             if errors:
                 raise errors[0]
-        if current >= 0:
-            _flush(acc, wsum, valid, strips[current][0], step, halo, rows, cols, out_q, stop, threshold,
-                   probabilities, last=True)
+        for rows_block in blender.finish():
+            _put(out_q, rows_block, stop)
         _put(out_q, _DONE, stop)
         writer.join()
         if errors:
             raise errors[0]
-    except BaseException:
-        stop.set()
-        raise
     finally:
         stop.set()
         reader.join(timeout=10)
+        writer.join(timeout=10)
     return stats
 
 
-def _new_strip(carry, t, width, halo):
-    k = carry[0].shape[0] if carry is not None else 1
-    acc = np.zeros((k, t, width), np.float32)
-    wsum = np.zeros((t, width), np.float32)
-    if carry is not None:
-        n = carry[1].shape[0]
-        acc[:, :n] = carry[0]
-        wsum[:n] = carry[1]
-    return acc, wsum, np.zeros((t, width), bool)
+class _Blender:
+    """The strip accumulator: weighted class probabilities (K x tile x width) and weights
+    (tile x width) of the current strip, from scene column -halo; rows shared with the next
+    strip are carried over. Yields finished rows as (row_off, {sink name: array})."""
 
+    def __init__(self, plan: TilingPlan, strips, rows, cols, threshold, probabilities):
+        self.plan, self.strips, self.rows, self.cols = plan, strips, rows, cols
+        self.threshold, self.probabilities = threshold, probabilities
+        self.step = plan.step
+        self.weight = blend_window(plan.tile, plan.halo, plan.blend, self.step)
+        self.width = len(strips[0]) * self.step + 2 * plan.halo
+        self.current = -1
+        self.acc = self.wsum = self.valid = self.carry = None
 
-def _resize_classes(acc, wsum, k):
-    if acc.shape[0] == 1 and not acc.any():
-        return np.zeros((k,) + acc.shape[1:], np.float32), wsum
-    raise InputError(f"the model's class count changed between tiles ({acc.shape[0]} -> {k})")
+    def start(self, si: int):
+        """Begin strip ``si`` (flushing the previous one)."""
+        if si == self.current:
+            return
+        if self.current >= 0:
+            yield from self._flush(last=False)
+        t = self.plan.tile
+        k = self.carry[0].shape[0] if self.carry is not None else 1
+        self.acc = np.zeros((k, t, self.width), np.float32)
+        self.wsum = np.zeros((t, self.width), np.float32)
+        self.valid = np.zeros((t, self.width), bool)
+        if self.carry is not None:
+            n = self.carry[1].shape[0]
+            self.acc[:, :n], self.wsum[:n] = self.carry
+        self.current = si
 
+    def add(self, si, keep, probs, chunk_valid, win) -> None:
+        """Accumulate the N x K x T x T ``probs`` of tiles ``keep`` of strip ``si``."""
+        halo, t = self.plan.halo, self.plan.tile
+        c_off = int(win.col_off) + halo
+        self.valid[:, c_off:c_off + chunk_valid.shape[1]] = chunk_valid
+        if probs is None:
+            return
+        if probs.ndim != 4 or probs.shape[2:] != (t, t):
+            raise InputError(f"the model's output has shape {tuple(probs.shape)} for {t}x{t} tiles; "
+                             "predict needs an output at the input's resolution (an FCN with its crop)")
+        if self.acc.shape[0] != probs.shape[1]:
+            if self.acc.shape[0] != 1 or self.acc.any():
+                raise InputError(f"the model's class count changed between tiles ({self.acc.shape[0]} -> "
+                                 f"{probs.shape[1]})")
+            self.acc = np.zeros((probs.shape[1],) + self.acc.shape[1:], np.float32)
+        for p, idx in zip(probs, keep):
+            c = int(self.strips[si][idx].window.col_off) + halo
+            self.acc[:, :, c:c + t] += p * self.weight
+            self.wsum[:, c:c + t] += self.weight
 
-def _flush(acc, wsum, valid, first_tile, step, halo, rows, cols, out_q, stop, threshold, probabilities,
-           last=False):
-    """Finish the rows of a strip that no later tile touches and queue them for writing;
-    returns the carry (the accumulator rows shared with the next strip)."""
-    top = int(first_tile.window.row_off)  # scene row of accumulator row 0
-    n_rows = acc.shape[1] if last else step
-    r_from, r_to = max(0, -top), min(n_rows, rows - top)
-    if r_to > r_from:
-        sl = slice(r_from, r_to)
-        cs = slice(halo, halo + cols)
-        w = wsum[sl, cs]
-        p = acc[:, sl, cs] / np.maximum(w, 1e-12)
-        ok = valid[sl, cs] & (w > 0)
-        arrays = {"labels": _labels(p, ok, threshold)[None]}
-        if probabilities:
-            arrays["probabilities"] = _prob_bands(p, ok, probabilities)
-        _put(out_q, (top + r_from, arrays), stop)
-    if last:
-        return None
-    return acc[:, step:].copy(), wsum[step:].copy()
+    def finish(self):
+        """Flush the last strip, carry included."""
+        if self.current >= 0:
+            yield from self._flush(last=True)
+
+    def _flush(self, last: bool):
+        """Finish the rows no later tile touches; keep the rest as the carry."""
+        halo, step = self.plan.halo, self.step
+        top = int(self.strips[self.current][0].window.row_off)  # scene row of accumulator row 0
+        n_rows = self.acc.shape[1] if last else step
+        r_from, r_to = max(0, -top), min(n_rows, self.rows - top)
+        if r_to > r_from:
+            sl, cs = slice(r_from, r_to), slice(halo, halo + self.cols)
+            w = self.wsum[sl, cs]
+            p = self.acc[:, sl, cs] / np.maximum(w, 1e-12)
+            ok = self.valid[sl, cs] & (w > 0)
+            arrays = {"labels": _labels(p, ok, self.threshold)[None]}
+            if self.probabilities:
+                arrays["probabilities"] = _prob_bands(p, ok, self.probabilities)
+            yield top + r_from, arrays
+        self.carry = None if last else (self.acc[:, step:].copy(), self.wsum[step:].copy())
 
 
 def _labels(p, ok, threshold):
