@@ -63,9 +63,8 @@ def predict_cmd(
     opts = SceneOptions(bands=bands, stretch=stretch, tile=tile, halo=halo, blend=blend, batch=batch, tta=tta,
                         threshold=threshold, probabilities=probabilities, cog=cog, overlay=overlay,
                         overlay_width=overlay_width)
-    popts = {"backend": backend, "device": device, "dtype": dtype, "weights": weights, "model_name": model}
-    if ray is None:
-        popts["batch_size"] = batch
+    popts = {"backend": backend, "device": device, "dtype": dtype, "weights": weights, "model_name": model,
+             "batch_size": batch}
     run = _run(model, paths, outdir, opts, popts, resume, ray)
     _summary(run)
     if run.failures:

@@ -32,6 +32,7 @@ stream, so that the copy of batch i+1 overlaps the compute of batch i.
 from __future__ import annotations
 
 import collections
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,7 +342,8 @@ class _TrtBackend:
         self.info = ModelInfo(name, int(lo[1]), tile, list(r.outputs), probs,
                               meta.get("fcnkit.bands") if meta.get("fcnkit.bands_named") else None,
                               meta.get("fcnkit.classes") or None, max_batch=r.max_batch)
-        meta_str = {k: v for k, v in meta.items() if isinstance(v, str)}
+        # the sidecar holds the metadata decoded from JSON; the readers take the JSON text
+        meta_str = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
         _fill_tiling(self.info, from_metadata(meta_str), preprocess_from_metadata(meta_str))
         self._pipeline = _CudaPipeline(r.device, r.dtypes[name])
 
