@@ -102,3 +102,22 @@ def test_unwritable_outdir_and_bad_options(setup, tmp_path, capsys):
         shutil.rmtree(out, ignore_errors=True)
     assert main(["predict", str(net), str(tmp_path / "missing*.tif"), "-o", str(tmp_path / "o")]) == 2
     assert "no such file, directory or matching glob" in _err(capsys)[1]
+
+
+def test_expand_scenes(tmp_path):
+    from fcnkit.errors import InputError
+    from fcnkit.geo.batch import expand_scenes
+
+    (tmp_path / "d").mkdir()
+    for name in ("b.tif", "a.TIF", "notes.txt"):
+        (tmp_path / "d" / name).write_text("x")
+    (tmp_path / "c.vrt").write_text("x")
+    got = expand_scenes([tmp_path / "d", str(tmp_path / "*.vrt")])
+    assert [p.name for p in got] == ["a.TIF", "b.tif", "c.vrt"]
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "b.tif").write_text("x")
+    with pytest.raises(InputError, match="outputs of the same name"):
+        expand_scenes([tmp_path / "d", tmp_path / "e"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no scene to predict"):
+        expand_scenes([tmp_path / "empty"])
