@@ -51,7 +51,7 @@ def expand_scenes(specs) -> list[Path]:
         raise InputError("no scene to predict (the directories hold no .tif/.tiff/.vrt/.img/.jp2 file)")
     seen: dict[str, Path] = {}
     for s in out:
-        stem = Path(s).name.split(".")[0]
+        stem = Path(s).stem
         if stem in seen and seen[stem] != s:
             raise InputError(f"{seen[stem]} and {s} would write outputs of the same name ({stem}_labels.tif); "
                              "predict them into different OUTDIRs")

@@ -84,7 +84,7 @@ class SceneResult:
 
 def output_paths(scene: str | Path, outdir: str | Path, options: SceneOptions) -> dict[str, Path]:
     """The output files of a scene (keys: labels, probabilities, overlay, sidecar)."""
-    stem = Path(scene).name.split(".")[0] or Path(scene).stem
+    stem = Path(scene).stem
     out = Path(outdir)
     paths = {"labels": out / f"{stem}_labels.tif"}
     if options.probabilities:

@@ -25,7 +25,7 @@ def test_outputs_keep_the_grid_of_each_real_raster(spacenet, tmp_path, net_facto
     bands = ",".join(str(b) for b in range(count, 0, -1))  # an explicit list (presets are for 8 bands)
     opts = SceneOptions(bands=bands, tile=256, halo=8, probabilities="uint8")
     res = predict_scene(predictor, spacenet / name, tmp_path, opts, model_name="tiny")
-    stem = (spacenet / name).name.split(".")[0]
+    stem = (spacenet / name).stem
     for suffix, dtype, out_nodata in (("labels", "uint8", 255), ("probabilities", "uint8", 255)):
         with rasterio.open(tmp_path / f"{stem}_{suffix}.tif") as out:
             assert out.crs == crs and out.transform == transform and out.shape == shape

@@ -90,14 +90,15 @@ def test_read_window_reflects_like_numpy_pad(tmp_path):
     assert list(reflect_index(np.arange(-3, 8), 4)) == [3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1]
 
 
-@pytest.mark.parametrize("pool", [False, True])
-def test_tiled_equals_whole_scene_forward(tmp_path, net_factory, pool):
-    """blend none + halo >= half the receptive field: tiles == whole scene within 1e-5."""
+@pytest.mark.parametrize("pool,halo", [(False, 4), (False, 10), (True, 6)])
+def test_tiled_equals_whole_scene_forward(tmp_path, net_factory, pool, halo):
+    """blend none + halo >= half the receptive field: tiles == whole scene within 1e-5 (halo
+    10 at tile 32: the core, 12 px, is shorter than the overlap, 20 px, carried over strips)."""
     _, predictor = net_factory(3, pool)
     info = predictor.info
     assert info.receptive_field == ((10, 10) if pool else (5, 5))
     assert info.output_stride == (2 if pool else 1)
-    halo = 6 if pool else 4
+    assert info.halo == (6 if pool else 2)  # ceil((rf - 1) / 2), rounded up to the stride
     assert halo >= (info.receptive_field[0] - 1) / 2
     pixels = random_scene(tmp_path / "s.tif", (3, 70, 58))
     probs, labels, stats = _tiled(predictor, tmp_path / "s.tif", TilingPlan(32, halo, info.output_stride, "none"))
