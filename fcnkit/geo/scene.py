@@ -25,6 +25,8 @@ from fcnkit.geo.tiling import blend_window, tile_step, tile_windows
 
 _DONE = object()
 QUEUE_SIZE = 2
+#: Rows finished and handed to the writer at a time.
+FLUSH_ROWS = 64
 
 
 @dataclass
@@ -285,15 +287,16 @@ class _Blender:
         top = int(self.strips[self.current][0].window.row_off)  # scene row of accumulator row 0
         n_rows = self.acc.shape[1] if last else step
         r_from, r_to = max(0, -top), min(n_rows, self.rows - top)
-        if r_to > r_from:
-            sl, cs = slice(r_from, r_to), slice(halo, halo + self.cols)
+        cs = slice(halo, halo + self.cols)
+        for r0 in range(r_from, r_to, FLUSH_ROWS):  # row blocks: temporaries stay small on wide scenes
+            sl = slice(r0, min(r_to, r0 + FLUSH_ROWS))
             w = self.wsum[sl, cs]
             p = self.acc[:, sl, cs] / np.maximum(w, 1e-12)
             ok = self.valid[sl, cs] & (w > 0)
             arrays = {"labels": _labels(p, ok, self.threshold)[None]}
             if self.probabilities:
                 arrays["probabilities"] = _prob_bands(p, ok, self.probabilities)
-            yield top + r_from, arrays
+            yield top + r0, arrays
         self.carry = None if last else (self.acc[:, step:].copy(), self.wsum[step:].copy())
 
 

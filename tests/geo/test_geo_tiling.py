@@ -90,8 +90,8 @@ def test_read_window_reflects_like_numpy_pad(tmp_path):
     assert list(reflect_index(np.arange(-3, 8), 4)) == [3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1]
 
 
-@pytest.mark.parametrize("pool,halo", [(False, 4), (False, 10), (True, 6)])
-def test_tiled_equals_whole_scene_forward(tmp_path, net_factory, pool, halo):
+@pytest.mark.parametrize("pool,halo,tile", [(False, 4, 32), (False, 10, 32), (True, 6, 32), (True, 6, 96)])
+def test_tiled_equals_whole_scene_forward(tmp_path, net_factory, pool, halo, tile):
     """blend none + halo >= half the receptive field: tiles == whole scene within 1e-5 (halo
     10 at tile 32: the core, 12 px, is shorter than the overlap, 20 px, carried over strips)."""
     _, predictor = net_factory(3, pool)
@@ -101,10 +101,10 @@ def test_tiled_equals_whole_scene_forward(tmp_path, net_factory, pool, halo):
     assert info.halo == (6 if pool else 2)  # ceil((rf - 1) / 2), rounded up to the stride
     assert halo >= (info.receptive_field[0] - 1) / 2
     pixels = random_scene(tmp_path / "s.tif", (3, 70, 58))
-    probs, labels, stats = _tiled(predictor, tmp_path / "s.tif", TilingPlan(32, halo, info.output_stride, "none"))
+    probs, labels, stats = _tiled(predictor, tmp_path / "s.tif", TilingPlan(tile, halo, info.output_stride, "none"))
     ref = _whole(predictor, pixels, halo)
     assert np.abs(probs - ref).max() <= 1e-5
-    step = 32 - 2 * halo
+    step = tile - 2 * halo  # tile 96: one strip, finished in two row blocks (FLUSH_ROWS 64)
     assert stats.tiles == -(-70 // step) * -(-58 // step) and stats.skipped == 0
     decided = np.abs(ref - 0.5) > 1e-4  # argmax of 2 classes where it is not a tie
     np.testing.assert_array_equal(labels[decided], (ref[decided] > 0.5).astype(np.uint8))
