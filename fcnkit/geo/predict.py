@@ -130,6 +130,12 @@ def resolve_stretch(src, bands, option, info) -> Stretch:
     return stretch
 
 
+#: GDAL block cache for a scene, MiB (GDAL's default, 5 % of RAM, makes the peak memory grow
+#: with the scene up to that size; strips are read and written once, so a small cache loses
+#: nothing). An explicit GDAL_CACHEMAX in the environment wins.
+GDAL_CACHE_MIB = 64
+
+
 def predict_scene(predictor, scene: str | Path, outdir: str | Path, options: SceneOptions | None = None, *,
                   model_name: str = "", progress: Callable[[int, int], Any] | None = None) -> SceneResult:
     """Predict one scene and write its outputs atomically into ``outdir``.
@@ -149,6 +155,15 @@ def predict_scene(predictor, scene: str | Path, outdir: str | Path, options: Sce
         InputError: not a raster, band count mismatch, a truncated file, bad options.
         OutputError: OUTDIR or a file in it cannot be written. Nothing is left behind.
     """
+    import rasterio
+
+    if "GDAL_CACHEMAX" in os.environ:
+        return _predict_scene(predictor, scene, outdir, options, model_name, progress)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MIB * 2**20):
+        return _predict_scene(predictor, scene, outdir, options, model_name, progress)
+
+
+def _predict_scene(predictor, scene, outdir, options, model_name, progress) -> SceneResult:
     opts = options or SceneOptions()
     info = predictor.info
     t0 = time.perf_counter()
