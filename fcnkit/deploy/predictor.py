@@ -32,6 +32,7 @@ stream, so that the copy of batch i+1 overlaps the compute of batch i.
 from __future__ import annotations
 
 import collections
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from fcnkit.deploy._common import canonical_dtype
+from fcnkit.deploy.tiling_info import from_metadata, preprocess_for, preprocess_from_metadata, tiling_info
 from fcnkit.errors import BackendUnavailableError, InputError
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
@@ -59,6 +61,11 @@ class ModelInfo:
         band_names, class_names: from the zoo / ONNX metadata, when known.
         fixed_batch: the batch the backend must be fed (static-batch ONNX), or None.
         max_batch: the largest batch it accepts (TensorRT profile), or None.
+        receptive_field: (rf_y, rf_x) input pixels; output_stride: pixels; halo: the
+            recommended tile overlap per side in pixels (:mod:`fcnkit.deploy.tiling_info`);
+            None where unknown.
+        preprocess: the preprocess JSON stored with the model (contracts: stretch
+            parameters), or None.
     """
 
     input: str
@@ -70,6 +77,10 @@ class ModelInfo:
     class_names: list[str] | None = None
     fixed_batch: int | None = None
     max_batch: int | None = None
+    receptive_field: tuple[int, int] | None = None
+    output_stride: int | None = None
+    halo: int | None = None
+    preprocess: dict | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -180,6 +191,7 @@ class _TorchBackend:
         self._modules: dict[tuple[int, int], Any] = {}
         probs = {n for n in compiled.outputs if _output_kind(compiled, n) == "probabilities"}
         self.info = ModelInfo(name, int(shape[1]), None, list(compiled.outputs), probs, src.bands, src.classes)
+        _fill_tiling(self.info, tiling_info(compiled))
         self._pipeline = _CudaPipeline(self.device, self.dtype) if self.device.type == "cuda" else None
 
     def _module(self, hw: tuple[int, int]):
@@ -295,6 +307,7 @@ class _OrtBackend:
         self.info = ModelInfo(name, int(shape[1]), tile, [o[0] for o in info.outputs], probs,
                               band_names or bands, class_names or classes,
                               fixed_batch=shape[0] if isinstance(shape[0], int) else None)
+        _fill_tiling(self.info, from_metadata(info.metadata), preprocess_from_metadata(info.metadata))
 
     def run(self, batches, output, softmax, labels):
         fixed = self.info.fixed_batch
@@ -330,6 +343,9 @@ class _TrtBackend:
         self.info = ModelInfo(name, int(lo[1]), tile, list(r.outputs), probs,
                               meta.get("fcnkit.bands") if meta.get("fcnkit.bands_named") else None,
                               meta.get("fcnkit.classes") or None, max_batch=r.max_batch)
+        # the sidecar holds the metadata decoded from JSON; the readers take the JSON text
+        meta_str = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+        _fill_tiling(self.info, from_metadata(meta_str), preprocess_from_metadata(meta_str))
         self._pipeline = _CudaPipeline(r.device, r.dtypes[name])
 
     def run(self, batches, output, softmax, labels):
@@ -586,7 +602,9 @@ def _open_torch(req: OpenRequest):
 
     dt = canonical_dtype(req.dtype or ("fp16" if req.device.startswith("cuda") else "fp32"), option="dtype")
     src = load_model(req.source, weights=req.weights, tile=_tile(req.tile))
-    return _TorchBackend(src, req.device, dt, req.compile), dt, None
+    impl = _TorchBackend(src, req.device, dt, req.compile)
+    impl.info.preprocess = preprocess_for(req.source, req.weights)
+    return impl, dt, None
 
 
 @register_backend("onnxruntime")
@@ -631,6 +649,14 @@ def _open_tensorrt(req: OpenRequest):
     impl = _TrtBackend(engine, req.device)
     dt = "fp16" if str(impl.runner.dtypes[impl.info.input]).endswith("float16") else "fp32"
     return impl, dt, keep
+
+
+def _fill_tiling(info: ModelInfo, values: dict, preprocess: dict | None = None) -> None:
+    rf = values.get("receptive_field")
+    info.receptive_field = tuple(rf) if rf is not None else None
+    info.output_stride, info.halo = values.get("output_stride"), values.get("halo")
+    if preprocess is not None:
+        info.preprocess = preprocess
 
 
 def _tile(tile):

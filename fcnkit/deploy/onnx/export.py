@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import Counter
@@ -446,6 +447,11 @@ def export_model(model: str | Path, path: str | Path, *, weights: str | Path | N
     fixed = parse_batch(batch)
     src = load_model(model, weights=weights, tile=tile, batch=fixed, input_shapes=input_shapes)
     changed = fill(src.compiled) if fill_untrained else None
+    from fcnkit.deploy.tiling_info import PREPROCESS_META, preprocess_for
+
+    pre = preprocess_for(model, weights)  # the stretch the model was trained with travels along
+    if pre is not None:
+        kwargs["metadata"] = {**(kwargs.get("metadata") or {}), PREPROCESS_META: json.dumps(pre)}
     result = export_onnx(src, path, batch=batch, **kwargs)
     if changed is not None:
         result.notes.append(f"--fill-untrained: {len(changed)} untrained tensor(s) got seeded random values "

@@ -60,6 +60,9 @@ def onnx_metadata(compiled, *, source: str | None, bands, classes, tile, dtype, 
         "fcnkit.dynamic_batch": json.dumps(dynamic_batch),
         "fcnkit.dynamic_hw": json.dumps(dynamic_hw),
     }
+    from fcnkit.deploy.tiling_info import metadata as tiling_metadata
+
+    meta.update(tiling_metadata(compiled, outputs[0] if outputs else None))
     for k, v in (extra or {}).items():
         meta[k if "." in k else f"fcnkit.{k}"] = v if isinstance(v, str) else json.dumps(v)
     return meta
