@@ -41,18 +41,21 @@ def tiling_info(compiled, output: str | None = None) -> dict[str, Any]:
         "halo": int | None}``, pixels of the input; None where the analysis cannot tell
         (a layer without a coordinate map on the way, such as InnerProduct).
 
-    Never raises: a net the analysis cannot walk gives Nones (tiling then needs --halo).
+    Never raises an FcnkitError: a net the analysis cannot walk gives Nones (tiling then
+    needs --halo).
     """
     from fcnkit.analysis import analyse_coord_maps, receptive_fields
+    from fcnkit.errors import FcnkitError
 
     net = compiled.net
     name = output or compiled.outputs[0]
     blob = net.final.get(name, name) if hasattr(net, "final") else name
     try:
-        rfs = receptive_fields(net, dict(compiled.input_shapes))
-        maps = analyse_coord_maps(net).blob_maps
-    except Exception:  # noqa: BLE001 - analysis is advisory here; tiling falls back to options
+        coords = analyse_coord_maps(net)
+        rfs = receptive_fields(net, coords)
+    except FcnkitError:  # analysis is advisory here; tiling falls back to --halo / --tile
         return {"receptive_field": None, "output_stride": None, "halo": None}
+    maps = coords.blob_maps
     rf = rfs.get(blob)
     stride = 1
     for bm in maps.values():
