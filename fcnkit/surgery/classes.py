@@ -56,7 +56,7 @@ def find_score_layers(built, what: str = "set_num_classes") -> tuple[list[str], 
         if node.type == "Deconvolution" and node.impl.num_output == k_old:
             found.append(node.name)
             nxt = node.bottoms
-        elif node.type == "Crop":
+        elif node.impl.crops_to_reference:  # only the cropped bottom carries the scores
             nxt = node.bottoms[:1]
         elif node.impl.param_names():
             raise SurgeryError(f"{what}: {node.impl.where()} has weights and works on the class "
