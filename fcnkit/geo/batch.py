@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fcnkit.errors import FcnkitError, InputError
-from fcnkit.geo.predict import SceneOptions, SceneResult, is_complete, output_paths, predict_scene
+from fcnkit.geo.predict import (SceneOptions, SceneResult, is_complete, notify, open_predictor, output_paths,
+                               predict_scene)
 
 #: Suffixes taken from a directory of scenes.
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
@@ -87,7 +88,7 @@ def predict_scenes(model, scenes, outdir, options: SceneOptions | None = None, *
     for s in scenes:
         if resume and is_complete(s, outdir, opts):
             run.skipped.append(str(s))
-            _notify(on_scene, str(s), "skipped", None)
+            notify(on_scene, str(s), "skipped", None)
         else:
             todo.append(str(s))
     if not todo:
@@ -98,7 +99,7 @@ def predict_scenes(model, scenes, outdir, options: SceneOptions | None = None, *
 
         run_on_ray(str(model), todo, outdir, opts, predictor_options or {}, ray, num_actors, run, on_scene)
         return run
-    predictor = model if hasattr(model, "predict") else _open(model, predictor_options or {})
+    predictor = model if hasattr(model, "predict") else open_predictor(model, predictor_options or {})
     for s in todo:
         for attempt in (1, 2):
             try:
@@ -107,13 +108,13 @@ def predict_scenes(model, scenes, outdir, options: SceneOptions | None = None, *
             except FcnkitError as e:
                 if attempt == 1 and _retryable(e):
                     run.retried.append(s)
-                    _notify(on_scene, s, "retry", str(e))
+                    notify(on_scene, s, "retry", str(e))
                     continue
                 run.failures[s] = str(e)
-                _notify(on_scene, s, "failed", str(e))
+                notify(on_scene, s, "failed", str(e))
             else:
                 run.results.append(res)
-                _notify(on_scene, s, "done", res)
+                notify(on_scene, s, "done", res)
             break
     return run
 
@@ -121,18 +122,6 @@ def predict_scenes(model, scenes, outdir, options: SceneOptions | None = None, *
 def _retryable(e: FcnkitError) -> bool:
     # input errors (not a raster, band mismatch) fail the same way twice; I/O hiccups may not
     return not isinstance(e, InputError)
-
-
-def _open(model, popts: dict):
-    from fcnkit.deploy.predictor import Predictor
-
-    kwargs = {k: v for k, v in popts.items() if k != "model_name"}
-    return Predictor.from_path(model, **kwargs)
-
-
-def _notify(cb, scene, kind, value) -> None:
-    if cb is not None:
-        cb(scene, kind, value)
 
 
 __all__ = ["RunResult", "expand_scenes", "predict_scenes", "output_paths"]

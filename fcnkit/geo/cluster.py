@@ -28,9 +28,9 @@ class _SceneWorker:
         import os
 
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        from fcnkit.geo.batch import _open
+        from fcnkit.geo.predict import open_predictor
 
-        self.predictor = _open(model, popts)
+        self.predictor = open_predictor(model, popts)
         self.model = popts.get("model_name") or model
 
     def run(self, scene: str, outdir: str, options) -> tuple[bool, Any]:
@@ -89,15 +89,15 @@ def run_on_ray(model: str, scenes: list[str], outdir, options, popts: dict, addr
 
 
 def _settle(run, on_scene, pending, scene, attempt, ok, value) -> None:
-    from fcnkit.geo.batch import _notify
+    from fcnkit.geo.predict import notify
 
     if ok:
         run.results.append(value)
-        _notify(on_scene, scene, "done", value)
+        notify(on_scene, scene, "done", value)
     elif attempt == 1:
         run.retried.append(scene)
         pending.append((scene, 2))
-        _notify(on_scene, scene, "retry", value)
+        notify(on_scene, scene, "retry", value)
     else:
         run.failures[scene] = value
-        _notify(on_scene, scene, "failed", value)
+        notify(on_scene, scene, "failed", value)

@@ -266,4 +266,26 @@ def _sidecar(predictor, model_name, scene, sinfo, bands, stretch, plan, opts, st
     }
 
 
-__all__ = ["SceneOptions", "SceneResult", "predict_scene", "output_paths", "is_complete", "asdict"]
+__all__ = ["SceneOptions", "SceneResult", "predict_scene", "output_paths", "is_complete", "asdict",
+           "open_predictor", "notify"]
+
+
+def open_predictor(model, popts: dict):
+    """The :class:`fcnkit.deploy.predictor.Predictor` for ``model`` (anything ``from_path``
+    accepts), with ``popts`` as its keyword options (``model_name`` is the sidecar's label of
+    the model, not an option); loaded once per run (or per Ray actor).
+
+    Raises:
+        what :meth:`Predictor.from_path` raises (InputError, BackendUnavailableError, ...).
+    """
+    from fcnkit.deploy.predictor import Predictor
+
+    kwargs = {k: v for k, v in popts.items() if k != "model_name"}
+    return Predictor.from_path(model, **kwargs)
+
+
+def notify(callback, scene, kind: str, value) -> None:
+    """Call ``callback(scene, kind, value)`` when there is one (kind: done, retry, failed,
+    skipped; the progress display of the CLI listens)."""
+    if callback is not None:
+        callback(scene, kind, value)
