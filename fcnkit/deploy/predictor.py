@@ -489,7 +489,6 @@ class Predictor:
             dt = canonical_dtype(dtype or ("fp16" if device.startswith("cuda") else "fp32"), option="dtype")
             src = load_model(path, weights=weights, tile=_tile(tile))
             impl = _TorchBackend(src, device, dt, compile)
-            impl.info.preprocess = preprocess_for(path, weights)
         elif backend == "onnxruntime":
             model: Any = p
             names = (None, None)
@@ -523,6 +522,8 @@ class Predictor:
                 build_engine(onnx_path, engine, batch=batch_size, tile=_tile(tile), device=device)
             impl = _TrtBackend(engine, device)
             dt = "fp16" if str(impl.runner.dtypes[impl.info.input]).endswith("float16") else "fp32"
+        if kind == "caffe" and impl.info.preprocess is None:  # the stretch stored beside the weights
+            impl.info.preprocess = preprocess_for(path, weights)
         pred = cls(impl, device=device, dtype=dt, output=output, batch_size=batch_size,
                    probabilities=probabilities)
         pred._keep = keep
