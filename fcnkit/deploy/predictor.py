@@ -145,6 +145,8 @@ class Predictor:
         device = _checked_device(backend, device)
         request = OpenRequest(path, p, kind, device, dtype, weights, tile, batch_size, compile, providers)
         impl, dt, keep = _OPENERS[backend](request)
+        if kind == "caffe" and impl.info.preprocess is None:  # the stretch stored beside the weights
+            impl.info.preprocess = preprocess_for(path, weights)
         pred = cls(impl, device=device, dtype=dt, output=output, batch_size=batch_size,
                    probabilities=probabilities)
         pred._keep = keep
@@ -287,9 +289,7 @@ def _open_torch(req: OpenRequest):
 
     dt = canonical_dtype(req.dtype or ("fp16" if req.device.startswith("cuda") else "fp32"), option="dtype")
     src = load_model(req.source, weights=req.weights, tile=_tile(req.tile))
-    impl = _TorchBackend(src, req.device, dt, req.compile)
-    impl.info.preprocess = preprocess_for(req.source, req.weights)
-    return impl, dt, None
+    return _TorchBackend(src, req.device, dt, req.compile), dt, None
 
 
 @register_backend("onnxruntime")

@@ -121,3 +121,46 @@ def test_expand_scenes(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no scene to predict"):
         expand_scenes([tmp_path / "empty"])
+
+
+def test_stretch_model_reads_the_json_beside_the_caffemodel(setup, tmp_path, capsys):
+    """Training writes <snapshot>.preprocess.json beside each caffemodel: --stretch model
+    applies exactly those parameters (and bands)."""
+    import json
+
+    import rasterio
+
+    from fcnkit import caffe
+    from fcnkit.compile.weights import export_blobs
+    from fcnkit.deploy.model import load_model
+    from fcnkit.geo.stretch import stretch
+
+    d, net = setup
+    src = load_model(net)
+    weights = tmp_path / "snap_iter_100.caffemodel"
+    caffe.write_caffemodel(weights, src.compiled.net.param, export_blobs(src.compiled))
+    pre = {"fcnkit_preprocess": 1, "bands": [3, 1, 2], "band_names": ["c", "a", "b"], "nodata": None,
+           "stretch": {"method": "percentile", "percentiles": [2, 98], "lo": [700, 800, 900],
+                       "hi": [1300, 1400, 1500], "out_range": [0, 255]}}
+    (tmp_path / "snap_iter_100.preprocess.json").write_text(json.dumps(pre))
+    out = tmp_path / "out"
+    assert main(["predict", str(net), "-w", str(weights), str(d / "good.tif"), "-o", str(out), "--stretch", "model",
+                 "--tile", "32", "--halo", "4"]) == 0
+    side = json.loads((out / "good.json").read_text())
+    assert side["bands"] == [3, 1, 2] and side["preprocess"]["stretch"]["lo"] == [700, 800, 900]
+    # the labels equal a direct run of the model on the stretched pixels (blend none, whole scene)
+    assert main(["predict", str(net), "-w", str(weights), str(d / "good.tif"), "-o", str(tmp_path / "n"),
+                 "--stretch", "model", "--tile", "64", "--halo", "8", "--blend", "none"]) == 0
+    capsys.readouterr()
+    with rasterio.open(d / "good.tif") as scene:
+        pixels = scene.read([3, 1, 2])
+    from fcnkit.deploy.predictor import Predictor
+
+    x = np.pad(stretch(pixels, [700, 800, 900], [1300, 1400, 1500]), ((0, 0), (8, 8), (8, 8)), mode="reflect")
+    p = Predictor.from_path(net, weights=weights, device="cpu").predict(x[None])[0, :, 8:-8, 8:-8]
+    with rasterio.open(tmp_path / "n" / "good_labels.tif") as lab:
+        got = lab.read(1)
+    decided = np.abs(p[1] - p[0]) > 1e-4
+    np.testing.assert_array_equal(got[decided], np.argmax(p, axis=0)[decided])
+    assert main(["predict", str(net), str(d / "good.tif"), "-o", str(tmp_path / "x"), "--stretch", "model"]) == 1
+    assert "--stretch model: the model stores no preprocess JSON" in _err(capsys)[1]
