@@ -14,6 +14,10 @@ address-space cap (RLIMIT_AS) and a time limit, and is classified:
 - bug classes: other exception (anything else, from fcnkit's code or a library), timeout,
   memory (MemoryError or an allocation refused under the cap), crash (a signal).
 
+fcnkit's memory limit (:mod:`fcnkit.limits`) is set to half the cap's headroom in each
+case, so that a net fcnkit accepts fits under the cap: a "memory" case is an allocation
+that fcnkit's size checks missed, and a large valid net is refused quickly, not timed out.
+
 Bugs are deduplicated by class, exception type and innermost fcnkit frame; one reproducer
 per bug is saved under ``--out`` (the mutated file(s) and the command, ``case.json``).
 
@@ -142,7 +146,9 @@ def run_child(case: dict, work: Path) -> dict:
                 "detail": f"{type(e).__name__} at {_frame(e)}", "message": str(e)[:300]}
 
 
-def fork_case(case: dict, work: Path, mem_bytes: int):
+def fork_case(case: dict, work: Path, mem_bytes: int, limit_bytes: int = 0):
+    """Fork a child that runs ``case`` under an address-space cap of ``mem_bytes`` and
+    fcnkit's memory limit ``limit_bytes``; returns (pid, the read end of its result pipe)."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
@@ -152,6 +158,10 @@ def fork_case(case: dict, work: Path, mem_bytes: int):
             os.setpgid(0, 0)
             if mem_bytes:
                 resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+            if limit_bytes:
+                from fcnkit.limits import set_memory_limit
+
+                set_memory_limit(limit_bytes)
             result = run_child(case, work)
         except BaseException as e:  # noqa: BLE001
             result = {"class": "other exception", "detail": f"{type(e).__name__} in the harness"}
@@ -208,6 +218,9 @@ def main(argv=None) -> int:
     _warm_up(base)
     vm = _vm_bytes()
     mem = int(vm + args.mem_gib * 2**30) if args.mem_gib > 0 else 0
+    # fcnkit's own limit at half the headroom: what it lets through must fit under the cap,
+    # so a "memory" case is an allocation that its checks missed, not a large valid net
+    limit = int(args.mem_gib * 2**30 / 2) if args.mem_gib > 0 else 0
     rng = random.Random(args.seed)
     counts, bugs, running = Counter(), {}, {}
     t0 = time.perf_counter()
@@ -218,7 +231,7 @@ def main(argv=None) -> int:
         work = base / f"case{i}"
         work.mkdir()
         case = make_case(rng, work, compiled)
-        pid, read = fork_case(case, work, mem)
+        pid, read = fork_case(case, work, mem, limit)
         running[read] = (pid, time.perf_counter(), case, work, i)
     while running:
         done += _collect(running, args, counts, bugs, block=True)
