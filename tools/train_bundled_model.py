@@ -228,7 +228,7 @@ def ship(work: Path) -> None:
         "caffemodel": model.name, "caffemodel_sha256": sha256(model),
         "caffemodel_bytes": model.stat().st_size, "preprocess": f"{NAME}.preprocess.json",
         "train_val": f"prototxt/{NAME}.train_val.prototxt",
-        "recipe": RECIPE, "split": split, "solver_prototxt": solver_text(Path("WORK")),
+        "recipe": RECIPE, "split": split, "solver_prototxt": solver_text(Path("WORK")).replace(str(ROOT) + os.sep, ""),
         "iterations": it, "training_seconds": round(seconds, 1), "cpu": cpu_model(),
         "stopped": ("max_iter reached" if it >= RECIPE["max_iter"] else
                     "SIGINT when the training budget was spent (snapshot at that iteration)"),
