@@ -65,7 +65,50 @@ def render(table: str | None = None) -> str:
             "8-band WorldView-3 road segmentation models (`prototxt/`, `fcnkit zoo list | "
             "write | show NAME`).\nEach comes as `NAME.deploy.prototxt` and "
             "`NAME.train_val.prototxt`.\n\n" + (table or markdown_table()) + "\n"
-            + NOTES.format(camvid=camvid_params()))
+            + NOTES.format(camvid=camvid_params()) + bundled_section())
+
+
+def bundled_section() -> str:
+    """docs/zoo.md's section on the bundled weight sets, read from their provenance JSON."""
+    from fcnkit.zoo import names
+    from fcnkit.zoo.bundled import provenance
+
+    parts = []
+    for name in names():
+        rec = provenance(name)
+        if rec is None:
+            continue
+        r, h, s = rec["recipe"], rec["heldout"], rec["recipe"]["solver"]
+        parts.append(
+            f"\n### `{name}`: trained on synthetic data only\n\n"
+            f"`fcnkit/zoo/weights/{rec['caffemodel']}` ({rec['caffemodel_bytes']:,} bytes, "
+            f"sha256 `{rec['caffemodel_sha256'][:16]}…`), its stretch "
+            f"`{rec['preprocess']}` and its provenance `{name}.json`, made by "
+            f"`{rec['command']}`.\n\n"
+            f"- **Data**: {r['train_scenes']} synthetic 8-band WorldView-3-like scenes "
+            f"({r['generator']}, {r['scene_size_px']}² px at {r['gsd_m']} m, {r['roads']} roads, "
+            f"{r['buildings']} roofs, seeds {r['train_seed0'] + 1}..{r['train_seed0'] + r['train_scenes']}), "
+            f"split 70/15/15 by `fcnkit train`; labels: the true road masks.\n"
+            f"- **Training**: `fcnkit train` on the zoo's train_val net, {s['type']} base_lr "
+            f"{s['base_lr']} ({s['lr_policy']}), weight_decay {s['weight_decay']}, "
+            f"{r['chip_px']} px chips, batch {r['batch']}, {rec['iterations']} iterations, "
+            f"{rec['training_seconds']:.0f} s on {rec['cpu']} (2 cores shared with other jobs).\n"
+            f"- **Held out** ({h['scenes']} other synthetic scenes, seeds {h['seeds'][0]}.."
+            f"{h['seeds'][-1]}, `{h['predict']}`): road IoU **{h['road_iou']}** (pixels pooled "
+            f"over the scenes), APLS **{h['apls']}** (mean; the same mask → graph route on the "
+            f"true masks gives {h['apls_of_true_mask']}, the ceiling of this route on "
+            f"{r['scene_size_px'] * r['gsd_m']:.0f} m scenes).\n"
+            "- Synthetic scenes are far simpler than real imagery: these figures say nothing "
+            "about real WorldView-3 scenes. Fine-tune with `fcnkit train --weights` on real data.\n")
+    if not parts:
+        return ""
+    return ("\n## Bundled weights\n\n"
+            "A zoo name with a bundled weight set uses it wherever a zoo name is accepted "
+            "without `-w` (`fcnkit predict NAME`, `fcnkit export NAME`, "
+            "`Predictor.from_path(NAME)`, `fcnkit.deploy.model.load_model(NAME)`), with its "
+            "preprocess JSON (so `--stretch model` works); `-w` overrides it, and the "
+            "prototxt file (`prototxt/NAME.deploy.prototxt`) starts from the fillers. "
+            "`fcnkit zoo show NAME --info` prints the provenance.\n" + "".join(parts))
 
 
 def readme_section(table: str | None = None) -> str:

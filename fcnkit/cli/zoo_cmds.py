@@ -73,13 +73,24 @@ def show_cmd(
     phase: str = PhaseArg,
     as_info: bool = typer.Option(False, "--info", help="print what the model is (JSON) instead"),
 ):
-    """Print a zoo model's prototxt (as `fcnkit zoo write` writes it), or --info."""
+    """Print a zoo model's prototxt (as `fcnkit zoo write` writes it), or --info (what it
+    is, and where its bundled weights come from)."""
     import json
 
     from fcnkit import zoo
 
     if as_info:
-        console.print_json(json.dumps(zoo.info(name)))
+        from fcnkit.zoo.bundled import summary
+
+        info = zoo.info(name)
+        weights = summary(name)
+        info["weights"] = weights or "none bundled: fillers (give -w CAFFEMODEL)"
+        console.print_json(json.dumps(info))
+        if weights is not None:
+            console.print(f"Bundled weights: {weights['file']}\n  trained on SYNTHETIC data only: "
+                          f"{weights['data']}\n  {weights['training']}\n  held-out: "
+                          f"{weights['heldout']}\n  scores on real imagery are unknown.",
+                          markup=False, soft_wrap=True, highlight=False)
         return
     console.print(zoo.render(name, phase), end="", markup=False, soft_wrap=True, highlight=False)
 

@@ -144,8 +144,10 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
         model: a prototxt path, a compiled-model directory (``fcnkit compile -o DIR``) or the
             name of a zoo model (``fcnkit.zoo.names()``).
         weights: a caffemodel for a prototxt or a zoo model (e.g. one trained from the
-            zoo's train_val net); without one a zoo model starts from its fillers (layers
-            without a filler are 0). A compiled directory carries its own weights.
+            zoo's train_val net); without one a zoo model uses its bundled weight set
+            (``fcnkit.zoo.bundled``, e.g. tiramisu56_8band) if it has one, else starts from
+            its fillers (layers without a filler are 0). A compiled directory carries its
+            own weights.
         tile: (H, W) of the image input(s) in pixels; default: as declared / compiled.
         batch: batch size to compile for (default: as declared, usually 1).
         input_shapes: explicit input shapes ({blob name or None for the first input:
@@ -191,8 +193,11 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
         from fcnkit import zoo
         from fcnkit.graph import load_net
 
+        from fcnkit.zoo.bundled import default_weights
+
         param = zoo.build(str(model))
         info = zoo.info(str(model)) if hasattr(zoo, "info") else None
+        weights = default_weights(model, weights)
         net = load_net(param)
         shapes = deploy_shapes(declared_input_shapes(net, input_shapes), tile, batch)
         compiled = compile_net(net, weights, shapes, deploy=True)

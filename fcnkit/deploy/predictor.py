@@ -117,7 +117,8 @@ class Predictor:
             dtype: torch backend ``fp32``/``fp16``/``bf16`` (default fp32 on CPU, fp16 on
                 CUDA); ONNX/TensorRT files carry their precision (a Caffe model exported on
                 the fly uses ``dtype``: fp32 or fp16).
-            weights: caffemodel for a prototxt.
+            weights: caffemodel for a prototxt (a zoo name without it uses the zoo's
+                bundled weight set and its preprocess JSON, if it has one).
             tile: (H, W) for on-the-fly exports (default: the net's declared size), and the
                 tile a TensorRT engine is built for when an ONNX file has dynamic H and W
                 (``fcnkit export --dynamic-hw``).
@@ -139,6 +140,10 @@ class Predictor:
             raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
         p = Path(path)
         suffix = p.suffix.lower() if p.is_file() else ""
+        if weights is None and not p.exists():  # a zoo name: its bundled weight set, if any
+            from fcnkit.zoo.bundled import default_weights
+
+            weights = default_weights(path, None)
         kind = "engine" if suffix in ENGINE_SUFFIXES else "onnx" if suffix == ".onnx" else "caffe"
         if backend == "auto":
             backend = {"engine": "tensorrt", "onnx": "onnxruntime", "caffe": "torch"}[kind]

@@ -433,7 +433,8 @@ def export_model(model: str | Path, path: str | Path, *, weights: str | Path | N
                  fill_untrained: bool = False, **kwargs) -> ExportResult:
     """:func:`export_onnx` for a MODEL argument: a prototxt or zoo model name (with
     ``weights``, a caffemodel), or a compiled model directory (see
-    :func:`fcnkit.deploy.model.load_model`); ``input_shapes`` overrides the declared input
+    :func:`fcnkit.deploy.model.load_model`; a zoo name without ``weights`` takes its
+    bundled weight set and preprocess JSON, :mod:`fcnkit.zoo.bundled`); ``input_shapes`` overrides the declared input
     shapes (``--input-shape``).
 
     ``fill_untrained`` gives every all-zero weight tensor seeded He-normal values first
@@ -443,8 +444,11 @@ def export_model(model: str | Path, path: str | Path, *, weights: str | Path | N
     from fcnkit.deploy.model import fill_untrained as fill
     from fcnkit.deploy.model import load_model
 
+    from fcnkit.zoo.bundled import default_weights
+
     tile = parse_tile(tile)
     fixed = parse_batch(batch)
+    weights = default_weights(model, weights)  # a zoo name: its bundled weight set, if any
     src = load_model(model, weights=weights, tile=tile, batch=fixed, input_shapes=input_shapes)
     changed = fill(src.compiled) if fill_untrained else None
     from fcnkit.deploy.tiling_info import PREPROCESS_META, preprocess_for
