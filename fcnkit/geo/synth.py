@@ -75,6 +75,31 @@ def _roads(rng, size: int, gsd: float, x0: float, y0: float, count: int):
     return roads
 
 
+def _noded(lines):
+    """The road lines with one shared vertex at every crossing, as SpaceNet's road labels are
+    noded: apls builds its graph from line vertices only, so two lines that cross without a
+    common vertex would be two unconnected roads. The geometry is unchanged (a vertex is
+    inserted on a straight segment); each crossing point is computed once and the same
+    coordinates go into both lines, so both transform to the same lon/lat."""
+    from shapely.geometry import LineString, Point
+
+    crossings: list[list[tuple[float, float]]] = [[] for _ in lines]
+    for i in range(len(lines)):
+        for j in range(i + 1, len(lines)):
+            hit = lines[i][0].intersection(lines[j][0])
+            points = [(p.x, p.y) for p in getattr(hit, "geoms", [hit])
+                      if not p.is_empty and p.geom_type == "Point"]
+            crossings[i] += points
+            crossings[j] += points
+    noded = []
+    for (line, width), points in zip(lines, crossings):
+        along = sorted([(line.project(Point(c)), tuple(c)) for c in line.coords]
+                       + [(line.project(Point(c)), c) for c in points])
+        coords = [c for k, (_, c) in enumerate(along) if k == 0 or c != along[k - 1][1]]
+        noded.append((LineString(coords), width))
+    return noded
+
+
 def _cover(rng, size: int) -> np.ndarray:
     """Land-cover class index per pixel (0 vegetation, 1 soil, 2 concrete, 3 water) from
     smoothed noise fields."""
@@ -185,7 +210,7 @@ def _write(info: SceneInfo, dn, label, transform, lines, crs) -> None:
                 f.write(mem.read())
     to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     features = []
-    for line, width in lines:
+    for line, width in _noded(lines):
         coords = [list(to_lonlat.transform(x, y)) for x, y in line.coords]
         lanes = int(width // 3)
         features.append({"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords},

@@ -300,14 +300,16 @@ def _wkt_segments(wkt_lines: Iterable[str], first_node_id: int):
     return ids, edges
 
 
-def graph_from_wkt_pix(wkt_lines: Iterable[Any], transform, *, first_node_id: int = 1000,
-                       min_subgraph_length_pix: float = 10.0,
+def graph_from_wkt_pix(wkt_lines: Iterable[Any], transform, *, crs: Any = None,
+                       first_node_id: int = 1000, min_subgraph_length_pix: float = 10.0,
                        max_nodes_to_skip: int = 30) -> nx.MultiGraph:
     """The APLS graph of WKT_Pix line strings (x = column, y = row), as apls ``wkt_to_G``.
 
     Args:
         wkt_lines: WKT texts or shapely LineStrings in pixel coordinates.
-        transform: the image's affine (lon/lat CRS: apls uses x0 + col*a, y0 + row*e).
+        transform: the image's affine (apls uses x0 + col*a, y0 + row*e).
+        crs: the image's CRS; None or a geographic CRS means lon/lat (SpaceNet's tiles, what
+            apls assumes); a projected CRS (a UTM scene) is taken to lon/lat with pyproj.
         min_subgraph_length_pix: components shorter than this (pixels) are dropped before
             georeferencing (apls ``prop_min_subgraph_length`` 10).
 
@@ -327,17 +329,32 @@ def graph_from_wkt_pix(wkt_lines: Iterable[Any], transform, *, first_node_id: in
                                  weight="length_pix", max_nodes_to_skip=max_nodes_to_skip)
     if graph.number_of_nodes() == 0:
         return nx.MultiGraph()
-    return _georeference_wkt_graph(graph, transform)
+    return _georeference_wkt_graph(graph, transform, crs)
 
 
-def _georeference_wkt_graph(graph: nx.MultiGraph, transform) -> nx.MultiGraph:
-    from pyproj import Transformer
+def _pixel_to_lonlat(transform, crs):
+    """(col, row) arrays -> (lon, lat) arrays: apls' x0 + col*a, y0 + row*e, then from a
+    projected CRS to lon/lat."""
+    from pyproj import CRS, Transformer
+
+    projected = crs is not None and not CRS.from_user_input(crs).is_geographic
+    to_lonlat = Transformer.from_crs(crs, CRS84, always_xy=True) if projected else None
 
     def lonlat(x, y):
-        return transform.c + x * transform.a, transform.f + y * transform.e
+        gx, gy = transform.c + np.asarray(x) * transform.a, transform.f + np.asarray(y) * transform.e
+        return to_lonlat.transform(gx, gy) if to_lonlat is not None else (gx, gy)
+
+    return lonlat
+
+
+def _georeference_wkt_graph(graph: nx.MultiGraph, transform, crs=None) -> nx.MultiGraph:
+    from pyproj import Transformer
+
+    lonlat = _pixel_to_lonlat(transform, crs)
 
     for n, d in graph.nodes(data=True):
-        d["x"], d["y"] = lonlat(d["x_pix"], d["y_pix"])
+        x, y = lonlat(d["x_pix"], d["y_pix"])
+        d["x"], d["y"] = float(x), float(y)
     crs = _to_utm(graph)
     to_utm = Transformer.from_crs(CRS84, crs, always_xy=True)
     for u, v, d in graph.edges(data=True):

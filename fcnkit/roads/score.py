@@ -111,11 +111,12 @@ def load_graph(path: str | Path, *, first_node_id: int, image: str | Path | None
         rows = read_wkt_csv(path)
         key = image_id or Path(image).stem
         # a tile missing from a submission has no roads (SpaceNet scores it, apls skips it)
-        return graph_from_wkt_pix(rows.get(key, []), read_grid(image)[1], first_node_id=1000)
+        _, transform, crs = read_grid(image)
+        return graph_from_wkt_pix(rows.get(key, []), transform, crs=crs, first_node_id=1000)
     if suffix in RASTER_SUFFIXES:
         mask, (_, transform, crs) = read_mask(path)
         lines = mask_wkt_pix(mask, gsd_metres(transform, crs), graph_params, clean)
-        return graph_from_wkt_pix(lines, transform, first_node_id=1000)
+        return graph_from_wkt_pix(lines, transform, crs=crs, first_node_id=1000)
     raise InputError(f"{path}: unknown road file type {suffix!r}; give .geojson, .csv "
                      "(WKT_Pix), .graphml or a mask .tif")
 
