@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from fcnkit.errors import SurgeryError
-from fcnkit.surgery._net import Blobs, as_blobs, as_param, build
+from fcnkit.surgery._net import Blobs, as_blobs, as_param, build, layer_kind
 from fcnkit.surgery.bands import adapt_input_bands, input_conv
 from fcnkit.surgery.classes import set_num_classes
 from fcnkit.surgery.convolutionalize import convolutionalize
@@ -75,7 +75,8 @@ def set_input_shape(net: Any, shape: Sequence[int]) -> Any:
     """
     param = as_param(net)
     for lp in param.layer:
-        if lp.type == "Input" and len(lp.input_param.shape):
+        declares = layer_kind(lp).declares_input_shape
+        if declares and len(lp.input_param.shape):
             dims = lp.input_param.shape[0].dim
             if len(dims) != 4:
                 break
@@ -85,7 +86,7 @@ def set_input_shape(net: Any, shape: Sequence[int]) -> Any:
             del dims[:]
             dims.extend(int(d) for d in new)
             return param
-        if lp.type == "Input":
+        if declares:
             break
     raise SurgeryError("a new input shape needs the net's first input to be an Input layer with "
                        "a 4-D shape")
