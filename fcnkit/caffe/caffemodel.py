@@ -32,8 +32,7 @@ from google.protobuf.message import DecodeError, Message
 from fcnkit.caffe import caffe_pb2
 from fcnkit.caffe.caffemodel_blob import BlobDecoder
 from fcnkit.caffe.caffemodel_fields import (LAYER_BLOBS_V1, LAYER_BLOBS_V2, NET_LAYER_V2,
-                                            NET_LAYERS_V1, V0_BLOBS, V1_V0_LAYER)
-from fcnkit.caffe.caffemodel_writer import _is_repeated
+                                            NET_LAYERS_V1, V0_BLOBS, V1_V0_LAYER, is_repeated)
 from fcnkit.caffe.caffemodel_writer import write_caffemodel  # noqa: F401 - public, re-exported
 from fcnkit.caffe.sniff import describe_non_caffemodel
 from fcnkit.caffe.upgrade import detect_format, upgrade_net
@@ -381,7 +380,7 @@ def _non_utf8_field(message: Message) -> str | None:
 
 
 def _non_utf8_value(fdesc, value) -> str | None:
-    values = value if _is_repeated(fdesc) else (value,)
+    values = value if is_repeated(fdesc) else (value,)
     if fdesc.type == fdesc.TYPE_STRING:
         # upb returns bytes instead of str for a string field that is not UTF-8.
         return fdesc.name if any(isinstance(v, bytes) for v in values) else None

@@ -20,3 +20,12 @@ BLOB_DOUBLE_DATA = 8
 BLOB_RAW_TYPE = 10
 BLOB_RAW_DATA = 12
 SHAPE_DIM = 1
+
+
+def is_repeated(fdesc) -> bool:
+    """Whether a protobuf FieldDescriptor is repeated (``is_repeated`` on protobuf >= 5.28,
+    ``label == LABEL_REPEATED`` before)."""
+    rep = getattr(fdesc, "is_repeated", None)
+    if rep is not None:
+        return bool(rep)
+    return fdesc.label == fdesc.LABEL_REPEATED

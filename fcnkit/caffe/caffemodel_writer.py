@@ -14,7 +14,8 @@ from google.protobuf.message import Message
 from fcnkit.atomic import atomic_open
 from fcnkit.caffe import caffe_pb2
 from fcnkit.caffe.blobs import _as_float32
-from fcnkit.caffe.caffemodel_fields import BLOB_DATA, BLOB_SHAPE, LAYER_BLOBS_V2, NET_LAYER_V2, SHAPE_DIM
+from fcnkit.caffe.caffemodel_fields import (BLOB_DATA, BLOB_SHAPE, LAYER_BLOBS_V2, NET_LAYER_V2, SHAPE_DIM,
+                                            is_repeated)
 from fcnkit.caffe.wire import LENGTH_DELIMITED, encode_key, encode_length_delimited, encode_varint
 from fcnkit.errors import CaffeFormatError, WeightsError
 def write_caffemodel(path: str | Path, param: caffe_pb2.NetParameter,
@@ -100,17 +101,10 @@ def _without(message: Message, field_name: str) -> Message:
         if fdesc.name == field_name:
             continue
         target = getattr(copy, fdesc.name)
-        if _is_repeated(fdesc):
+        if is_repeated(fdesc):
             target.extend(value)
         elif fdesc.message_type is not None:
             target.CopyFrom(value)
         else:
             setattr(copy, fdesc.name, value)
     return copy
-
-
-def _is_repeated(fdesc) -> bool:
-    rep = getattr(fdesc, "is_repeated", None)
-    if rep is not None:
-        return bool(rep)
-    return fdesc.label == fdesc.LABEL_REPEATED
