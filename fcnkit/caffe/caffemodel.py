@@ -14,8 +14,10 @@ Layouts handled (field numbers: src/caffe/proto/caffe.proto):
 - BlobProto: data (5, packed or one key per value), double_data (8), legacy
   num/channels/height/width (1-4), shape (7), fork raw_data_type (10) / raw_data (12).
 
-Writing streams one layer at a time: protobuf serializes each layer without its blobs and
-fcnkit appends hand-encoded BlobProto fields written straight from the arrays' memory.
+Writing (:mod:`fcnkit.caffe.caffemodel_writer`, re-exported here) streams one layer at a
+time: protobuf serializes each layer without its blobs and fcnkit appends hand-encoded
+BlobProto fields written straight from the arrays' memory. One BlobProto is decoded by
+:mod:`fcnkit.caffe.caffemodel_blob`; field numbers live in :mod:`fcnkit.caffe.caffemodel_fields`.
 """
 
 from __future__ import annotations
@@ -23,47 +25,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from google.protobuf.message import DecodeError, Message
 
-from fcnkit.atomic import atomic_open
 from fcnkit.caffe import caffe_pb2
-from fcnkit.caffe.blobs import _as_float32, decode_raw, resolve_shape
+from fcnkit.caffe.caffemodel_blob import BlobDecoder
+from fcnkit.caffe.caffemodel_fields import (LAYER_BLOBS_V1, LAYER_BLOBS_V2, NET_LAYER_V2,
+                                            NET_LAYERS_V1, V0_BLOBS, V1_V0_LAYER, is_repeated)
+from fcnkit.caffe.caffemodel_writer import write_caffemodel  # noqa: F401 - public, re-exported
 from fcnkit.caffe.sniff import describe_non_caffemodel
 from fcnkit.caffe.upgrade import detect_format, upgrade_net
-from fcnkit.caffe.wire import (FIXED32, FIXED64, LENGTH_DELIMITED, VARINT, WireError,
-                               encode_key, encode_length_delimited, encode_varint, read_key,
-                               read_length, read_varint, skip_value, to_signed64)
+from fcnkit.caffe.wire import (LENGTH_DELIMITED, WireError, encode_length_delimited, read_key,
+                               read_length, read_varint, skip_value)
 from fcnkit.errors import CaffeFormatError, WeightsError
 
-# NetParameter fields holding layers, and the blob field of each layer generation.
-NET_LAYER_V2 = 100
-NET_LAYERS_V1 = 2
-LAYER_BLOBS_V2 = 7
-LAYER_BLOBS_V1 = 6
-V1_V0_LAYER = 1
-V0_NAME = 1
-V0_BLOBS = 50
-
-# BlobProto fields.
-BLOB_NUM, BLOB_CHANNELS, BLOB_HEIGHT, BLOB_WIDTH = 1, 2, 3, 4
-BLOB_DATA = 5
-BLOB_SHAPE = 7
-BLOB_DOUBLE_DATA = 8
-BLOB_RAW_TYPE = 10
-BLOB_RAW_DATA = 12
-SHAPE_DIM = 1
-
-# One-byte keys of unpacked (one key per value) float and double data.
-_KEY_DATA_UNPACKED = (BLOB_DATA << 3) | FIXED32            # 0x2d
-_KEY_DOUBLE_UNPACKED = (BLOB_DOUBLE_DATA << 3) | FIXED64   # 0x41
-_UNPACKED_F32 = np.dtype([("key", "u1"), ("value", "<f4")])  # itemsize 5, unaligned
-_UNPACKED_F64 = np.dtype([("key", "u1"), ("value", "<f8")])  # itemsize 9
-_SCAN_WINDOW = 1 << 20  # records scanned per step when finding a run of unpacked values
-
-_MAX_AXES = 32  # Caffe's kMaxBlobAxes (include/caffe/blob.hpp)
 
 
 @dataclass
@@ -160,14 +136,8 @@ class _LayerRecord:
     note: str | None = None
 
 
-class _Reader:
+class _Reader(BlobDecoder):
     """One pass over a caffemodel held in ``buf``."""
-
-    def __init__(self, buf: bytearray, path: str):
-        self.buf = buf
-        self.path = path
-        # fp16 raw_data is the densest encoding (2 bytes per value); no blob can hold more.
-        self.max_count = len(buf) // 2
 
     # -- top level --
 
@@ -399,138 +369,6 @@ class _Reader:
             f"not a valid caffemodel: {exc.reason} at byte {exc.offset}{after}; the file is "
             "corrupt or is not a Caffe binary protobuf", self.path)
 
-    # -- blobs --
-
-    def _parse_blob(self, start: int, stop: int, where: str) -> tuple[np.ndarray, str]:
-        """Decode one BlobProto occupying ``buf[start:stop]``."""
-        buf = self.buf
-        legacy: list[int | None] = [None, None, None, None]
-        dims: list[int] | None = None
-        f32: list[np.ndarray] = []
-        f64: list[np.ndarray] = []
-        raw: tuple[int, int] | None = None
-        raw_type: int | None = None
-        pos = start
-        try:
-            while pos < stop:
-                key_start = pos
-                fnum, wtype, pos = read_key(buf, pos, stop)
-                if fnum == BLOB_DATA and wtype == LENGTH_DELIMITED:
-                    s, e = read_length(buf, pos, stop)
-                    if (e - s) % 4:
-                        raise WireError(s, f"packed float data of {e - s} bytes is not a "
-                                           "multiple of 4")
-                    f32.append(np.frombuffer(buf, "<f4", count=(e - s) // 4, offset=s))
-                    pos = e
-                elif fnum == BLOB_DATA and wtype == FIXED32:
-                    values, pos = self._unpacked(key_start, pos, stop, _KEY_DATA_UNPACKED,
-                                                 _UNPACKED_F32)
-                    f32.append(values)
-                elif fnum == BLOB_DOUBLE_DATA and wtype == LENGTH_DELIMITED:
-                    s, e = read_length(buf, pos, stop)
-                    if (e - s) % 8:
-                        raise WireError(s, f"packed double data of {e - s} bytes is not a "
-                                           "multiple of 8")
-                    f64.append(np.frombuffer(buf, "<f8", count=(e - s) // 8, offset=s))
-                    pos = e
-                elif fnum == BLOB_DOUBLE_DATA and wtype == FIXED64:
-                    values, pos = self._unpacked(key_start, pos, stop, _KEY_DOUBLE_UNPACKED,
-                                                 _UNPACKED_F64)
-                    f64.append(values)
-                elif fnum == BLOB_SHAPE and wtype == LENGTH_DELIMITED:
-                    s, e = read_length(buf, pos, stop)
-                    dims = (dims or []) + self._parse_shape(s, e)
-                    pos = e
-                elif BLOB_NUM <= fnum <= BLOB_WIDTH and wtype == VARINT:
-                    value, pos = read_varint(buf, pos, stop)
-                    legacy[fnum - 1] = to_signed64(value)
-                elif fnum == BLOB_RAW_TYPE and wtype == VARINT:
-                    raw_type, pos = read_varint(buf, pos, stop)
-                elif fnum == BLOB_RAW_DATA and wtype == LENGTH_DELIMITED:
-                    raw = read_length(buf, pos, stop)
-                    pos = raw[1]
-                else:  # diff, double_diff and anything unknown
-                    pos = skip_value(buf, wtype, pos, stop)
-        except WireError as exc:
-            raise CaffeFormatError(f"{where} is corrupt: {exc.reason} at byte {exc.offset}",
-                                   self.path) from None
-        try:
-            return self._assemble(f32, f64, raw, raw_type, legacy, dims, where)
-        except WeightsError as exc:
-            raise WeightsError(f"{self.path}: {exc}") from None
-
-    def _assemble(self, f32, f64, raw, raw_type, legacy, dims, where) -> tuple[np.ndarray, str]:
-        """Pick the data source and shape like Caffe's Blob::FromProto."""
-        # Caffe's Blob::FromProto prefers double_data over data; raw_data is a fork's.
-        if f64:
-            flat = (f64[0] if len(f64) == 1 else np.concatenate(f64)).astype(np.float32)
-            kind = "float64"
-        elif f32:
-            flat = f32[0] if len(f32) == 1 else np.concatenate(f32)
-            kind = "float32"
-        elif raw is not None:
-            flat, kind = decode_raw(memoryview(self.buf)[raw[0]:raw[1]], raw_type, where)
-        else:
-            flat, kind = np.zeros(0, np.float32), "float32"
-        if dims is not None and len(dims) > _MAX_AXES:
-            raise WeightsError(f"{where} declares {len(dims)} axes; Caffe allows at most "
-                               f"{_MAX_AXES}; the file is corrupt")
-        has_legacy = any(d is not None for d in legacy)
-        shape = resolve_shape(legacy if has_legacy else None, dims, flat.size, where,
-                              self.max_count)
-        return flat.reshape(shape), kind
-
-    def _parse_shape(self, start: int, stop: int) -> list[int]:
-        buf = self.buf
-        dims: list[int] = []
-        pos = start
-        while pos < stop:
-            fnum, wtype, pos = read_key(buf, pos, stop)
-            if fnum == SHAPE_DIM and wtype == LENGTH_DELIMITED:
-                s, e = read_length(buf, pos, stop)
-                while s < e:
-                    value, s = read_varint(buf, s, e)
-                    dims.append(to_signed64(value))
-                    if len(dims) > _MAX_AXES:
-                        return dims  # reported by the caller
-                pos = e
-            elif fnum == SHAPE_DIM and wtype == VARINT:
-                value, pos = read_varint(buf, pos, stop)
-                dims.append(to_signed64(value))
-            else:
-                pos = skip_value(buf, wtype, pos, stop)
-        return dims
-
-    def _unpacked(self, key_start: int, pos: int, stop: int, key: int,
-                  record: np.dtype) -> tuple[np.ndarray, int]:
-        """Gather a run of unpacked values (key byte + value, repeated) in one numpy step.
-
-        Old writers emit one key per float; walking them one by one in Python would take
-        minutes for a large model, so the run length is found with vectorised key checks and
-        the values are gathered through a strided structured view.
-        """
-        size = record.itemsize
-        n_max = (stop - key_start) // size
-        count = 0
-        while count < n_max:
-            k = min(_SCAN_WINDOW, n_max - count)
-            keys = np.frombuffer(self.buf, np.uint8, count=k * size,
-                                 offset=key_start + count * size)[::size]
-            bad = np.flatnonzero(keys != key)
-            if bad.size:
-                count += int(bad[0])
-                break
-            count += k
-        value_type = record.fields["value"][0]
-        if count == 0:
-            # Key encoded in more than one byte (legal but never written by Caffe).
-            if pos + value_type.itemsize > stop:
-                raise WireError(pos, "a value runs past the end of its blob", truncated=True)
-            one = np.frombuffer(self.buf, value_type, count=1, offset=pos)
-            return one.astype(value_type.newbyteorder("=")), pos + value_type.itemsize
-        values = np.frombuffer(self.buf, record, count=count, offset=key_start)["value"]
-        return values.astype(value_type.newbyteorder("=")), key_start + count * size
-
 
 def _non_utf8_field(message: Message) -> str | None:
     """Dotted name of the first string field of ``message`` holding invalid UTF-8, or None."""
@@ -542,7 +380,7 @@ def _non_utf8_field(message: Message) -> str | None:
 
 
 def _non_utf8_value(fdesc, value) -> str | None:
-    values = value if _is_repeated(fdesc) else (value,)
+    values = value if is_repeated(fdesc) else (value,)
     if fdesc.type == fdesc.TYPE_STRING:
         # upb returns bytes instead of str for a string field that is not UTF-8.
         return fdesc.name if any(isinstance(v, bytes) for v in values) else None
@@ -556,104 +394,3 @@ def _non_utf8_value(fdesc, value) -> str | None:
 
 def _quoted(name: str | None) -> str:
     return f" '{name}'" if name else ""
-
-
-# --- writing ----------------------------------------------------------------------------------
-
-def write_caffemodel(path: str | Path, param: caffe_pb2.NetParameter,
-                     blobs: Mapping[str, Sequence[np.ndarray]]) -> None:
-    """Write a V2 binary caffemodel, atomically, one layer at a time.
-
-    Each layer of ``param`` is written with the blobs ``blobs[layer.name]`` (``shape`` plus
-    packed float32 ``data``; arrays of other dtypes are converted one at a time). A layer
-    without an entry in ``blobs`` is written as it is in ``param`` (with whatever blobs it
-    embeds, usually none). The arrays are written straight from their memory, so no second
-    copy of all the weights is built.
-
-    Args:
-        path: destination .caffemodel.
-        param: the net, V2 (``layer`` only); net-level fields are written as they are.
-        blobs: layer name -> list of arrays.
-
-    Raises:
-        CaffeFormatError: ``param`` still has V1 ``layers``.
-        WeightsError: ``blobs`` names layers that ``param`` lacks (listed), or holds
-            something that is not a list of numeric arrays.
-        OSError: the file cannot be written (nothing is left behind).
-    """
-    if len(param.layers):
-        raise CaffeFormatError(
-            f"the net still has {len(param.layers)} V1 `layers`; write_caffemodel writes V2 "
-            "only (upgrade it first)", str(path))
-    names = {layer.name for layer in param.layer}
-    missing = sorted(set(blobs) - names)
-    if missing:
-        raise WeightsError(
-            f"{path}: blobs are given for layer(s) the net does not have: "
-            f"{', '.join(missing)}; rename them or add the layers to the net")
-    for name, arrays in blobs.items():
-        if isinstance(arrays, np.ndarray) or not isinstance(arrays, (list, tuple)):
-            raise WeightsError(f"{path}: blobs['{name}'] must be a list of arrays, not "
-                               f"{type(arrays).__name__}")
-
-    with atomic_open(path, "wb") as f:
-        f.write(_without(param, "layer").SerializeToString())
-        for layer in param.layer:
-            arrays = blobs.get(layer.name)
-            if arrays is None:
-                f.write(encode_length_delimited(NET_LAYER_V2, layer.SerializeToString()))
-                continue
-            stripped = caffe_pb2.LayerParameter()
-            stripped.CopyFrom(layer)  # keeps unknown (fork) fields; embedded blobs are few
-            stripped.ClearField("blobs")
-            meta = stripped.SerializeToString()
-            arrs = [np.asarray(a) for a in arrays]  # no copy for arrays
-            heads = []
-            for j, arr in enumerate(arrs):
-                if arr.dtype.kind not in "fiub":
-                    raise WeightsError(f"{path}: blob {j} of layer '{layer.name}' is not "
-                                       f"numeric (dtype {arr.dtype})")
-                heads.append(_blob_head(arr.shape, arr.size))
-            total = len(meta) + sum(len(h) + 4 * a.size for h, a in zip(heads, arrs))
-            f.write(encode_key(NET_LAYER_V2, LENGTH_DELIMITED) + encode_varint(total) + meta)
-            for j, (head, arr) in enumerate(zip(heads, arrs)):
-                f.write(head)
-                # Converts (copies) only arrays that are not little-endian float32 already.
-                data = _as_float32(arr, f"blob {j} of layer '{layer.name}'")
-                f.write(memoryview(data).cast("B"))
-
-
-def _blob_head(shape: tuple[int, ...], count: int) -> bytes:
-    """Everything of a BlobProto field (key, length, shape, data key and length) but the data."""
-    dims = b"".join(encode_varint(int(d)) for d in shape)
-    shape_msg = encode_length_delimited(SHAPE_DIM, dims) if shape else b""
-    body_head = (encode_length_delimited(BLOB_SHAPE, shape_msg)
-                 + encode_key(BLOB_DATA, LENGTH_DELIMITED) + encode_varint(4 * count))
-    blob_len = len(body_head) + 4 * count
-    return encode_key(LAYER_BLOBS_V2, LENGTH_DELIMITED) + encode_varint(blob_len) + body_head
-
-
-def _without(message: Message, field_name: str) -> Message:
-    """A copy of ``message`` without one (possibly huge) field, never copying that field.
-
-    Unknown fields (from a fork's schema) of ``message`` itself are not carried over.
-    """
-    copy = type(message)()
-    for fdesc, value in message.ListFields():
-        if fdesc.name == field_name:
-            continue
-        target = getattr(copy, fdesc.name)
-        if _is_repeated(fdesc):
-            target.extend(value)
-        elif fdesc.message_type is not None:
-            target.CopyFrom(value)
-        else:
-            setattr(copy, fdesc.name, value)
-    return copy
-
-
-def _is_repeated(fdesc) -> bool:
-    rep = getattr(fdesc, "is_repeated", None)
-    if rep is not None:
-        return bool(rep)
-    return fdesc.label == fdesc.LABEL_REPEATED

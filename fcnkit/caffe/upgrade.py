@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from fcnkit.caffe import caffe_pb2
+from fcnkit.caffe.caffemodel_fields import is_repeated
 from fcnkit.errors import UpgradeError
 
 V1 = caffe_pb2.V1LayerParameter
@@ -292,7 +293,7 @@ def _upgrade_v0_layer(conn, out, notes, path, line) -> None:
             sub.CopyFrom(value)
             continue
         dest = sub.DESCRIPTOR.fields_by_name[field_name]
-        if _is_repeated(dest):
+        if is_repeated(dest):
             getattr(sub, field_name).append(value)
         elif dest.message_type is not None:
             getattr(sub, field_name).CopyFrom(value)
@@ -345,7 +346,7 @@ def _upgrade_v1(net, notes) -> None:
                 notes.append(f"warning: V1 layer '{v1.name}': field '{name}' has no V2 "
                              "equivalent and is dropped")
                 continue
-            if _is_repeated(fdesc):
+            if is_repeated(fdesc):
                 getattr(layer, name).extend(value)
             elif fdesc.message_type is not None:
                 getattr(layer, name).CopyFrom(value)
@@ -484,11 +485,3 @@ def upgrade_solver(solver: caffe_pb2.SolverParameter, path: str | None = None) -
     solver.type = _SOLVER_TYPES[solver.solver_type]
     solver.ClearField("solver_type")
     return [f"solver_type -> type: \"{solver.type}\""]
-
-
-def _is_repeated(fdesc) -> bool:
-    # FieldDescriptor.label is deprecated in recent protobuf releases; prefer is_repeated.
-    rep = getattr(fdesc, "is_repeated", None)
-    if rep is not None:
-        return bool(rep)
-    return fdesc.label == fdesc.LABEL_REPEATED

@@ -151,6 +151,26 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     graph = torch.fx.Graph()
     value, blob_of_node, inputs = _placeholders(graph, net, layers, deploy)
 
+    modules, taken = _emit_layers(graph, root, layers, shapes, value, blob_of_node)
+    out_names = _emit_outputs(graph, net, layers, value, deploy)
+
+    report = initialise(net, layers, modules, shapes, blobs, seed, getattr(weights, "path", None),
+                        fill_missing)
+    gm = torch.fx.GraphModule(root, graph, class_name=safe_identifier(net.name or "CaffeNet", "net_"))
+    gm.train(net.state.phase == TRAIN)
+    audit_code(gm.code, out_names)
+    return CompiledNet(gm, net, analysis, inputs, out_names, report, blob_of_node, deploy, taken)
+
+
+def _emit_layers(graph: torch.fx.Graph, root: torch.nn.Module, layers, shapes, value: dict,
+                 blob_of_node: dict) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
+    """Add each kept layer's module to ``root`` and its call to ``graph``, in net order,
+    recording {blob id: fx value} in ``value`` and {fx node name: blob id} in
+    ``blob_of_node``; return ({layer name: module}, {submodule name: layer name}).
+
+    Raises:
+        NetDefinitionError: a layer cannot be built, or two layers share a module name.
+    """
     modules: dict[str, torch.nn.Module] = {}
     taken: dict[str, str] = {}  # submodule name -> layer name
     for node in layers:
@@ -177,20 +197,19 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
                 item = graph.call_function(operator.getitem, (call, i))
                 value[t] = item
                 blob_of_node[item.name] = t
+    return modules, taken
 
+
+def _emit_outputs(graph: torch.fx.Graph, net: Net, layers, value: dict, deploy: bool) -> list[str]:
+    """Make the graph return {Caffe blob name: tensor} for every top no kept layer reads
+    (net inputs too, unless ``deploy``); return those names, in net order."""
     consumed = {b for n in layers if n.role != "input" for b in n.bottoms}
     outputs = [t for n in layers for t in n.tops if t not in consumed and t in value
                and (n.role != "input" or not deploy)]
     out_names = [net.blob_name[t] for t in outputs]
     graph.output({net.blob_name[t]: value[t] for t in outputs})
     graph.lint()
-
-    report = initialise(net, layers, modules, shapes, blobs, seed, getattr(weights, "path", None),
-                        fill_missing)
-    gm = torch.fx.GraphModule(root, graph, class_name=safe_identifier(net.name or "CaffeNet", "net_"))
-    gm.train(net.state.phase == TRAIN)
-    audit_code(gm.code, out_names)
-    return CompiledNet(gm, net, analysis, inputs, out_names, report, blob_of_node, deploy, taken)
+    return out_names
 
 
 def _claim_module_name(node, taken: dict[str, str]) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from fcnkit.atomic import atomic_directory
 from fcnkit.errors import InputError, OutputError, WeightsError
@@ -41,28 +42,79 @@ def save_compiled(compiled, directory: str | Path, onnx_path: str | None = None,
         OutputError: it cannot be written (a full disk, no permission; the message names
             ``directory``).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
+    from fcnkit import __version__
 
-    from fcnkit import __version__, caffe
+    tensors = {k: v.detach().cpu().contiguous() for k, v in compiled.module.state_dict().items()}
+    return write_model_dir(
+        directory, compiled.net.param, tensors, _meta(compiled, __version__),
+        header=f"written by fcnkit {__version__} (upgraded to V2)",
+        files={"model.py": _model_py(compiled, __version__)},
+        force=force, companions=companions)
+
+
+def write_model_dir(directory: str | Path, param, tensors: Mapping[str, Any], meta: Mapping[str, Any],
+                    *, header: str, files: Mapping[str, str | Callable[[Path], None]] | None = None,
+                    weights_metadata: Mapping[str, str] | None = None, force: bool = False,
+                    companions=None) -> Path:
+    """Write a model directory atomically (the one writer of ``compile -o DIR`` and
+    ``surgery -o OUTDIR``): ``net.prototxt`` (``param``, a V2 NetParameter, under the comment
+    ``header``), ``weights.safetensors`` (``tensors``: {module.param: torch tensor or NumPy
+    array, torch layouts}, with ``weights_metadata`` in its header), every entry of ``files``
+    ({file name: its text, or a function writing that path, whose errors propagate as
+    raised}) and last ``fcnkit.json``
+    (``meta`` as JSON), through :func:`fcnkit.atomic.atomic_directory`'s crash-safe swap:
+    the whole directory appears, or the earlier one stays. Existing ``directory``,
+    ``force`` and ``companions``: as in :func:`save_compiled`.
+
+    Raises:
+        OutputExistsError: ``directory`` is a file, or a directory of something else.
+        OutputError: it cannot be written (a full disk, no permission; the message names
+            ``directory``).
+    """
+    from fcnkit import caffe
 
     directory = Path(directory)
     with atomic_directory(directory, marker=META, force=force, companions=companions) as tmp:
-        try:
-            caffe.write_prototxt(tmp / "net.prototxt", compiled.net.param,
-                                 header=f"written by fcnkit {__version__} (upgraded to V2)")
-            tensors = {k: v.detach().cpu().contiguous() for k, v in compiled.module.state_dict().items()}
-            save_file(tensors, str(tmp / "weights.safetensors"))
-            (tmp / "model.py").write_text(_model_py(compiled, __version__), encoding="utf-8")
-            (tmp / META).write_text(json.dumps(_meta(compiled, __version__), indent=2) + "\n",
-                                    encoding="utf-8")
-        except (OSError, SafetensorError, OutputError) as e:
-            reason = getattr(e, "strerror", None) or str(e)
-            m = re.search(r"cannot write it \((.*?)\);", reason)  # an OutputError naming tmp/
-            reason = m.group(1) if m else reason
-            raise OutputError(f"{directory}: cannot write it ({reason}); check the free space "
-                              "and the permissions of its folder") from None
+        writers = [lambda: caffe.write_prototxt(tmp / "net.prototxt", param, header=header),
+                   lambda: _save_tensors(tmp / "weights.safetensors", tensors, weights_metadata)]
+        writers += [(lambda n=name, c=content: (tmp / n).write_text(c, encoding="utf-8"))
+                    for name, content in (files or {}).items() if not callable(content)]
+        for write in writers:
+            _written_or_output_error(write, directory)
+        for name, write_file in (files or {}).items():
+            if callable(write_file):  # the caller's writer: what it raises is the caller's
+                write_file(tmp / name)
+        _written_or_output_error(lambda: (tmp / META).write_text(
+            json.dumps(dict(meta), indent=2) + "\n", encoding="utf-8"), directory)
     return directory
+
+
+def _written_or_output_error(write: Callable[[], Any], directory: Path) -> None:
+    """Run ``write``; a failure becomes an OutputError naming ``directory`` (not its
+    temporary sibling).
+
+    Raises:
+        OutputError: the file cannot be written (the reason, then what to check).
+    """
+    from safetensors import SafetensorError
+
+    try:
+        write()
+    except (OSError, SafetensorError, OutputError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        m = re.search(r"cannot write it \((.*?)\);", reason)  # an OutputError naming tmp/
+        reason = m.group(1) if m else reason
+        raise OutputError(f"{directory}: cannot write it ({reason}); check the free space "
+                          "and the permissions of its folder") from None
+
+
+def _save_tensors(path: Path, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None) -> None:
+    """safetensors file of torch tensors (safetensors.torch) or NumPy arrays (.numpy)."""
+    if any(type(v).__module__.startswith("torch") for v in tensors.values()):
+        from safetensors.torch import save_file
+    else:
+        from safetensors.numpy import save_file
+    save_file(dict(tensors), str(path), metadata=dict(metadata) if metadata else None)
 
 
 def _model_py(compiled, version: str) -> str:

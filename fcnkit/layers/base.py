@@ -303,6 +303,41 @@ class Layer:
         return (tuple(field[a] + (w.extent[a] - 1) * jump[a] for a in range(2)),
                 tuple(jump[a] * w.stride[a] for a in range(2)))
 
+    # ---- net surgery ---------------------------------------------------------------
+    # What net surgery (fcnkit/surgery) may do with a layer: it asks these, never the
+    # Caffe type string (issue 14), so a new layer type opts in here and in its own file.
+
+    #: A learned spatial filter over (N, C, H, W) with weights (num_output, C/group, kh, kw):
+    #: it can score classes (Long et al. 2015's score layers), take new input bands (conv1
+    #: adaptation) and be padded (FCN's conv1 pad 100). Caffe's Convolution.
+    spatial_filter: ClassVar[bool] = False
+    #: A transposed spatial filter that upsamples (FCN's learned/bilinear upsampling),
+    #: weights (C_in, num_output/group, kh, kw). Caffe's Deconvolution.
+    upsampling_filter: ClassVar[bool] = False
+    #: Fully connected (weights (num_output, C*H*W), or transposed): equivalent to a
+    #: Convolution whose kernel is its input's H x W (Long et al. 2015, section 3.1).
+    #: Caffe's InnerProduct; see :meth:`stores_transposed`.
+    fully_connected: ClassVar[bool] = False
+    #: Reshapes axes [axis, end_axis] into one without touching the data (Caffe's Flatten).
+    flattens: ClassVar[bool] = False
+    #: A spatial pooling that can downsample (a skip source of the FCN head; Caffe's Pooling).
+    pools: ClassVar[bool] = False
+    #: Declares its tops' shapes in ``input_param.shape`` (Caffe's Input), so surgery can
+    #: rewrite an input's N, C, H, W.
+    declares_input_shape: ClassVar[bool] = False
+
+    @classmethod
+    def scores_classes(cls) -> bool:
+        """True for a layer whose ``num_output`` can be a class count of a classifier:
+        a spatial filter or a fully connected layer (fcn's score layers)."""
+        return cls.spatial_filter or cls.fully_connected
+
+    @classmethod
+    def stores_transposed(cls, param: Any) -> bool:
+        """True when the LayerParameter ``param`` stores this layer's weight blob
+        transposed relative to its PyTorch layout (InnerProduct ``transpose: true``)."""
+        return False
+
     # ---- crops ---------------------------------------------------------------------
 
     #: True for a layer that cuts bottom 0 to the grid of bottom 1 at offsets that fcnkit

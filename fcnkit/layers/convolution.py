@@ -85,6 +85,7 @@ class Convolution(ConvolutionBase):
     """Caffe ``Convolution``: grouped, dilated 2-D convolution."""
 
     type = "Convolution"
+    spatial_filter = True
 
     def setup(self) -> None:
         super().setup()

@@ -24,6 +24,7 @@ class Deconvolution(ConvolutionBase):
     """Caffe ``Deconvolution``: grouped, dilated 2-D transposed convolution."""
 
     type = "Deconvolution"
+    upsampling_filter = True
 
     def setup(self) -> None:
         super().setup()

@@ -16,6 +16,7 @@ class Flatten(Layer):
     """Caffe ``Flatten``."""
 
     type = "Flatten"
+    flattens = True
 
     def static_hw_reason(self, module):
         return "fixes the C x H x W size of its input"

@@ -24,6 +24,11 @@ class InnerProduct(Layer):
     """Caffe ``InnerProduct`` (fully connected)."""
 
     type = "InnerProduct"
+    fully_connected = True
+
+    @classmethod
+    def stores_transposed(cls, param):
+        return bool(param.inner_product_param.transpose)
 
     def static_hw_reason(self, module):
         return "fixes the C x H x W size of its input"

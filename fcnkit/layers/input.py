@@ -79,6 +79,7 @@ class Input(InputLayer):
     """Caffe ``Input``: one declared shape per top, or one for all, or none."""
 
     type = "Input"
+    declares_input_shape = True
     shape_source = "input_param has no shape"
 
     def setup(self) -> None:

@@ -53,6 +53,7 @@ class Pooling(Layer):
     """Caffe ``Pooling``: MAX, AVE, STOCHASTIC; global; CEIL or FLOOR rounding."""
 
     type = "Pooling"
+    pools = True
     min_bottom_rank = 4  # pooling_layer.cpp: "Input must have 4 axes"
     tops = (1, 2)  # MAX may output its argmax mask as a second top
 

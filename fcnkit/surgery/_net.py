@@ -252,6 +252,17 @@ def eltwise_sum(name: str, bottoms: Sequence[str], top: str) -> caffe_pb2.LayerP
 
 # --------------------------------------------------------------------------- editing
 
+def layer_kind(lp: caffe_pb2.LayerParameter):
+    """The Layer class (fcnkit/layers) of a LayerParameter, whose surgery attributes
+    (``spatial_filter``, ``fully_connected``, ``declares_input_shape``...) say what surgery
+    may do with it; the base :class:`fcnkit.layers.base.Layer` (all False) for a type
+    fcnkit does not register."""
+    from fcnkit.layers import lookup
+    from fcnkit.layers.base import Layer
+
+    return lookup(lp.type) or Layer
+
+
 def layer_indices(param: caffe_pb2.NetParameter, name: str) -> list[int]:
     """Indices of every layer named ``name`` (several only across phases)."""
     return [i for i, lp in enumerate(param.layer) if lp.name == name]

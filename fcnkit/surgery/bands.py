@@ -44,7 +44,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from fcnkit.errors import SurgeryError
-from fcnkit.surgery._net import Shape, as_blobs, as_param, build, fmt_shape
+from fcnkit.surgery._net import Shape, as_blobs, as_param, build, fmt_shape, layer_kind
 from fcnkit.surgery.report import SurgeryReport, SurgeryResult
 
 #: WorldView-3 band names, 1-based.
@@ -167,13 +167,13 @@ def input_conv(built, layer: str | None = None):
     if inp is None:
         raise SurgeryError(f"{what}: the net has no input layer")
     if layer is None:
-        convs = [n for n in built.net.layers if n.type == "Convolution"
+        convs = [n for n in built.net.layers if n.impl.spatial_filter
                  and inp in built.net.ancestors(n.bottoms[0]) | {n.bottoms[0]}]
         if not convs:
             raise SurgeryError(f"{what}: no Convolution reads the input '{built.net.blob_name[inp]}'")
         return convs[0]
     node = built.net.layer(layer) if built.net.has_layer(layer) else None
-    if node is None or node.type != "Convolution":
+    if node is None or not node.impl.spatial_filter:
         raise SurgeryError(f"{what}: no Convolution layer named '{layer}'")
     return node
 
@@ -312,10 +312,11 @@ def _set_input_bands(param, built, input_shapes, bands: int, what: str) -> dict:
     key = in_name if in_name in new_shapes else (None if None in new_shapes else False)
     if key is not False:
         new_shapes[key] = (new_shapes[key][0], bands, *new_shapes[key][2:])
-    if input_node.type == "Input":
+    if input_node.impl.declares_input_shape:
         top_index = list(input_node.tops).index(inp)
         for lp in param.layer:
-            if lp.name == input_node.name and lp.type == "Input" and len(lp.input_param.shape):
+            if lp.name == input_node.name and layer_kind(lp).declares_input_shape \
+                    and len(lp.input_param.shape):
                 shapes_ = lp.input_param.shape
                 shp = shapes_[top_index if len(shapes_) > 1 else 0]
                 if len(shp.dim) >= 2:

@@ -22,11 +22,10 @@ import numpy as np
 
 from fcnkit.errors import SurgeryError
 from fcnkit.fillers import fill
-from fcnkit.surgery._net import Shape, as_blobs, as_param, build
+from fcnkit.surgery._net import Shape, as_blobs, as_param, build, layer_kind
 from fcnkit.surgery.report import SurgeryReport, SurgeryResult
 from fcnkit.surgery.transplant import transplant
 
-_SCORERS = ("Convolution", "InnerProduct")
 
 
 def find_score_layers(built, what: str = "set_num_classes") -> tuple[list[str], int]:
@@ -50,10 +49,10 @@ def find_score_layers(built, what: str = "set_num_classes") -> tuple[list[str], 
         if node is None or node.role == "input" or node.name in seen:
             continue
         seen.add(node.name)
-        if node.type in _SCORERS and node.impl.num_output == k_old:
+        if node.impl.scores_classes() and node.impl.num_output == k_old:
             found.append(node.name)
             continue
-        if node.type == "Deconvolution" and node.impl.num_output == k_old:
+        if node.impl.upsampling_filter and node.impl.num_output == k_old:
             found.append(node.name)
             nxt = node.bottoms
         elif node.impl.crops_to_reference:  # only the cropped bottom carries the scores
@@ -135,7 +134,7 @@ def set_num_classes(net: Any, num_classes: int, *, weights: Any = None,
     for t in targets:
         if out is None:
             report.record(t, "structure", f"num_output {k_old} -> {k}")
-        elif built.net.layer(t).type == "Deconvolution" and kinds.get(t):
+        elif built.net.layer(t).impl.upsampling_filter and kinds.get(t):
             report.layers[t].notes.append(f"refilled {kinds[t]} for {k} classes")
         elif keep and blobs.get(t):
             _keep_first_classes(out, blobs[t], built.net.layer(t), k, k_old, report)
@@ -153,10 +152,15 @@ def _targets(built, layers: Iterable[str] | None, what: str) -> tuple[list[str],
         return find_score_layers(built, what)
     targets = list(layers)
     for t in targets:
-        if not built.net.has_layer(t) or built.net.layer(t).type not in (*_SCORERS, "Deconvolution"):
+        if not built.net.has_layer(t) or not _resizable(built.net.layer(t).impl):
             raise SurgeryError(f"{what}: '{t}' is not a Convolution, InnerProduct or "
                                "Deconvolution layer of the net")
     return targets, built.net.layer(targets[0]).impl.num_output
+
+
+def _resizable(layer) -> bool:
+    """A layer whose num_output set_num_classes may change: a score layer or an upsampling."""
+    return layer.scores_classes() or layer.upsampling_filter
 
 
 def _resize(param, built, targets: list[str], blobs, k: int, k_old: int, what: str):
@@ -174,18 +178,18 @@ def _resize(param, built, targets: list[str], blobs, k: int, k_old: int, what: s
         for lp in param.layer:
             if lp.name != t:
                 continue
-            if lp.type == "InnerProduct":
+            if layer_kind(lp).fully_connected:
                 lp.inner_product_param.num_output = k
                 continue
             cp = lp.convolution_param
             cp.num_output = k
-            if lp.type == "Deconvolution":
+            if layer_kind(lp).upsampling_filter:
                 if node.impl.group == k_old and k_old != 1:
                     cp.group = k
                 elif node.impl.group != 1:
                     raise SurgeryError(f"{what}: {node.impl.where()} has group {node.impl.group}, "
                                        f"neither 1 nor the class count {k_old}")
-        if node.type == "Deconvolution":
+        if node.impl.upsampling_filter:
             kinds[t] = _convention(node.param, old)
             if kinds[t] == "bilinear_interp" or (kinds[t] and not node.param.convolution_param
                                                  .HasField("weight_filler")):
@@ -201,7 +205,7 @@ def _keep_first_classes(out, old, node, k: int, k_old: int, report) -> None:
     m = min(k, k_old)
     new = [np.array(a, copy=True) for a in out[t]]
     w_old = np.asarray(old[0], dtype=np.float32)
-    if node.type == "Deconvolution":  # learned upsampling: keep the old block
+    if node.impl.upsampling_filter:  # learned upsampling: keep the old block
         if new[0].shape[1] == 1:
             new[0][:m] = w_old.reshape(k_old, *new[0].shape[1:])[:m]
         else:

@@ -166,7 +166,7 @@ def _targets(built, layers: Iterable[str] | None) -> list[str]:
     Raises:
         SurgeryError: a named layer is not an InnerProduct of the net.
     """
-    ip_names = [n.name for n in built.net.layers if n.type == "InnerProduct"]
+    ip_names = [n.name for n in built.net.layers if n.impl.fully_connected]
     if layers is None:
         return ip_names
     targets = list(layers)
@@ -217,7 +217,7 @@ def _convolution_input(built, node, ip) -> tuple[tuple[int, ...], str, Any]:
     bottom_name = built.net.blob_name[bottom_id]
     producer = built.net.producer.get(bottom_id)
     bypass = None
-    if len(shape) == 2 and producer is not None and producer.type == "Flatten":
+    if len(shape) == 2 and producer is not None and producer.impl.flattens:
         fp = producer.param.flatten_param
         src_shape = built.shapes[producer.bottoms[0]]
         end = fp.end_axis + len(src_shape) if fp.end_axis < 0 else fp.end_axis

@@ -90,7 +90,7 @@ def _resolve_blob(built: AnalysedNet, name: str) -> str | None:
 def _pool_listing(built: AnalysedNet) -> str:
     rows = []
     for node in built.net.layers:
-        if node.type != "Pooling":
+        if not node.impl.pools:
             continue
         fac = built.factor(node.tops[0])
         stride = "?" if fac is None else str(1 / fac[0]) if fac[0] == fac[1] else f"{1/fac[0]}x{1/fac[1]}"
@@ -253,10 +253,10 @@ def _classifier(h: _Head, classifier: str | None, skip_blobs, reference: str | N
     if not net.has_layer(cls_name):
         raise SurgeryError(f"{what}: the net has no layer named '{cls_name}'")
     cls_node = net.layer(cls_name)
-    if cls_node.type == "InnerProduct":
+    if cls_node.impl.fully_connected:
         raise SurgeryError(f"{what}: the classifier layer '{cls_name}' is still an InnerProduct; "
                            "convolutionalize the net first")
-    if cls_node.type != "Convolution":
+    if not cls_node.impl.spatial_filter:
         raise SurgeryError(f"{what}: the classifier layer '{cls_name}' is a {cls_node.type}, not a "
                            "Convolution; name the scoring layer with classifier=...")
     downstream = {n[1] for n in nx.descendants(net.graph, ("layer", cls_name)) if n[0] == "layer"}
@@ -290,10 +290,10 @@ def _pad_first_conv(h: _Head, first_conv: str | None, pad: int | None) -> str | 
         SurgeryError: no such Convolution.
     """
     net = h.built.net
-    conv_nodes = [n for n in net.layers if n.type == "Convolution"]
+    conv_nodes = [n for n in net.layers if n.impl.spatial_filter]
     fc_name = first_conv or (conv_nodes[0].name if conv_nodes else None)
     if pad is not None:
-        if fc_name is None or not net.has_layer(fc_name) or net.layer(fc_name).type != "Convolution":
+        if fc_name is None or not net.has_layer(fc_name) or not net.layer(fc_name).impl.spatial_filter:
             raise SurgeryError(f"{h.what}: no Convolution layer named '{fc_name}' to pad")
         old = tuple(net.layer(fc_name).impl.pad)
         for lp in h.param.layer:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from fcnkit.errors import SurgeryError
-from fcnkit.surgery._net import Blobs, as_blobs, as_param, build
+from fcnkit.surgery._net import Blobs, as_blobs, as_param, build, layer_kind
 from fcnkit.surgery.bands import adapt_input_bands, input_conv
 from fcnkit.surgery.classes import set_num_classes
 from fcnkit.surgery.convolutionalize import convolutionalize
@@ -75,7 +75,8 @@ def set_input_shape(net: Any, shape: Sequence[int]) -> Any:
     """
     param = as_param(net)
     for lp in param.layer:
-        if lp.type == "Input" and len(lp.input_param.shape):
+        declares = layer_kind(lp).declares_input_shape
+        if declares and len(lp.input_param.shape):
             dims = lp.input_param.shape[0].dim
             if len(dims) != 4:
                 break
@@ -85,7 +86,7 @@ def set_input_shape(net: Any, shape: Sequence[int]) -> Any:
             del dims[:]
             dims.extend(int(d) for d in new)
             return param
-        if lp.type == "Input":
+        if declares:
             break
     raise SurgeryError("a new input shape needs the net's first input to be an Input layer with "
                        "a 4-D shape")
@@ -360,37 +361,30 @@ def write_outdir(result: SurgeryResult, outdir: str | Path, *, source: str | Non
         OutputExistsError: ``outdir`` is a file, or a directory of something else.
         OutputError: the files cannot be written (nothing is left behind).
     """
-    from safetensors.numpy import save_file
-
     from fcnkit import __version__, caffe
-    from fcnkit.atomic import atomic_directory
+    from fcnkit.compile.store import write_model_dir
 
     if result.blobs is None:
         raise SurgeryError("the surgery result has no weights; run it with weights (or "
                            "fill_missing=True) to write a caffemodel")
-    outdir = Path(outdir)
     built = build(result.param, result.input_shapes, what="write")
     header = f"written by fcnkit {__version__} surgery" + (f" from {source}" if source else "")
-    state = torch_state(result.param, result.blobs, result.input_shapes)
-    with atomic_directory(outdir, force=force) as tmp:
-        caffe.write_prototxt(tmp / "net.prototxt", result.param, header=header)
-        caffe.write_caffemodel(tmp / "net.caffemodel", result.param, result.blobs)
-        save_file(state, str(tmp / "weights.safetensors"), metadata={"source": source or "",
-                                                                     "fcnkit": __version__})
-        title = f"fcnkit surgery report: {result.param.name or 'net'}"
-        (tmp / "report.md").write_text(
-            result.report.to_markdown(title) + (f"\nSource: {source}\n" if source else ""),
-            encoding="utf-8")
-        doc = result.report.to_dict()
-        doc["source"] = source
-        (tmp / "report.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        meta = {
-            "fcnkit_version": __version__, "name": result.param.name, "source": source,
-            "phase": "TEST", "level": 0, "stages": [], "deploy": False,
-            "input_shapes": {built.net.blob_name[b]: list(built.shapes[b]) for b in built.net.inputs},
-            "inputs": [built.net.blob_name[b] for b in built.net.inputs],
-            "outputs": [built.net.blob_name[b] for b in built.net.outputs],
-            "written_by": "fcnkit surgery",
-        }
-        (tmp / "fcnkit.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return outdir
+    title = f"fcnkit surgery report: {result.param.name or 'net'}"
+    doc = result.report.to_dict()
+    doc["source"] = source
+    meta = {
+        "fcnkit_version": __version__, "name": result.param.name, "source": source,
+        "phase": "TEST", "level": 0, "stages": [], "deploy": False,
+        "input_shapes": {built.net.blob_name[b]: list(built.shapes[b]) for b in built.net.inputs},
+        "inputs": [built.net.blob_name[b] for b in built.net.inputs],
+        "outputs": [built.net.blob_name[b] for b in built.net.outputs],
+        "written_by": "fcnkit surgery",
+    }
+    files = {
+        "net.caffemodel": lambda path: caffe.write_caffemodel(path, result.param, result.blobs),
+        "report.md": result.report.to_markdown(title) + (f"\nSource: {source}\n" if source else ""),
+        "report.json": json.dumps(doc, indent=2) + "\n",
+    }
+    return write_model_dir(outdir, result.param, torch_state(result.param, result.blobs, result.input_shapes),
+                           meta, header=header, files=files, force=force,
+                           weights_metadata={"source": source or "", "fcnkit": __version__})

@@ -31,7 +31,7 @@ import numpy as np
 from fcnkit.caffe import caffe_pb2
 from fcnkit.errors import SurgeryError
 from fcnkit.fillers import fill
-from fcnkit.surgery._net import Blobs, Shape, as_blobs, as_param, build, fmt_shape
+from fcnkit.surgery._net import Blobs, Shape, as_blobs, as_param, build, fmt_shape, layer_kind
 from fcnkit.surgery.report import SurgeryReport, SurgeryResult
 
 #: How a layer's note about its initialisation starts (steps that refill a layer drop it).
@@ -82,7 +82,7 @@ def _strip_leading_ones(shape: Iterable[int]) -> tuple[int, ...]:
 
 
 def _is_transposed_ip(lp: caffe_pb2.LayerParameter | None) -> bool:
-    return lp is not None and lp.type == "InnerProduct" and lp.inner_product_param.transpose
+    return lp is not None and layer_kind(lp).stores_transposed(lp)
 
 
 def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable[str] = (),

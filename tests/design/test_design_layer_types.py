@@ -23,16 +23,6 @@ ALLOWED = {
     # upgrade_proto.cpp's UpgradeNetBatchNorm rule acts on the NetParameter before any
     # layer object exists; fcnkit.caffe sits below fcnkit.layers and cannot ask a layer
     "fcnkit/caffe/upgrade.py": (1, "Caffe's file-format upgrade (upgrade_proto.cpp)"),
-    # Net surgery implements recipes stated on named Caffe types (Long et al.'s fc -> conv:
-    # InnerProduct -> Convolution; the FCN head's score Convolution and upsampling
-    # Deconvolution; conv1 band adaptation; Input shapes): the types are the recipes'
-    # vocabulary. To do (issue 14): express them through the Layer contract.
-    "fcnkit/surgery/bands.py": (4, "band adaptation: the first Convolution, the Input shape"),
-    "fcnkit/surgery/classes.py": (8, "score Convolution/InnerProduct, upsampling Deconvolution"),
-    "fcnkit/surgery/convolutionalize.py": (2, "InnerProduct -> Convolution, Flatten bypass"),
-    "fcnkit/surgery/heads.py": (5, "FCN head: classifier Convolution, pooling skips"),
-    "fcnkit/surgery/pipeline.py": (2, "Input layers' declared shapes"),
-    "fcnkit/surgery/transplant.py": (1, "InnerProduct transpose"),
 }
 
 TYPE_NAMES = {"type_name", "layer_type"}
@@ -116,3 +106,27 @@ def test_allow_list_only_shrinks():
     assert counts == {path: n for path, (n, _) in ALLOWED.items()}, (
         "the allowed type-string comparisons changed: a new one (ask the layer instead) or one "
         "removed (lower its count in ALLOWED)")
+
+
+def test_surgery_asks_the_layer_contract():
+    """The surgery attributes hold for exactly the Caffe types the recipes name (Long et
+    al. 2015: InnerProduct -> Convolution, Deconvolution upsampling; Flatten bypass;
+    Pooling skips; Input shapes), and InnerProduct reads ``transpose`` from its param."""
+    from fcnkit.caffe import caffe_pb2
+    from fcnkit.layers import get
+
+    def holders(attr):
+        return {t for t in registered_types() if getattr(get(t), attr)}
+
+    assert holders("spatial_filter") == {"Convolution"}
+    assert holders("upsampling_filter") == {"Deconvolution"}
+    assert holders("fully_connected") == {"InnerProduct"}
+    assert holders("flattens") == {"Flatten"}
+    assert holders("pools") == {"Pooling"}
+    assert holders("declares_input_shape") == {"Input"}
+    assert {t for t in registered_types() if get(t).scores_classes()} == {"Convolution", "InnerProduct"}
+    lp = caffe_pb2.LayerParameter(type="InnerProduct")
+    assert get("InnerProduct").stores_transposed(lp) is False
+    lp.inner_product_param.transpose = True
+    assert get("InnerProduct").stores_transposed(lp) is True
+    assert get("Convolution").stores_transposed(lp) is False
