@@ -119,26 +119,14 @@ def predict(work: Path, model: list[str], out: Path) -> None:
 
 
 def predicted_graph(mask, transform, crs):
-    """APLS graph of a predicted road mask in a projected CRS: fcnkit.roads' graph step
-    (skeleton, cleaning: WKT_Pix lines), the pixel lines mapped through the scene's affine
-    (x = column, y = row, apls' corner convention) and built as apls builds a GeoJSON
-    proposal (graph_from_lines, node ids from 500). graph_from_wkt_pix assumes a lon/lat
-    raster (SpaceNet's), the synthetic scenes are in UTM, hence this route."""
-    import numpy as np
-    import shapely
+    """APLS graph of a predicted road mask: fcnkit.roads' graph step (skeleton, cleaning:
+    WKT_Pix lines) georeferenced through the scene's affine and CRS, as `fcnkit roads score`
+    does for a mask (node ids from 1000)."""
+    from fcnkit.roads.apls_graph import graph_from_wkt_pix
+    from fcnkit.roads.score import gsd_metres, mask_wkt_pix
 
-    from fcnkit.roads.apls_graph import graph_from_lines
-    from fcnkit.roads.score import mask_wkt_pix
-    from fcnkit.roads.vector import RoadLines
-
-    def to_crs(xy):
-        x, y = transform * (xy[:, 0], xy[:, 1])
-        return np.column_stack([x, y])
-
-    lines = [shapely.from_wkt(w) if isinstance(w, str) else w
-             for w in mask_wkt_pix(mask, abs(transform.a))]
-    geoms = [shapely.transform(line, to_crs) for line in lines]
-    return graph_from_lines(RoadLines(geoms, [{} for _ in geoms], str(crs)), first_node_id=500)
+    lines = mask_wkt_pix(mask, gsd_metres(transform, crs))
+    return graph_from_wkt_pix(lines, transform, crs=crs, first_node_id=1000)
 
 
 def score_predictions(work: Path, out: Path) -> dict:
@@ -239,9 +227,9 @@ def ship(work: Path) -> None:
             "road_iou": round(evaluation["road_iou"], 4), "apls": round(evaluation["apls_mean"], 4),
             "apls_of_true_mask": round(evaluation["apls_of_true_mask_mean"], 4),
             "apls_route": "truth GeoJSON graph vs graph of the predicted mask (fcnkit.roads "
-                          "mask -> skeleton -> WKT_Pix -> scene affine -> graph_from_lines), "
-                          "fcnkit.roads.apls.apls defaults; apls_of_true_mask: the same route "
-                          "on the true label mask, the ceiling of this route on 154 m scenes",
+                          "mask -> skeleton -> WKT_Pix -> scene affine and CRS -> graph, as "
+                          "`fcnkit roads score`), fcnkit.roads.apls.apls defaults; "
+                          "apls_of_true_mask: the same route on the true label mask",
             "per_scene": evaluation["per_scene"]},
     }
     atomic.write_text(dest / f"{NAME}.json", json.dumps(provenance, indent=1) + "\n")
