@@ -238,7 +238,8 @@ def exchange(a: str | Path, b: str | Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's entry list: the renames in it), best effort."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -309,7 +310,7 @@ def atomic_directory(path: str | Path, *, marker: str | None = OUTPUT_MARKER,
     try:
         yield tmp
         for f in [tmp, *(p for p in tmp.rglob("*") if p.is_file())]:
-            _fsync_dir(f) if f.is_dir() else _fsync_file(f)
+            _fsync_path(f)
         try:
             earlier = _swap_in(tmp, path)
         except OSError as e:
@@ -320,18 +321,10 @@ def atomic_directory(path: str | Path, *, marker: str | None = OUTPUT_MARKER,
             except OSError as e:
                 _swap_back(path, earlier)
                 raise _output_error(Path(dst), e) from None
-        _fsync_dir(path.parent)
+        _fsync_path(path.parent)
         if earlier is not None:
             shutil.rmtree(earlier, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-
-def _fsync_file(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -38,6 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/benchlib.py
+from benchlib import cpu_model  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -226,16 +229,6 @@ def report(rss_rows, speed_rows) -> None:
         print(f"| {size}² | {n} | {e2e:.2f} | {mpx / e2e:.2f} | {mpx / mo:.2f} | {mo / e2e:.2f} | {nv_txt} |")
     ok = all(mo / e2e >= 0.9 for _, _, e2e, mo, _ in speed_rows)
     print(f"end-to-end >= 0.9 x model-only: {'met' if ok else 'NOT met'}")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

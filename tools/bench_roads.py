@@ -26,21 +26,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/benchlib.py
+from benchlib import cpu_model  # noqa: E402
 
 
 def synthetic(size: int, seed: int = 0):

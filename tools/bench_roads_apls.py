@@ -14,25 +14,18 @@ Prints the CPU model. Example::
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import networkx as nx
 from shapely.geometry import LineString
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/benchlib.py
+from benchlib import cpu_model  # noqa: E402
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "spacenet"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def grid_graph(side: int, step: float = 50.0) -> nx.MultiGraph:

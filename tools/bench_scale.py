@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 
 def slice_net(n: int):
@@ -63,9 +63,9 @@ def main(argv=None) -> int:
     from fcnkit.limits import set_memory_limit
 
     set_memory_limit(0)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown CPU")
-    print(f"CPU: {cpu}")
+    from benchlib import machine_line
+
+    print(machine_line())
     print("| net | N | load_net (s) | analyse (s) | compile_net (s) | load per element vs smallest |")
     print("|---|---:|---:|---:|---:|---:|")
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -11,8 +11,8 @@ the fraction of fcnkit's step time spent waiting for data. Usage:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,15 +28,8 @@ from fcnkit.train.loop import Trainer, TrainOptions
 from fcnkit.train.nets import compile_phase
 from fcnkit.zoo.tiramisu import TiramisuConfig, tiramisu
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/benchlib.py
+from benchlib import cpu_model  # noqa: E402
 
 
 def make_source(root: Path, workers: int, batch: int, chip: int) -> ChipSource:

@@ -300,8 +300,9 @@ def _save_reproducer(out: Path, key: str, case: dict, work: Path, result: dict, 
 
 def _report(args, counts: Counter, bugs: dict, elapsed: float, base: Path) -> None:
     total = sum(counts.values())
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown CPU")
+    from benchlib import cpu_model
+
+    cpu = cpu_model()
     print(f"fcnkit fuzz: {total} cases, seed {args.seed}, {args.jobs} job(s), {elapsed:.1f} s "
           f"({elapsed / max(total, 1) * 1000:.0f} ms/case), {cpu}")
     for cls in ("accepted", "refused", *BUG_CLASSES):

@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/benchlib.py
+from benchlib import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "tiramisu56_8band"
@@ -171,16 +173,6 @@ def evaluate(work: Path) -> dict:
     result = {"snapshot": snap.name, "iterations": it, **score_predictions(work, out)}
     (work / "eval.json").write_text(json.dumps(result, indent=1))
     return result
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sha256(path: Path) -> str:
