@@ -30,6 +30,7 @@ def train_cmd(
     compile_: bool = typer.Option(False, "--torch-compile", help="wrap the net with torch.compile"),
     loss: str = typer.Option("softmax", "--loss", help="softmax (the net's loss layer), bce-dice (0.8 BCE + 0.2 Dice) or dice-focal (0.25 Dice + 0.75 focal)"),
     patience: int = typer.Option(0, "--patience", help="stop after N tests without a better test loss"),
+    apls: bool = typer.Option(False, "--apls", help="at each test, mean APLS of the whole validation scenes (mask -> graph -> APLS)"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="write a CSV log (iter, phase, name, value)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ):
@@ -49,7 +50,8 @@ def train_cmd(
                                log=lambda line: console.print(line, markup=False),
                                on_iter=on_iter)
         result = train_from_solver(solver, data, weights=weights, resume=snapshot,
-                                   options=options, max_iter=max_iter, loss=loss)
+                                   options=options, max_iter=max_iter, loss=loss,
+                                   apls=apls)
     console.print(f"Optimization done at iteration {result.iter} ({result.stopped}); "
                   f"last snapshot: {result.snapshots[-1][0] if result.snapshots else 'none'}",
                   markup=False)

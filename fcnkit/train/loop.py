@@ -75,6 +75,8 @@ class TrainOptions:
         csv_path: write a CSV log (iter, phase, name, value) here, atomically.
         log: receives one line of text per display/test/snapshot event.
         on_iter: called with the iteration count after every update (progress bars).
+        apls: at each test, ``apls(forward)`` -> mean APLS of the first test net over the
+            validation scenes (:class:`fcnkit.train.apls_eval.SceneApls`), logged as ``apls``.
     """
 
     device: str = "cpu"
@@ -85,6 +87,7 @@ class TrainOptions:
     csv_path: Path | None = None
     log: Callable[[str], None] = print
     on_iter: Callable[[int], None] | None = None
+    apls: Callable | None = None
 
 
 @dataclass
@@ -309,6 +312,8 @@ class Trainer:
         results = []
         for k, test in enumerate(self.tests):
             metrics = self._test_one(test)
+            if k == 0 and self.options.apls is not None:
+                metrics["apls"] = self.options.apls(self._scorer(test.compiled))
             results.append(metrics)
             it = self.solver.iter
             self.options.log(f"Iteration {it}, Testing net (#{k}): " + ", ".join(
@@ -353,6 +358,22 @@ class Trainer:
             for c, value in enumerate(iou_per_class(matrix)):
                 metrics[f"iou_{c}"] = value
         return metrics
+
+    def _scorer(self, compiled):
+        """images (B, C, H, W) -> the scores of the net's loss (B, K, H, W), no gradient."""
+        scored = scored_loss(compiled)
+        if scored is None:
+            from fcnkit.errors import InputError
+
+            raise InputError("--apls needs a test net whose loss layer takes (N, C, H, W) scores")
+        score_id = scored[0]
+
+        def forward(images: torch.Tensor) -> torch.Tensor:
+            n, _, h, w = images.shape
+            batch = {"data": images, "label": torch.zeros(n, 1, h, w)}
+            with torch.no_grad(), self._autocast():
+                return compiled.run_all(*self._inputs(compiled, batch))[score_id].float()
+        return forward
 
     def _write_csv(self) -> None:
         if self.options.csv_path is None:

@@ -81,7 +81,7 @@ def build_sources(data: DataOptions, prefix: str, seed: int, batch: int):
 def train_from_solver(solver_path, data: DataOptions | None = None, *, weights=None, resume=None,
                       options: TrainOptions | None = None, max_iter: int | None = None,
                       source=None, val_source=None, preprocess: dict | None = None,
-                      loss: str = "softmax") -> TrainResult:
+                      loss: str = "softmax", apls: bool = False) -> TrainResult:
     """Train the net of a solver.prototxt as Caffe would (see fcnkit.train.loop).
 
     Args:
@@ -92,6 +92,8 @@ def train_from_solver(solver_path, data: DataOptions | None = None, *, weights=N
         options: :class:`fcnkit.train.loop.TrainOptions`.
         max_iter: overrides the solver's max_iter.
         loss: softmax (the net's loss layer), bce-dice or dice-focal (fcnkit.train.losses).
+        apls: at each test, also score the mean APLS of whole validation scenes
+            (:mod:`fcnkit.train.apls_eval`; needs ``data``'s validation scenes).
 
     Returns:
         :class:`fcnkit.train.loop.TrainResult`.
@@ -131,9 +133,21 @@ def train_from_solver(solver_path, data: DataOptions | None = None, *, weights=N
             compiled = compile_phase(param, path, "TEST", state, val_source.shapes, None, seed)
             replace_loss(compiled, loss)
             tests.append(TestNet(compiled, val_source, int(solver.test_iter[k])))
+    if apls:
+        options.apls = _scene_apls(val_source, tests)
     text = json.dumps(preprocess, indent=1) if preprocess is not None else None
     trainer = Trainer(solver, train, net_param, source, tests, options, text, prefix, where)
     return trainer.solve(resume)
+
+
+def _scene_apls(val_source, tests):
+    from fcnkit.train.apls_eval import SceneApls
+
+    chips = getattr(val_source, "chips", None)
+    if chips is None or not tests:
+        raise InputError("--apls needs validation scenes and a test net (test_iter, "
+                         "test_interval in the solver)")
+    return SceneApls(chips, val_source.batch)
 
 
 #: Band presets of contracts.md (WorldView-3 MUL band order 1..8).
