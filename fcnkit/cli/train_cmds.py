@@ -31,6 +31,7 @@ def train_cmd(
     loss: str = typer.Option("softmax", "--loss", help="softmax (the net's loss layer), bce-dice (0.8 BCE + 0.2 Dice) or dice-focal (0.25 Dice + 0.75 focal)"),
     patience: int = typer.Option(0, "--patience", help="stop after N tests without a better test loss"),
     apls: bool = typer.Option(False, "--apls", help="at each test, mean APLS of the whole validation scenes (mask -> graph -> APLS)"),
+    speed_bins: Optional[Path] = typer.Option(None, "--speed-bins", help="CRESI speed-bin CSV: train a road-speed model (one channel per bin + all roads; per-channel focal + dice)"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="write a CSV log (iter, phase, name, value)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ):
@@ -43,7 +44,7 @@ def train_cmd(
     if amp not in (None, "bf16", "fp16"):
         raise InputError(f"--amp '{amp}': use bf16 or fp16")
     data = DataOptions(images, labels, pairs, parse_bands(bands), chip, batch, width, split,
-                       workers=workers)
+                       workers=workers, speed_bins=speed_bins)
     with _progress(progress) as on_iter:
         options = TrainOptions(device=device, amp=amp, channels_last=channels_last,
                                compile=compile_, patience=patience, csv_path=csv,

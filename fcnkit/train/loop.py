@@ -347,7 +347,7 @@ class Trainer:
                     v = values[compiled.net.final[name]]
                     if v.numel() == 1:
                         sums[name] = sums.get(name, 0.0) + float(v)
-                if scored is not None:
+                if scored is not None and values[scored[1]].shape[1:2] == (1,):
                     score_id, label_id, classes, ignore = scored
                     m = confusion(values[score_id].float(), values[label_id], classes, ignore)
                     matrix = m if matrix is None else matrix + m
