@@ -32,6 +32,7 @@ def train_cmd(
     patience: int = typer.Option(0, "--patience", help="stop after N tests without a better test loss"),
     apls: bool = typer.Option(False, "--apls", help="at each test, mean APLS of the whole validation scenes (mask -> graph -> APLS)"),
     speed_bins: Optional[Path] = typer.Option(None, "--speed-bins", help="CRESI speed-bin CSV: train a road-speed model (one channel per bin + all roads; per-channel focal + dice)"),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="also log the figures as TensorBoard scalars into this folder (needs the tensorboard package)"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="write a CSV log (iter, phase, name, value)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ):
@@ -47,7 +48,7 @@ def train_cmd(
                        workers=workers, speed_bins=speed_bins)
     with _progress(progress) as on_iter:
         options = TrainOptions(device=device, amp=amp, channels_last=channels_last,
-                               compile=compile_, patience=patience, csv_path=csv,
+                               compile=compile_, patience=patience, csv_path=csv, tensorboard=tensorboard,
                                log=lambda line: console.print(line, markup=False),
                                on_iter=on_iter)
         result = train_from_solver(solver, data, weights=weights, resume=snapshot,

@@ -77,6 +77,8 @@ class TrainOptions:
         on_iter: called with the iteration count after every update (progress bars).
         apls: at each test, ``apls(forward)`` -> mean APLS of the first test net over the
             validation scenes (:class:`fcnkit.train.apls_eval.SceneApls`), logged as ``apls``.
+        tensorboard: also log every figure as TensorBoard scalars into this folder
+            (rank 0; needs the tensorboard package, :mod:`fcnkit.train.tblog`).
     """
 
     device: str = "cpu"
@@ -88,6 +90,7 @@ class TrainOptions:
     log: Callable[[str], None] = print
     on_iter: Callable[[int], None] | None = None
     apls: Callable | None = None
+    tensorboard: Path | None = None
 
 
 @dataclass
@@ -160,6 +163,7 @@ class Trainer:
             self.module = torch.compile(self.module)
         self.result = TrainResult()
         self.rows: list[tuple] = []
+        self._scalars = None  # fcnkit.train.tblog.ScalarLog with --tensorboard
         self._stop = False
         self._losses: deque = deque(maxlen=max(1, solver.average_loss))
         self._best, self._bad_tests = float("inf"), 0
@@ -236,8 +240,7 @@ class Trainer:
             self.result.last_loss = smoothed
             if shown:
                 self.options.log(f"Iteration {s.iter - 1}, loss = {smoothed:.6g}, lr = {rate:.6g}")
-                self.rows += [(s.iter - 1, "train", "loss", smoothed), (s.iter - 1, "train", "lr", rate)]
-                self._write_csv()
+                self._record([(s.iter - 1, "train", "loss", smoothed), (s.iter - 1, "train", "lr", rate)])
             if self.options.on_iter:
                 self.options.on_iter(s.iter)
             if p.snapshot and s.iter % p.snapshot == 0:
@@ -265,6 +268,10 @@ class Trainer:
         if resume is not None:
             restore(resume, self.train, self.solver)
             self.options.log(f"Resumed from {resume} at iteration {self.solver.iter}")
+        if self.options.tensorboard is not None and self.rank == 0 and self._scalars is None:
+            from fcnkit.train.tblog import ScalarLog
+
+            self._scalars = ScalarLog(self.options.tensorboard)
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, self._on_sigint)
@@ -279,6 +286,9 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             self._write_csv()
+            if self._scalars is not None:
+                self._scalars.close()
+                self._scalars = None
         self.result.iter = self.solver.iter
         return self.result
 
@@ -318,8 +328,7 @@ class Trainer:
             it = self.solver.iter
             self.options.log(f"Iteration {it}, Testing net (#{k}): " + ", ".join(
                 f"{name} = {value:.6g}" for name, value in metrics.items()))
-            self.rows += [(it, f"test{k}", name, value) for name, value in metrics.items()]
-        self._write_csv()
+            self._record([(it, f"test{k}", name, value) for name, value in metrics.items()])
         self.result.tests.append((self.solver.iter, results))
         if results and self.options.patience:
             loss = results[0].get("loss", float("inf"))
@@ -374,6 +383,13 @@ class Trainer:
             with torch.no_grad(), self._autocast():
                 return compiled.run_all(*self._inputs(compiled, batch))[score_id].float()
         return forward
+
+    def _record(self, rows: list[tuple]) -> None:
+        """Keep (iter, phase, name, value) rows for the CSV and TensorBoard."""
+        self.rows += rows
+        self._write_csv()
+        if self._scalars is not None:
+            self._scalars.write(rows)
 
     def _write_csv(self) -> None:
         if self.options.csv_path is None:
