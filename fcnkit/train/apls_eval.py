@@ -72,7 +72,7 @@ class SceneApls:
         """Road masks (rows x cols, uint8 0/255), one per scene, from ``forward``: images
         (B, C, chip, chip) float32 0..255 -> scores (B, K, chip, chip)."""
         chip = self.chips.chip
-        masks = [np.zeros(g[:2], np.uint8) for g in self.chips._grids]
+        masks = [np.zeros(g[:2], np.uint8) for g in self.chips.grids]
         index = self.chips.index
         for start in range(0, len(index), self.batch):
             picks = list(range(start, min(start + self.batch, len(index))))
@@ -88,6 +88,6 @@ class SceneApls:
     def __call__(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> float:
         """Mean APLS over the scenes (see :func:`mask_apls`)."""
         scores = [mask_apls(mask, grid[2], grid[3], pair.label)
-                  for mask, grid, pair in zip(self.scene_masks(forward), self.chips._grids,
+                  for mask, grid, pair in zip(self.scene_masks(forward), self.chips.grids,
                                               self.chips.pairs)]
         return float(np.mean(scores)) if scores else float("nan")

@@ -89,6 +89,11 @@ class Chips:
         return len(self.index)
 
     @property
+    def grids(self) -> list[tuple]:
+        """(rows, cols, transform, CRS) of each scene."""
+        return list(self._grids)
+
+    @property
     def label_channels(self) -> int:
         """1 (road class indices), or speed bins + 1 with ``speed_table``."""
         if self.speed_table is None:
