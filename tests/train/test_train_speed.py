@@ -17,7 +17,6 @@ from shapely.geometry import shape
 from shapely.ops import transform as shapely_transform
 
 from fcnkit.cli.main import main
-from fcnkit.errors import NetDefinitionError
 from fcnkit.train.chips import Chips, ChipSource
 from fcnkit.train.dataset import compute_stretch, find_pairs
 from fcnkit.train.speed import SpeedLoss
