@@ -30,6 +30,9 @@ def train_cmd(
     compile_: bool = typer.Option(False, "--torch-compile", help="wrap the net with torch.compile"),
     loss: str = typer.Option("softmax", "--loss", help="softmax (the net's loss layer), bce-dice (0.8 BCE + 0.2 Dice) or dice-focal (0.25 Dice + 0.75 focal)"),
     patience: int = typer.Option(0, "--patience", help="stop after N tests without a better test loss"),
+    apls: bool = typer.Option(False, "--apls", help="at each test, mean APLS of the whole validation scenes (mask -> graph -> APLS)"),
+    speed_bins: Optional[Path] = typer.Option(None, "--speed-bins", help="CRESI speed-bin CSV: train a road-speed model (one channel per bin + all roads; per-channel focal + dice)"),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="also log the figures as TensorBoard scalars into this folder (needs the tensorboard package)"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="write a CSV log (iter, phase, name, value)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ):
@@ -42,14 +45,15 @@ def train_cmd(
     if amp not in (None, "bf16", "fp16"):
         raise InputError(f"--amp '{amp}': use bf16 or fp16")
     data = DataOptions(images, labels, pairs, parse_bands(bands), chip, batch, width, split,
-                       workers=workers)
+                       workers=workers, speed_bins=speed_bins)
     with _progress(progress) as on_iter:
         options = TrainOptions(device=device, amp=amp, channels_last=channels_last,
-                               compile=compile_, patience=patience, csv_path=csv,
+                               compile=compile_, patience=patience, csv_path=csv, tensorboard=tensorboard,
                                log=lambda line: console.print(line, markup=False),
                                on_iter=on_iter)
         result = train_from_solver(solver, data, weights=weights, resume=snapshot,
-                                   options=options, max_iter=max_iter, loss=loss)
+                                   options=options, max_iter=max_iter, loss=loss,
+                                   apls=apls)
     console.print(f"Optimization done at iteration {result.iter} ({result.stopped}); "
                   f"last snapshot: {result.snapshots[-1][0] if result.snapshots else 'none'}",
                   markup=False)

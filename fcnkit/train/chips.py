@@ -36,7 +36,8 @@ def _offsets(length: int, chip: int, stride: int) -> list[int]:
 @dataclass
 class Chips:
     """The chips of some scenes; ``read(k)`` -> (image float32 (C, chip, chip) 0..255,
-    label int64 (chip, chip) in {0, 1}).
+    label int64 (chip, chip) in {0, 1}; with ``speed_table`` (bins + 1, chip, chip) speed
+    channels, see fcnkit.train.speed).
 
     Raises (at construction):
         InputError: a scene is smaller than a chip, unreadable, or its label GeoTIFF does
@@ -48,6 +49,7 @@ class Chips:
     chip: int
     width: str = "4m"
     stride: int | None = None
+    speed_table: Path | None = None
     index: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -86,8 +88,29 @@ class Chips:
     def __len__(self) -> int:
         return len(self.index)
 
+    @property
+    def grids(self) -> list[tuple]:
+        """(rows, cols, transform, CRS) of each scene."""
+        return list(self._grids)
+
+    @property
+    def label_channels(self) -> int:
+        """1 (road class indices), or speed bins + 1 with ``speed_table``."""
+        if self.speed_table is None:
+            return 1
+        from fcnkit.train.speed import speed_channel_count
+
+        return speed_channel_count(self.speed_table)
+
     def scene_label(self, s: int) -> np.ndarray:
-        """The whole road label of scene ``s`` (rows x cols, uint8 0/1), cached."""
+        """The whole road label of scene ``s`` (rows x cols, uint8 0/1; with ``speed_table``
+        (bins + 1, rows x cols), fcnkit.train.speed.speed_channels), cached."""
+        if s not in self._labels and self.speed_table is not None:
+            from fcnkit.train.speed import speed_channels
+
+            h, w, transform, crs = self._grids[s]
+            self._labels[s] = speed_channels(self.pairs[s].label, self.speed_table, shape=(h, w),
+                                             transform=transform, crs=crs, width=self.width)
         if s not in self._labels:
             self._labels[s] = _read_label(self.pairs[s], self._grids[s], self.width)
         return self._labels[s]
@@ -100,7 +123,7 @@ class Chips:
         with rasterio.open(self.pairs[s].image) as src:
             dn = src.read(self.preprocess["bands"], window=Window(c, r, self.chip, self.chip))
         image = apply_stretch(dn, self.preprocess)
-        label = self.scene_label(s)[r:r + self.chip, c:c + self.chip]
+        label = self.scene_label(s)[..., r:r + self.chip, c:c + self.chip]
         return image, label.astype(np.int64)
 
 
@@ -161,7 +184,8 @@ def make_batch(chips: Chips, batch: int, index: int, seed: int, augment: bool) -
         picks.append(int(order[pos % n]))
     images, labels = zip(*(chips.read(k) for k in picks))
     data = torch.from_numpy(np.stack(images))
-    label = torch.from_numpy(np.stack(labels)[:, None].astype(np.float32))
+    stacked = np.stack(labels)
+    label = torch.from_numpy((stacked if stacked.ndim == 4 else stacked[:, None]).astype(np.float32))
     if augment:
         data, label = _augment(data, label, seed, index)
     return {"data": data.contiguous(), "label": label.contiguous()}
@@ -205,7 +229,7 @@ class ChipSource:
     @property
     def shapes(self) -> dict[str, tuple]:
         c, s = len(self.chips.preprocess["bands"]), self.chips.chip
-        return {"data": (self.batch, c, s, s), "label": (self.batch, 1, s, s)}
+        return {"data": (self.batch, c, s, s), "label": (self.batch, self.chips.label_channels, s, s)}
 
     def batches(self, start: int, step: int = 1):
         loader = torch.utils.data.DataLoader(

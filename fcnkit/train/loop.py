@@ -75,6 +75,10 @@ class TrainOptions:
         csv_path: write a CSV log (iter, phase, name, value) here, atomically.
         log: receives one line of text per display/test/snapshot event.
         on_iter: called with the iteration count after every update (progress bars).
+        apls: at each test, ``apls(forward)`` -> mean APLS of the first test net over the
+            validation scenes (:class:`fcnkit.train.apls_eval.SceneApls`), logged as ``apls``.
+        tensorboard: also log every figure as TensorBoard scalars into this folder
+            (rank 0; needs the tensorboard package, :mod:`fcnkit.train.tblog`).
     """
 
     device: str = "cpu"
@@ -85,6 +89,8 @@ class TrainOptions:
     csv_path: Path | None = None
     log: Callable[[str], None] = print
     on_iter: Callable[[int], None] | None = None
+    apls: Callable | None = None
+    tensorboard: Path | None = None
 
 
 @dataclass
@@ -157,6 +163,7 @@ class Trainer:
             self.module = torch.compile(self.module)
         self.result = TrainResult()
         self.rows: list[tuple] = []
+        self._scalars = None  # fcnkit.train.tblog.ScalarLog with --tensorboard
         self._stop = False
         self._losses: deque = deque(maxlen=max(1, solver.average_loss))
         self._best, self._bad_tests = float("inf"), 0
@@ -233,8 +240,7 @@ class Trainer:
             self.result.last_loss = smoothed
             if shown:
                 self.options.log(f"Iteration {s.iter - 1}, loss = {smoothed:.6g}, lr = {rate:.6g}")
-                self.rows += [(s.iter - 1, "train", "loss", smoothed), (s.iter - 1, "train", "lr", rate)]
-                self._write_csv()
+                self._record([(s.iter - 1, "train", "loss", smoothed), (s.iter - 1, "train", "lr", rate)])
             if self.options.on_iter:
                 self.options.on_iter(s.iter)
             if p.snapshot and s.iter % p.snapshot == 0:
@@ -262,6 +268,10 @@ class Trainer:
         if resume is not None:
             restore(resume, self.train, self.solver)
             self.options.log(f"Resumed from {resume} at iteration {self.solver.iter}")
+        if self.options.tensorboard is not None and self.rank == 0 and self._scalars is None:
+            from fcnkit.train.tblog import ScalarLog
+
+            self._scalars = ScalarLog(self.options.tensorboard)
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, self._on_sigint)
@@ -276,6 +286,9 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             self._write_csv()
+            if self._scalars is not None:
+                self._scalars.close()
+                self._scalars = None
         self.result.iter = self.solver.iter
         return self.result
 
@@ -309,12 +322,13 @@ class Trainer:
         results = []
         for k, test in enumerate(self.tests):
             metrics = self._test_one(test)
+            if k == 0 and self.options.apls is not None:
+                metrics["apls"] = self.options.apls(self._scorer(test.compiled))
             results.append(metrics)
             it = self.solver.iter
             self.options.log(f"Iteration {it}, Testing net (#{k}): " + ", ".join(
                 f"{name} = {value:.6g}" for name, value in metrics.items()))
-            self.rows += [(it, f"test{k}", name, value) for name, value in metrics.items()]
-        self._write_csv()
+            self._record([(it, f"test{k}", name, value) for name, value in metrics.items()])
         self.result.tests.append((self.solver.iter, results))
         if results and self.options.patience:
             loss = results[0].get("loss", float("inf"))
@@ -342,7 +356,7 @@ class Trainer:
                     v = values[compiled.net.final[name]]
                     if v.numel() == 1:
                         sums[name] = sums.get(name, 0.0) + float(v)
-                if scored is not None:
+                if scored is not None and values[scored[1]].shape[1:2] == (1,):
                     score_id, label_id, classes, ignore = scored
                     m = confusion(values[score_id].float(), values[label_id], classes, ignore)
                     matrix = m if matrix is None else matrix + m
@@ -353,6 +367,29 @@ class Trainer:
             for c, value in enumerate(iou_per_class(matrix)):
                 metrics[f"iou_{c}"] = value
         return metrics
+
+    def _scorer(self, compiled):
+        """images (B, C, H, W) -> the scores of the net's loss (B, K, H, W), no gradient."""
+        scored = scored_loss(compiled)
+        if scored is None:
+            from fcnkit.errors import InputError
+
+            raise InputError("--apls needs a test net whose loss layer takes (N, C, H, W) scores")
+        score_id = scored[0]
+
+        def forward(images: torch.Tensor) -> torch.Tensor:
+            n, _, h, w = images.shape
+            batch = {"data": images, "label": torch.zeros(n, 1, h, w)}
+            with torch.no_grad(), self._autocast():
+                return compiled.run_all(*self._inputs(compiled, batch))[score_id].float()
+        return forward
+
+    def _record(self, rows: list[tuple]) -> None:
+        """Keep (iter, phase, name, value) rows for the CSV and TensorBoard."""
+        self.rows += rows
+        self._write_csv()
+        if self._scalars is not None:
+            self._scalars.write(rows)
 
     def _write_csv(self) -> None:
         if self.options.csv_path is None:

@@ -28,6 +28,8 @@ class DataOptions:
             batch_size, else 4); width: full road width for GeoJSON labels ("4m", "13px").
         split: the split file (default ``<snapshot_prefix>.split.json``).
         percentiles: stretch percentiles; workers: DataLoader workers.
+        speed_bins: CRESI speed-bin CSV: multi-channel speed labels and loss
+            (fcnkit.train.speed).
     """
 
     images: Path | None = None
@@ -40,6 +42,7 @@ class DataOptions:
     split: Path | None = None
     percentiles: tuple[float, float] = (2.0, 90.0)
     workers: int = 2
+    speed_bins: Path | None = None
 
 
 def declared_batch(param) -> int | None:
@@ -72,8 +75,11 @@ def build_sources(data: DataOptions, prefix: str, seed: int, batch: int):
     if not split["train"]:
         raise InputError(f"the dataset has {len(pairs)} scene(s): too few for a training split")
     pre = compute_stretch([p.image for p in split["train"]], list(data.bands), data.percentiles)
-    train = ChipSource(Chips(split["train"], pre, data.chip, data.width), batch, seed, True, data.workers)
-    val = (ChipSource(Chips(split["val"], pre, data.chip, data.width), batch, seed, False, 0)
+    speed = data.speed_bins
+    train = ChipSource(Chips(split["train"], pre, data.chip, data.width, speed_table=speed),
+                       batch, seed, True, data.workers)
+    val = (ChipSource(Chips(split["val"], pre, data.chip, data.width, speed_table=speed),
+                      batch, seed, False, 0)
            if split["val"] else None)
     return train, val, pre, split
 
@@ -81,7 +87,7 @@ def build_sources(data: DataOptions, prefix: str, seed: int, batch: int):
 def train_from_solver(solver_path, data: DataOptions | None = None, *, weights=None, resume=None,
                       options: TrainOptions | None = None, max_iter: int | None = None,
                       source=None, val_source=None, preprocess: dict | None = None,
-                      loss: str = "softmax") -> TrainResult:
+                      loss: str = "softmax", apls: bool = False) -> TrainResult:
     """Train the net of a solver.prototxt as Caffe would (see fcnkit.train.loop).
 
     Args:
@@ -92,6 +98,8 @@ def train_from_solver(solver_path, data: DataOptions | None = None, *, weights=N
         options: :class:`fcnkit.train.loop.TrainOptions`.
         max_iter: overrides the solver's max_iter.
         loss: softmax (the net's loss layer), bce-dice or dice-focal (fcnkit.train.losses).
+        apls: at each test, also score the mean APLS of whole validation scenes
+            (:mod:`fcnkit.train.apls_eval`; needs ``data``'s validation scenes).
 
     Returns:
         :class:`fcnkit.train.loop.TrainResult`.
@@ -101,7 +109,6 @@ def train_from_solver(solver_path, data: DataOptions | None = None, *, weights=N
     """
     from fcnkit.caffe.solver import read_solver
     from fcnkit.train.distributed import init_from_env
-    from fcnkit.train.losses import replace_loss
     from fcnkit.train.nets import compile_phase, test_net_params, train_net_param
     from fcnkit.train.solver import check_solver
 
@@ -123,17 +130,45 @@ def train_from_solver(solver_path, data: DataOptions | None = None, *, weights=N
         source, val_source, preprocess, _ = build_sources(data, prefix, seed, batch)
     train_state = solver.train_state if solver.HasField("train_state") else None
     train = compile_phase(net_param, net_path, "TRAIN", train_state, source.shapes, weights, seed)
-    replace_loss(train, loss)
+    set_loss = _loss_setter(data, loss, source)
+    set_loss(train)
     tests = []
     if val_source is not None:
         for k, (param, path) in enumerate(test_net_params(solver, where)):
             state = solver.test_state[k] if k < len(solver.test_state) else None
             compiled = compile_phase(param, path, "TEST", state, val_source.shapes, None, seed)
-            replace_loss(compiled, loss)
+            set_loss(compiled)
             tests.append(TestNet(compiled, val_source, int(solver.test_iter[k])))
+    if apls:
+        options.apls = _scene_apls(val_source, tests)
     text = json.dumps(preprocess, indent=1) if preprocess is not None else None
     trainer = Trainer(solver, train, net_param, source, tests, options, text, prefix, where)
     return trainer.solve(resume)
+
+
+def _loss_setter(data, loss: str, source):
+    """The function that installs the loss in a compiled net: --loss, or with --speed-bins
+    CRESI's per-channel dice + focal (fcnkit.train.speed)."""
+    from fcnkit.train.losses import replace_loss
+    from fcnkit.train.speed import use_speed_loss
+
+    if data is None or data.speed_bins is None:
+        return lambda compiled: replace_loss(compiled, loss)
+    if loss != "softmax":
+        raise InputError(f"--loss {loss} with --speed-bins: speed models train with CRESI's "
+                         "per-channel 0.75 focal + 0.25 dice; leave --loss out")
+    channels = source.shapes["label"][1]
+    return lambda compiled: use_speed_loss(compiled, channels)
+
+
+def _scene_apls(val_source, tests):
+    from fcnkit.train.apls_eval import SceneApls
+
+    chips = getattr(val_source, "chips", None)
+    if chips is None or not tests:
+        raise InputError("--apls needs validation scenes and a test net (test_iter, "
+                         "test_interval in the solver)")
+    return SceneApls(chips, val_source.batch)
 
 
 #: Band presets of contracts.md (WorldView-3 MUL band order 1..8).
