@@ -22,6 +22,7 @@ Sources:
 
 from __future__ import annotations
 
+from fcnkit.errors import NetDefinitionError
 from fcnkit.netspec.spec import L, NetSpec, Top
 
 #: FCN's parameter specs for a layer with weights and bias (fcn.berkeleyvision.org nets).
@@ -77,34 +78,76 @@ def vgg_block(n: NetSpec, bottom: Top, stage: int, convs: int, num_output: int, 
     return max_pool(n, x, f"pool{stage}")
 
 
-def score(n: NetSpec, bottom: Top, name: str, classes: int) -> Top:
+def score(n: NetSpec, bottom: Top, name: str, classes: int, *, pad: int | None = 0,
+          weight_filler: dict | None = None, bias_filler: dict | None = None) -> Top:
     """FCN class scores: 1x1 Convolution to ``classes`` channels, same size. No weight
-    filler, so zero-initialised, as Long et al. do ("zero-initialize the class scoring
-    layer", FCN section 4.3)."""
-    n[name] = L.Convolution(bottom, num_output=classes, pad=0, kernel_size=1, param=FCN_PARAM)
+    filler by default, so zero-initialised, as Long et al. do ("zero-initialize the class
+    scoring layer", FCN section 4.3). ``pad`` 0 is written out as FCN's prototxts do;
+    None leaves the field unset (the same value, Caffe's default). ``weight_filler`` /
+    ``bias_filler``: FillerParameter fields as a dict (e.g. ``dict(type="constant")``).
+
+    Output: (N, classes, H, W).
+    """
+    fillers = {k: v for k, v in (("weight_filler", weight_filler), ("bias_filler", bias_filler))
+               if v is not None}
+    pad_field = {} if pad is None else dict(pad=pad)
+    n[name] = L.Convolution(bottom, num_output=classes, kernel_size=1, param=FCN_PARAM,
+                            **pad_field, **fillers)
     return n[name]
 
 
+def bilinear_kernel_size(factor: int) -> int:
+    """Kernel size of a bilinear upsampling by ``factor`` (pixels): ``2 * factor - factor
+    % 2``, the rule documented with Caffe's BilinearFiller (include/caffe/filler.hpp:
+    kernel_size = 2 * factor - factor % 2, stride = factor, pad = ceil((factor - 1) / 2)).
+    Even factors give FCN's ``2 f`` (4, 16, 32, 64 for 2, 8, 16, 32).
+
+    FCN's nets (and fcnkit's) take the kernel and stride of that rule but not its pad:
+    they leave the Deconvolution unpadded and align with a Crop layer instead.
+
+    Raises:
+        NetDefinitionError: ``factor`` < 1.
+    """
+    if int(factor) != factor or factor < 1:
+        raise NetDefinitionError(f"an upsampling factor must be an integer >= 1, got {factor!r}")
+    return 2 * int(factor) - int(factor) % 2
+
+
 def upscore(n: NetSpec, bottom: Top, name: str, classes: int, factor: int,
-            kernel_size: int | None = None) -> Top:
-    """Fixed bilinear upsampling by ``factor``: a group-wise Deconvolution (``group`` =
-    ``num_output`` = ``classes``, no bias, ``lr_mult 0``) with Caffe's "bilinear" filler
-    (include/caffe/filler.hpp BilinearFiller: one interpolation kernel per channel).
-    ``kernel_size`` defaults to ``2 * factor`` (FCN); FCN-AlexNet uses 63 for 32.
+            kernel_size: int | None = None, *, group: int | None = None) -> Top:
+    """Fixed bilinear upsampling by ``factor``: a Deconvolution (no bias, ``lr_mult 0``,
+    stride ``factor``, no pad). ``kernel_size`` defaults to :func:`bilinear_kernel_size`
+    (Caffe's rule; FCN's ``2 * factor`` for even factors); FCN-AlexNet uses 63 for 32.
+
+    ``group`` None: group-wise (``group`` = ``num_output`` = ``classes``) with Caffe's
+    "bilinear" filler (include/caffe/filler.hpp BilinearFiller: one interpolation kernel
+    per channel). ``group`` 1: FCN's full ``classes`` x ``classes`` Deconvolution (kernel
+    on the diagonal, fcn.berkeleyvision.org surgery.interp); Caffe has no filler for it,
+    so none is written and the weights come from the caffemodel.
 
     Output: (N, classes, factor (H - 1) + kernel_size, ...).
+
+    Raises:
+        NetDefinitionError: ``factor`` < 1, or ``group`` other than None / 1.
     """
-    k = kernel_size or 2 * factor
-    n[name] = L.Deconvolution(bottom, num_output=classes, group=classes, bias_term=False,
-                              kernel_size=k, stride=factor, weight_filler=dict(type="bilinear"),
-                              param=dict(lr_mult=0))
+    k = kernel_size or bilinear_kernel_size(factor)
+    if group not in (None, 1):
+        raise NetDefinitionError(f"upscore '{name}': group must be None (= classes) or 1, got {group!r}")
+    grouping = (dict(group=classes, bias_term=False, weight_filler=dict(type="bilinear"))
+                if group is None else dict(bias_term=False))
+    n[name] = L.Deconvolution(bottom, num_output=classes, **grouping, kernel_size=k,
+                              stride=factor, param=dict(lr_mult=0))
     return n[name]
 
 
 def crop_to(n: NetSpec, bottom: Top, reference: Top, name: str, offset="auto") -> Top:
     """Crop ``bottom`` to ``reference``'s H and W (axis 2). ``offset="auto"`` computes the
     pixel-exact offset from the coordinate maps when the net is built (FCN's
-    ``coord_map.crop``); ``"center"`` is the centre crop (see fcnkit.netspec.crops)."""
+    ``coord_map.crop``); ``"center"`` is the centre crop (see fcnkit.netspec.crops); an int or a list of
+    ints is written as given (Caffe's ``crop_param.offset``).
+
+    Output: (N, C, H_ref, W_ref).
+    """
     n[name] = L.Crop(bottom, reference, axis=2, offset=offset)
     return n[name]
 
@@ -113,6 +156,29 @@ def fuse(n: NetSpec, a: Top, b: Top, name: str) -> Top:
     """Element-wise sum (Eltwise SUM) of two equally shaped score maps (FCN skip fusion)."""
     n[name] = L.Eltwise(a, b, operation="SUM")
     return n[name]
+
+
+def layers_on(blobs, build) -> list:
+    """Layers made by blocks on an existing net's blobs, as ``LayerParameter`` messages to
+    append to that net (how surgery adds an FCN head with these same blocks).
+
+    Args:
+        blobs: names of the existing blobs the blocks read.
+        build: ``build(n, tops)`` calls blocks on ``n``, a fresh NetSpec, where ``tops`` maps
+            each name in ``blobs`` to a top of that name.
+
+    Returns:
+        the new layers in creation order (the stand-ins for ``blobs`` left out); Crop
+        offsets must be given as numbers (nothing is resolved here).
+
+    Raises:
+        NetDefinitionError: what the blocks or NetSpec raise (e.g. a name used twice).
+    """
+    n = NetSpec()
+    for name in blobs:
+        n[name] = L.Input()  # a stand-in producing the existing blob; dropped below
+    build(n, {name: n[name] for name in blobs})
+    return list(n.to_proto(resolve=False).layer)[len(blobs):]
 
 
 # ---------------------------------------------------------------------------------------

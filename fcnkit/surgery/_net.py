@@ -172,44 +172,6 @@ def as_filler(spec: Any) -> caffe_pb2.FillerParameter | None:
     raise SurgeryError(f"a filler must be a type name or a FillerParameter, got {spec!r}")
 
 
-def add_param_specs(lp: caffe_pb2.LayerParameter,
-                    specs: Iterable[tuple[float, float | None]]) -> None:
-    """Append one ``param { lr_mult decay_mult }`` per (lr, decay); decay None is left unset."""
-    for lr, decay in specs:
-        ps = lp.param.add()
-        ps.lr_mult = lr
-        if decay is not None:
-            ps.decay_mult = decay
-
-
-def conv_layer(name: str, bottom: str, top: str, num_output: int, kernel: tuple[int, int] = (1, 1),
-               *, stride: int = 1, pad: int = 0, group: int = 1, bias_term: bool = True,
-               weight_filler=None, bias_filler=None, lr: Sequence[tuple[float, float]] = ((1, 1), (2, 0)),
-               deconv: bool = False) -> caffe_pb2.LayerParameter:
-    """A Convolution (or Deconvolution) LayerParameter in the style of FCN's prototxts."""
-    lp = caffe_pb2.LayerParameter()
-    lp.name, lp.type = name, "Deconvolution" if deconv else "Convolution"
-    lp.bottom.append(bottom)
-    lp.top.append(top)
-    add_param_specs(lp, lr[: 2 if bias_term else 1])
-    cp = lp.convolution_param
-    cp.num_output = int(num_output)
-    if not bias_term:
-        cp.bias_term = False
-    if pad:
-        cp.pad.append(int(pad))
-    set_kernel(cp, kernel)
-    if stride != 1:
-        cp.stride.append(int(stride))
-    if group != 1:
-        cp.group = int(group)
-    if weight_filler is not None:
-        cp.weight_filler.CopyFrom(weight_filler)
-    if bias_filler is not None and bias_term:
-        cp.bias_filler.CopyFrom(bias_filler)
-    return lp
-
-
 def set_kernel(cp: caffe_pb2.ConvolutionParameter, kernel: tuple[int, int]) -> None:
     """``kernel_size: k`` for a square kernel, ``kernel_h``/``kernel_w`` otherwise."""
     del cp.kernel_size[:]
@@ -228,26 +190,6 @@ def set_pad(cp: caffe_pb2.ConvolutionParameter, pad: int) -> None:
     cp.ClearField("pad_w")
     if pad:
         cp.pad.append(int(pad))
-
-
-def crop_layer(name: str, bottom: str, reference: str, top: str,
-               offset: Sequence[int] = (0,)) -> caffe_pb2.LayerParameter:
-    lp = caffe_pb2.LayerParameter()
-    lp.name, lp.type = name, "Crop"
-    lp.bottom.extend([bottom, reference])
-    lp.top.append(top)
-    lp.crop_param.axis = 2
-    lp.crop_param.offset.extend(int(o) for o in offset)
-    return lp
-
-
-def eltwise_sum(name: str, bottoms: Sequence[str], top: str) -> caffe_pb2.LayerParameter:
-    lp = caffe_pb2.LayerParameter()
-    lp.name, lp.type = name, "Eltwise"
-    lp.bottom.extend(bottoms)
-    lp.top.append(top)
-    lp.eltwise_param.operation = caffe_pb2.EltwiseParameter.SUM
-    return lp
 
 
 # --------------------------------------------------------------------------- editing

@@ -10,10 +10,11 @@ and the DIGITS 5 article's FCN-AlexNet) on a convolutionalised classifier:
   by ``score_fr``, a 1x1 Convolution with ``num_classes`` outputs on the same features
   (FCN and DIGITS leave it without a filler: Caffe's default, zero);
 - a Deconvolution upsamples by the stride f between its input and its target (both found
-  from the scale factors, never typed in): kernel ``2f - f mod 2`` (FCN's rule: 64 for
-  f = 32, 4 for f = 2, 16 for f = 8), or ``2f - 1`` when the even kernel would leave a
+  from the scale factors, never typed in): kernel ``2f - f mod 2`` (Caffe's BilinearFiller
+  rule, as in the zoo: 64, 4, 16 for f = 32, 2, 8), or ``2f - 1`` when that would leave a
   half-pixel crop offset (FCN-AlexNet's 63: the offset with 64 is 18.5); bias_term false,
-  ``lr_mult: 0`` (fixed bilinear interpolation);
+  ``lr_mult: 0`` (fixed bilinear interpolation). The head's layers are made by the NetSpec
+  blocks of :mod:`fcnkit.netspec.blocks` (``score``, ``upscore``, ``crop_to``, ``fuse``);
 - FCN-16s/8s add skip branches: a zero-initialised 1x1 score layer on pool4 (pool3), cropped
   to the upsampled scores and summed (Eltwise SUM) before the next upsampling;
 - Crop layers align each pair; their offsets are computed from the coordinate maps
@@ -36,23 +37,24 @@ from typing import Any, Mapping, Sequence
 
 import networkx as nx
 import numpy as np
+from google.protobuf import json_format
 
 from fcnkit.errors import OffsetError, SurgeryError
+from fcnkit.netspec.blocks import bilinear_kernel_size, crop_to, fuse, layers_on, score, upscore
 from fcnkit.surgery._net import (AnalysedNet, Shape, as_blobs, as_filler, as_param, build,
-                                 classifier_layer, conv_layer, crop_layer, eltwise_sum, filler,
-                                 first_input_blob, remove_layers, set_pad)
+                                 classifier_layer, first_input_blob, remove_layers, set_pad)
 from fcnkit.surgery.report import SurgeryReport, SurgeryResult
 from fcnkit.surgery.transplant import transplant
 
-KINDS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2}
-DEFAULT_POOLS = ("pool4", "pool3")
+KINDS, DEFAULT_POOLS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2}, ("pool4", "pool3")
+_ZERO = dict(type="constant")  # Caffe's constant filler, value 0: zero-initialised scores
 
 
 def upsampling_kernels(f: int) -> list[int]:
-    """Candidate kernel sizes for a stride-``f`` bilinear upsampling, preferred first:
-    FCN's ``2f - f mod 2``, then the odd ``2f - 1`` (which shifts the layer's offset by
-    half a pixel)."""
-    first = 2 * f - f % 2
+    """Candidate kernel sizes for a stride-``f`` bilinear upsampling, preferred first: the
+    zoo's and Caffe's ``2f - f mod 2`` (:func:`~fcnkit.netspec.blocks.bilinear_kernel_size`),
+    then the odd ``2f - 1`` (which shifts the layer's offset by half a pixel)."""
+    first = bilinear_kernel_size(f)
     return [first] if first == 2 * f - 1 else [first, 2 * f - 1]
 
 
@@ -306,8 +308,10 @@ def _pad_first_conv(h: _Head, first_conv: str | None, pad: int | None) -> str | 
 def _add_score_fr(h: _Head, score_fr: str, feature: str, score_filler) -> None:
     """The 1x1 score layer on the classifier's features (no filler: Caffe's zero)."""
     sf = as_filler(score_filler)
-    h.param.layer.append(conv_layer(score_fr, feature, score_fr, h.k, (1, 1), weight_filler=sf,
-                                    bias_filler=filler("constant") if sf is not None else None))
+    wf = None if sf is None else json_format.MessageToDict(sf, preserving_proto_field_name=True)
+    h.param.layer.extend(layers_on([feature], lambda n, t: score(
+        n, t[feature], score_fr, h.k, pad=None, weight_filler=wf,
+        bias_filler=None if sf is None else _ZERO)))
 
 
 def _upsampling_name(h: _Head, f: int, si: int, final: bool, n_skips: int, pool_names) -> str:
@@ -345,11 +349,8 @@ def _aligned_kernel(h: _Head, cur: str, target: str, up: str, score_pool: str | 
     errors = []
     for K in candidates:
         trial = as_param(h.param)
-        trial.layer.append(_deconv(up, cur, h.k, K, f, h.per_class))
-        if not final:
-            trial.layer.append(conv_layer(score_pool, target, score_pool, h.k, (1, 1),
-                                          weight_filler=filler("constant"),
-                                          bias_filler=filler("constant")))
+        trial.layer.extend(layers_on([cur, target], lambda n, t: _upsample_and_score(
+            n, t[cur], t[target], up, score_pool, h, K, f)))
         tb = build(trial, h.input_shapes, shapes=False, what=h.what)
         cropped, refb = (score_pool, up) if not final else (up, ref_blob)
         try:
@@ -378,12 +379,13 @@ def _add_stage(h: _Head, cur: str, target: str, si: int, n_stages: int, pool_nam
     crop_name = h.names.get(crop_name, crop_name)
     offs = [oy] if oy == ox else [oy, ox]
     if final:
-        h.param.layer.append(crop_layer(crop_name, up, ref_blob, crop_name, offs))
+        h.param.layer.extend(layers_on([up, ref_blob], lambda n, t: crop_to(
+            n, t[up], t[ref_blob], crop_name, offset=offs)))
     else:
-        h.param.layer.append(crop_layer(crop_name, score_pool, up, crop_name, offs))
-        fuse = h.names.get(f"fuse_{pool}", f"fuse_{pool}")
-        h.param.layer.append(eltwise_sum(fuse, [up, crop_name], fuse))
-        cur = fuse
+        fuse_name = h.names.get(f"fuse_{pool}", f"fuse_{pool}")
+        h.param.layer.extend(layers_on([score_pool, up], lambda n, t: fuse(
+            n, t[up], crop_to(n, t[score_pool], t[up], crop_name, offset=offs), fuse_name)))
+        cur = fuse_name
     _record_stage(h, up, f, K, crop_name, (oy, ox), score_pool, target, ref_blob, final)
     return cur
 
@@ -452,12 +454,13 @@ def _record_new_layers(h: _Head, src) -> None:
         entry.notes.extend(ns)
 
 
-def _deconv(name: str, bottom: str, k: int, kernel: int, stride: int, per_class: bool):
-    """The upsampling Deconvolution (FCN/DIGITS style: no bias, ``param { lr_mult: 0 }``)."""
-    return conv_layer(name, bottom, name, k, (kernel, kernel), stride=stride,
-                    group=k if per_class else 1, bias_term=False,
-                    weight_filler=filler("bilinear") if per_class else None,
-                    lr=((0, None),), deconv=True)
+def _upsample_and_score(n, bottom, target, up: str, score_pool: str | None, h: _Head,
+                        kernel: int, f: int) -> None:
+    """The stage's blocks before its crop: the upsampling ``up`` (group-wise bilinear, or
+    FCN's full C x C) and, on a skip stage, the skip's zero-filled scores ``score_pool``."""
+    upscore(n, bottom, up, h.k, f, kernel, group=None if h.per_class else 1)
+    if score_pool is not None:
+        score(n, target, score_pool, h.k, pad=None, weight_filler=_ZERO, bias_filler=_ZERO)
 
 
 def _merge_step(head_report: SurgeryReport, tr_report: SurgeryReport) -> SurgeryReport:

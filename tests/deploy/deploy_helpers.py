@@ -236,3 +236,30 @@ def load_zoo_untrained(name: str, tile: tuple[int, int]):
     src = load_model(name, tile=tile, weights=zeros)
     fill_untrained(src.compiled)
     return src
+
+
+# ------------------------------------------------------------------------------------------
+# Parity measured in the test, not read from the library's report
+# ------------------------------------------------------------------------------------------
+
+def independent_parity(path: Path, compiled, input_dims: dict, seed: int = 17) -> dict[str, float]:
+    """{output: max |ort - torch| / max |torch|} for every output of the ONNX file at
+    ``path``, computed here: ONNX Runtime (CPU, its default optimisations, not the
+    library's session) on a fresh seeded input against the compiled torch net's blob of
+    the same name (``run_all``, so extra outputs are covered). ``input_dims``: the export
+    result's ``inputs`` (a "batch" axis is run with 2)."""
+    import onnxruntime as ort
+    import torch
+
+    x = {name: rand(tuple(2 if d == "batch" else d for d in dims), seed=seed + i)
+         for i, (name, dims) in enumerate(input_dims.items())}
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, x)))
+    with torch.no_grad():
+        values = compiled.run_all(*[torch.from_numpy(x[n]) for n in compiled.inputs])
+    out = {}
+    for name, value in got.items():
+        ref = values[compiled.net.final[name]].numpy()
+        assert value.shape == ref.shape, (name, value.shape, ref.shape)
+        out[name] = float(np.abs(value - ref).max() / max(float(np.abs(ref).max()), 1e-30))
+    return out

@@ -17,7 +17,7 @@ from fcnkit.deploy.onnx import (FP16_TOLERANCE, FP32_TOLERANCE, dynamic_hw_block
                                 export_onnx, inspect_onnx)
 from fcnkit.errors import ExportError, InputError
 from tests.conftest import DATA
-from tests.deploy.deploy_helpers import BY_KEY, REAL_NETS, load_real, rand
+from tests.deploy.deploy_helpers import BY_KEY, REAL_NETS, independent_parity, load_real, rand
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared Caffe data folder {DATA} missing")
 
@@ -80,6 +80,10 @@ def test_real_net_exports_and_matches_torch(real_export, key):
     assert [r.output for r in result.parity if not r.varies] == list(net.constant), result.lines()
     assert len(result.warnings) == (1 if net.constant else 0), result.lines()
     assert result.ok and result.relative <= FP32_TOLERANCE, result.lines()
+    # and independently of that report: ONNX Runtime vs torch, measured here
+    measured = independent_parity(path, src.compiled, result.inputs)
+    assert set(measured) == set(result.outputs)
+    assert max(measured.values()) <= FP32_TOLERANCE, measured
 
 
 def test_the_library_runs_the_full_checker_on_the_written_bytes(tmp_path, monkeypatch):
@@ -182,6 +186,10 @@ layer { name: "avep" type: "Pooling" bottom: "data" top: "avep" pooling_param { 
     result = export_model(proto, tmp_path / "pool.onnx")
     assert result.outputs == {"maxp": ["batch", 2, 6, 5], "avep": ["batch", 2, 6, 5]}
     assert result.ok and result.max_abs <= 1e-6
+    from fcnkit.deploy.model import load_model
+
+    measured = independent_parity(tmp_path / "pool.onnx", load_model(proto).compiled, result.inputs)
+    assert measured.keys() == {"maxp", "avep"} and max(measured.values()) <= 1e-6, measured
     # Caffe's AVE divisor near the border: window clipped to [-p, i + p)
     x = rand((1, 2, 11, 9), seed=3)
     got = _ort(tmp_path / "pool.onnx", {"data": x})["avep"]
@@ -336,9 +344,11 @@ def test_dynamic_hw_falls_back_to_static_with_a_note(real_export):
 
 
 def test_fixed_batch(real_export):
-    _, result, path = real_export("lenet", batch=3)
+    src, result, path = real_export("lenet", batch=3)
     assert result.inputs == {"data": [3, 1, 28, 28]} and not result.dynamic_batch
     assert result.parity[0].shape == (3, 10)
+    measured = independent_parity(path, src.compiled, result.inputs)
+    assert measured.keys() == set(result.outputs) and max(measured.values()) <= FP32_TOLERANCE, measured
     assert inspect_onnx(path).inputs == [("data", [3, 1, 28, 28], "float32")]
 
 
@@ -545,6 +555,8 @@ def test_a_reference_that_does_not_vary_makes_parity_not_meaningful(tmp_path):
     proto.write_text(UNTRAINED)
     result = export_model(proto, tmp_path / "u.onnx")
     assert result.ok and result.max_abs == 0
+    x = rand((1, 3, 8, 8), seed=4)
+    assert np.array_equal(_ort(tmp_path / "u.onnx", {"data": x})["prob"], np.full((1, 2, 8, 8), 0.5, np.float32))
     row = result.parity[0]
     assert not row.varies and row.value_range == (0.5, 0.5)
     assert not result.meaningful and "NOT MEANINGFUL" in result.summary()

@@ -15,7 +15,7 @@ import json
 import pytest
 
 from fcnkit.deploy.onnx import FP32_TOLERANCE
-from tests.deploy.deploy_helpers import calibrate_scores, load_zoo_untrained
+from tests.deploy.deploy_helpers import calibrate_scores, independent_parity, load_zoo_untrained
 
 #: The smallest tile every zoo model takes: FCNs pad conv1 by 100; FC-DenseNets pool five
 #: times and concatenate skips, so H and W must be multiples of 32.
@@ -61,6 +61,9 @@ def test_zoo_model_exports_and_matches_torch(exports, zoo_names, name):
     assert result.ok and result.relative <= FP32_TOLERANCE, result.lines()
     lo, hi = rows["score"].value_range
     assert hi - lo > 1.0  # O(1) scores that change over the tile and between samples
+    # and independently of that report: ONNX Runtime vs torch on prob and score, measured here
+    measured = independent_parity(path, src.compiled, result.inputs)
+    assert measured.keys() == {"prob", "score"} and max(measured.values()) <= FP32_TOLERANCE, measured
     meta = result.metadata
     from fcnkit import zoo
 
