@@ -5,16 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fcnkit.cli.main import main
 from tests.layers import caffe_reference as ref
-
-
-def _run(capsys, args):
-    code = main(args)
-    cap = capsys.readouterr()
-    out = " ".join((cap.err + cap.out).split())
-    assert "Traceback" not in out
-    return code, out
+from tests.security._cli import run_cli
 
 
 def _net(tmp_path, body, shape=(1, 3, 8, 8)):
@@ -28,7 +20,7 @@ def _net(tmp_path, body, shape=(1, 3, 8, 8)):
 def test_huge_inner_product_is_refused_before_allocating(tmp_path, capsys):
     net = _net(tmp_path, 'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
                          'inner_product_param { num_output: 2147483647 } }')
-    code, out = _run(capsys, ["--memory-limit", "8G", "compile", str(net)])
+    code, out = run_cli(capsys, ["--memory-limit", "8G", "compile", str(net)])
     assert code == 2
     # 2147483647 x (3*8*8) weights + 2147483647 biases, 4 bytes each
     need = (2147483647 * 192 + 2147483647) * 4
@@ -40,11 +32,11 @@ def test_huge_deconvolution_top_is_refused(tmp_path, capsys):
     net = _net(tmp_path, 'layer { name: "up" type: "Deconvolution" bottom: "data" top: "up" '
                          'convolution_param { num_output: 1 kernel_size: 1000 stride: 1000 } }',
                shape=(1, 1, 1000, 1000))
-    code, out = _run(capsys, ["compile", str(net)])  # default limit: half the machine
+    code, out = run_cli(capsys, ["compile", str(net)])  # default limit: half the machine
     assert code == 2
     top = 1000 * 1000 * 1000 * 1000  # 10^12 elements: it passed the 2^40 element check
     params = (1000 * 1000 + 1) * 4
-    assert f"layer 'up' (Deconvolution, line 3): its bottoms and tops" in out
+    assert "layer 'up' (Deconvolution, line 3): its bottoms and tops" in out
     assert f"({params + (top + 10**6) * 4:,} bytes)" in out
 
 
@@ -53,11 +45,11 @@ def test_limit_from_environment_and_option(tmp_path, capsys, monkeypatch):
                          'convolution_param { num_output: 16 kernel_size: 3 } }')
     # conv: 16*3*3*3 + 16 = 448 parameters = 1792 bytes
     monkeypatch.setenv("FCNKIT_MEMORY_LIMIT", "1K")
-    code, out = _run(capsys, ["compile", str(net)])
+    code, out = run_cli(capsys, ["compile", str(net)])
     assert code == 2 and "its parameters would need 1.8 KiB (1,792 bytes), more than the memory limit of 1.0 KiB" in out
-    assert _run(capsys, ["--memory-limit", "0", "compile", str(net)])[0] == 0
+    assert run_cli(capsys, ["--memory-limit", "0", "compile", str(net)])[0] == 0
     monkeypatch.setenv("FCNKIT_MEMORY_LIMIT", "lots")
-    code, out = _run(capsys, ["compile", str(net)])
+    code, out = run_cli(capsys, ["compile", str(net)])
     assert code == 2 and "bad memory size 'lots'" in out
 
 
@@ -106,6 +98,6 @@ def test_all_blobs_counts_every_blob_at_once(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.ones((1, 1, 2, 2), np.float32))
     args = ["--memory-limit", "40", "run", str(net), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o.npz")]
     # each layer needs 16 B in + 16 B out = 32 B <= 40: a plain run fits
-    assert _run(capsys, args)[0] == 0
-    code, out = _run(capsys, args + ["--all-blobs"])  # 4 blobs x 16 B = 64 B at once
+    assert run_cli(capsys, args)[0] == 0
+    code, out = run_cli(capsys, args + ["--all-blobs"])  # 4 blobs x 16 B = 64 B at once
     assert code == 2 and f"{net}: keeping every blob of the net at once would need 64 B" in out

@@ -9,20 +9,13 @@ import numpy as np
 import pytest
 
 from fcnkit.cli.main import EX_SOFTWARE, main
+from tests.security._cli import run_cli
 
 TINY = """name: "tiny"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
         convolution_param { num_output: 2 kernel_size: 3 weight_filler { type: "gaussian" } } }
 """
-
-
-def _run(capsys, args):
-    code = main(args)
-    cap = capsys.readouterr()
-    out = " ".join((cap.err + cap.out).split())
-    assert "Traceback" not in out
-    return code, out
 
 
 def _write(path, text):
@@ -41,7 +34,7 @@ def test_low_rank_bottoms_are_shape_errors(tmp_path, capsys, layer, rank):
 layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ {dims} }} }} }}
 layer {{ name: "l" type: "{layer}" bottom: "data" {'bottom: "data"' if two else ''} top: "out" {extra} }}
 """)
-    code, out = _run(capsys, ["compile", str(net)])
+    code, out = run_cli(capsys, ["compile", str(net)])
     assert code == 2
     assert f"{net}: layer 'l' ({layer}, line 3): needs bottoms with at least" in out
 
@@ -54,7 +47,7 @@ layer {{ name: "c1" type: "Convolution" bottom: "data" top: "c1" {conv} }}
 layer {{ name: "c2" type: "Convolution" bottom: "c1" top: "c2" {conv} }}
 layer {{ name: "crop" type: "Crop" bottom: "c2" bottom: "data" top: "crop" crop_param {{ axis: 2 }} }}
 """)
-    code, out = _run(capsys, ["offsets", str(net), "--fix", "-o", str(tmp_path / "fixed.prototxt")])
+    code, out = run_cli(capsys, ["offsets", str(net), "--fix", "-o", str(tmp_path / "fixed.prototxt")])
     assert code == 2
     assert f"{net}: layer 'crop' (Crop, line 5): computed offsets [0, 8000000000] exceed" in out
     assert not (tmp_path / "fixed.prototxt").exists()
@@ -111,7 +104,7 @@ def test_deeply_nested_fcnkit_json_and_non_string_source(compiled_dir, capsys, t
 def test_net_prototxt_that_no_longer_fits_the_weights(compiled_dir, capsys, tmp_path):
     p = compiled_dir / "net.prototxt"
     p.write_text(p.read_text().replace("num_output: 2", "num_output: 3"))
-    code, out = _run(capsys, ["export", str(compiled_dir), "-o", str(tmp_path / "m.onnx")])
+    code, out = run_cli(capsys, ["export", str(compiled_dir), "-o", str(tmp_path / "m.onnx")])
     assert code == 2
     assert f"{compiled_dir / 'weights.safetensors'}: does not fit net.prototxt" in out
 
@@ -152,7 +145,7 @@ def test_run_input_arrays_are_checked_by_header(tmp_path, capsys, kind):
     else:
         np.save(x, np.ones((1, 1, 4, 4), np.float32))
         x.write_bytes(x.read_bytes()[:-10])
-    code, out = _run(capsys, ["run", str(net), "--input", str(x), "-o", str(tmp_path / "o.npz")])
+    code, out = run_cli(capsys, ["run", str(net), "--input", str(x), "-o", str(tmp_path / "o.npz")])
     assert code == 2 and f"error: {x}: " in out
     expected = {"string": "holds <U2 data", "structured": "holds [('a', '<f4'), ('b', '<i4')] data",
                 "object": "holds object data", "huge": "would need 72.8 TiB",
@@ -170,13 +163,13 @@ def test_verify_reference_not_a_zip_or_with_objects(tmp_path, capsys):
     ref = tmp_path / "ref.npz"
     ref.write_bytes(b"PK\x03\x04 this is not a zip")
     args = ["verify", str(net), "--input", str(tmp_path / "x.npy"), "--reference", str(ref)]
-    code, out = _run(capsys, args)
+    code, out = run_cli(capsys, args)
     assert code == 2 and f"error: {ref}: not an .npz file" in out
     with zipfile.ZipFile(ref, "w") as z:
         buf = io.BytesIO()
         np.lib.format.write_array(buf, np.array([1, None], dtype=object), allow_pickle=True)
         z.writestr("conv.npy", buf.getvalue())
-    code, out = _run(capsys, args)
+    code, out = run_cli(capsys, args)
     assert code == 2 and f"error: {ref} (member conv.npy): holds object data" in out
 
 
@@ -187,7 +180,7 @@ def test_internal_error_exits_70_and_asks_for_a_report(tmp_path, capsys, monkeyp
         raise ZeroDivisionError("simulated bug")
 
     monkeypatch.setattr(fcnkit.compile, "compile_net", broken)
-    code, out = _run(capsys, ["compile", str(_write(tmp_path / "tiny.prototxt", TINY))])
+    code, out = run_cli(capsys, ["compile", str(_write(tmp_path / "tiny.prototxt", TINY))])
     assert code == EX_SOFTWARE == 70
     assert "internal error: ZeroDivisionError" in out and "simulated bug" in out
     assert "bug in fcnkit" in out and "report" in out
