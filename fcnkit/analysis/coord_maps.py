@@ -61,12 +61,12 @@ def layer_map(node: LayerNode,
     ``crops`` overrides the (y, x) offsets of Crop layers by name (used while computing
     offsets layer by layer, so a later crop does not depend on an earlier declared one).
     """
-    if crops and node.impl.crops_to_reference and node.name in crops:
-        return node.impl.coord_map_at(crops[node.name])
+    if crops and node.layer.crops_to_reference and node.name in crops:
+        return node.layer.coord_map_at(crops[node.name])
     if node.role == "input":
         return IDENTITY
     try:
-        return node.impl.coord_map()
+        return node.layer.coord_map()
     except NoCoordMap as e:
         return str(e) or f"{node.type} has no coordinate map"
 
@@ -92,7 +92,7 @@ def analyse_coord_maps(net: Net) -> CoordAnalysis:
             for t in node.tops:
                 out.blob_maps[t] = BlobMap(None, None, f"layer '{node.name}': {lm}")
             continue
-        idx = node.impl.coord_bottoms()
+        idx = node.layer.coord_bottoms()
         maps = [out.blob_maps[node.bottoms[i]] for i in idx]
         missing = next((m for m in maps if m.map is None), None)
         if missing is not None or not maps:
@@ -109,7 +109,7 @@ def analyse_coord_maps(net: Net) -> CoordAnalysis:
                     f"{describe(first.map)} relative to the input; the branches are misaligned "
                     "(a missing Crop?)")
         top_map = first.map.then(lm)
-        if node.impl.crops_to_reference:
+        if node.layer.crops_to_reference:
             top_map = _half_pixel_crop_map(top_map, first.root, out.blob_maps.get(node.bottoms[1]))
         for t in node.tops:
             out.blob_maps[t] = BlobMap(top_map, first.root)
@@ -174,7 +174,7 @@ def maps_to_ancestors(net: Net, blob: str,
         lm = layer_map(node, crops)
         if isinstance(lm, str):
             continue
-        for i in node.impl.coord_bottoms():
+        for i in node.layer.coord_bottoms():
             bottom = node.bottoms[i]
             m = lm.then(found[b])
             if bottom not in found:

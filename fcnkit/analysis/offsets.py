@@ -104,7 +104,7 @@ def offset_table(net: Net, coords: CoordAnalysis | None = None) -> list[OffsetRo
         note = lm if isinstance(lm, str) else ""
         if own is not None and bm is not None and bm.map is None:
             note = bm.reason
-        win = node.impl.window()
+        win = node.layer.window()
         rows.append(OffsetRow(
             node.name, node.type,
             win.kernel if win else None, win.stride if win else None, win.pad if win else None,
@@ -132,9 +132,9 @@ def crop_table(net: Net, ndim: int = 4) -> list[CropRow]:
     rows = []
     exact_so_far: dict[str, tuple[Fraction, Fraction]] = {}
     for node in net.layers:
-        if not node.impl.crops_to_reference:
+        if not node.layer.crops_to_reference:
             continue
-        axis, declared = node.impl.declared_offsets(ndim)
+        axis, declared = node.layer.declared_offsets(ndim)
         try:
             al = align_crop(net, node.bottoms[0], node.bottoms[1], exact_so_far)
         except OffsetError as e:

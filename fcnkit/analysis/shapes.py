@@ -66,7 +66,7 @@ def input_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) 
                          f"inputs are: {', '.join(names) or 'none'}")
     shapes: dict[str, Shape] = {}
     for node in net.input_layers():
-        declared = node.impl.declared_shapes()
+        declared = node.layer.declared_shapes()
         # All tops of one data layer share the batch size (Caffe's batch_size): a new N
         # given for one top (data) applies to the declared others (label) too.
         batch = next((overrides[t][0] for t in node.param.top if t in overrides), None)
@@ -75,7 +75,7 @@ def input_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) 
                 dshape = (batch, *tuple(dshape)[1:])
             shape = overrides.get(tname, dshape)
             if shape is None:
-                raise node.impl.error(
+                raise node.layer.error(
                     f"the shape of top '{tname}' is not declared in the prototxt; give it with "
                     f"--input-shape {tname}=N,C,H,W", ShapeError)
             shapes[bid] = tuple(int(d) for d in shape)
@@ -83,17 +83,17 @@ def input_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) 
 
 
 def _output_shapes(node, bottoms: list[Shape]) -> list[Shape]:
-    """``node.impl.output_shapes(bottoms)``, after the layer's rank rule; a layer rule that
+    """``node.layer.output_shapes(bottoms)``, after the layer's rank rule; a layer rule that
     fails on shapes it did not expect (an IndexError on a rank-0 bottom) is a ShapeError
     that names the layer and the shapes, not a traceback."""
-    need = node.impl.min_bottom_rank
+    need = node.layer.min_bottom_rank
     if any(len(s) < need for s in bottoms):
-        raise node.impl.error(f"needs bottoms with at least {need} axes, got shapes "
+        raise node.layer.error(f"needs bottoms with at least {need} axes, got shapes "
                               f"{', '.join(map(str, bottoms))}", ShapeError)
     try:
-        return node.impl.output_shapes(bottoms)
+        return node.layer.output_shapes(bottoms)
     except (IndexError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
-        raise node.impl.error(f"cannot take bottoms of shapes {', '.join(map(str, bottoms))} "
+        raise node.layer.error(f"cannot take bottoms of shapes {', '.join(map(str, bottoms))} "
                               f"({type(e).__name__}: {e})", ShapeError) from None
 
 
@@ -112,14 +112,14 @@ def infer_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) 
         else:
             tops = _output_shapes(node, [shapes[b] for b in node.bottoms])
         if len(tops) != len(node.tops):
-            raise node.impl.error(f"computed {len(tops)} top shapes for {len(node.tops)} tops", ShapeError)
+            raise node.layer.error(f"computed {len(tops)} top shapes for {len(node.tops)} tops", ShapeError)
         for bid, shape in zip(node.tops, tops):
             shape = tuple(int(d) for d in shape)
             if any(d <= 0 for d in shape):
-                raise node.impl.error(f"top '{net.blob_name[bid]}' would have shape {shape}; every "
+                raise node.layer.error(f"top '{net.blob_name[bid]}' would have shape {shape}; every "
                                       "dimension must be positive", ShapeError)
             if prod(shape) > MAX_BLOB_ELEMENTS:
-                raise node.impl.error(f"top '{net.blob_name[bid]}' would have shape {shape} "
+                raise node.layer.error(f"top '{net.blob_name[bid]}' would have shape {shape} "
                                       f"({prod(shape):.3g} elements), which is absurdly large; "
                                       "check the declared input shape", ShapeError)
             shapes[bid] = shape

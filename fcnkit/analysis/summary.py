@@ -97,12 +97,12 @@ def receptive_fields(net: Net, coords: CoordAnalysis) -> dict[str, tuple[float, 
             for t in node.tops:
                 rf[t], jump[t] = (1.0, 1.0), (1.0, 1.0)
             continue
-        idx = node.impl.coord_bottoms()
+        idx = node.layer.coord_bottoms()
         ins = [node.bottoms[i] for i in idx if node.bottoms[i] in rf]
         if not ins or len(ins) != len(idx) or isinstance(coords.layer_maps[node.name], str):
             continue
         r = tuple(max(rf[b][a] for b in ins) for a in range(2))
-        r, j = node.impl.receptive_field(r, jump[ins[0]])
+        r, j = node.layer.receptive_field(r, jump[ins[0]])
         for t in node.tops:
             rf[t], jump[t] = r, j
     return rf
@@ -123,5 +123,5 @@ def analyse(net: Net, input_shapes: Mapping[str | None, Shape] | None = None) ->
         if node.role == "input":
             costs[node.name] = LayerCost(0, 0)
         else:
-            costs[node.name] = LayerCost(node.impl.param_count(b), node.impl.flops(b, t))
+            costs[node.name] = LayerCost(node.layer.param_count(b), node.layer.flops(b, t))
     return NetAnalysis(net, shapes, coords, costs, receptive_fields(net, coords))

@@ -35,7 +35,7 @@ def check_net_memory(layers: Sequence, shapes: Mapping[str, Shape]) -> dict[str,
     for node in layers:
         if node.role == "input":
             continue
-        own = sum(prod(s) for s in node.impl.param_shapes([shapes[b] for b in node.bottoms])) * ITEM_BYTES
+        own = sum(prod(s) for s in node.layer.param_shapes([shapes[b] for b in node.bottoms])) * ITEM_BYTES
         check_bytes(own, f"{node.where()}: its parameters")
         param_bytes[node.name] = own
     total = sum(param_bytes.values())

@@ -184,7 +184,7 @@ def _emit_layers(graph: torch.fx.Graph, root: torch.nn.Module, layers, shapes, v
                 value[t] = args[0]
             continue
         bshapes = [shapes[b] for b in node.bottoms]
-        mod = node.impl.build_module(bshapes)
+        mod = node.layer.build_module(bshapes)
         name = _claim_module_name(node, taken)
         root.add_module(name, mod)
         modules[node.name] = mod

@@ -82,14 +82,14 @@ def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapp
         if mod is None:
             continue
         compiled.add(node.name)
-        names = node.impl.param_names()
+        names = node.layer.param_names()
         if not names:
             continue
         bshapes = [shapes[b] for b in node.bottoms]
         stored = blobs.get(node.name)
         if stored:
             try:
-                arrays = node.impl.params_to_torch(list(stored), bshapes)
+                arrays = node.layer.params_to_torch(list(stored), bshapes)
                 assign(mod, arrays, node.where())
             except WeightsError as e:
                 if source is None:
@@ -100,10 +100,10 @@ def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapp
         if not fill_missing:
             report.initialised[node.name] = ["not filled"]
             continue
-        fillers = node.impl.fillers()
+        fillers = node.layer.fillers()
         filled = [fill(f, s, rng, node.where())
-                  for f, s in zip(fillers, node.impl.param_shapes(bshapes))]
-        assign(mod, node.impl.params_to_torch(filled, bshapes), node.where())
+                  for f, s in zip(fillers, node.layer.param_shapes(bshapes))]
+        assign(mod, node.layer.params_to_torch(filled, bshapes), node.where())
         report.initialised[node.name] = [(f.type or "constant") if f is not None else "constant 0"
                                          for f in fillers]
     report.unused = [name for name, b in blobs.items() if name not in compiled and len(b)]
@@ -118,12 +118,12 @@ def export_blobs(compiled) -> dict[str, list[np.ndarray]]:
     from fcnkit.compile.naming import module_name
 
     for node in compiled.net.layers:
-        if not node.impl.param_names() or not hasattr(gm, module_name(node.name)):
+        if not node.layer.param_names() or not hasattr(gm, module_name(node.name)):
             continue
         mod = getattr(gm, module_name(node.name))
         tensors = {k: v.detach().cpu().numpy()
                    for k, v in (dict(mod.named_parameters(recurse=False))
                                 | dict(mod.named_buffers(recurse=False))).items()}
         bshapes = [compiled.analysis.shapes[b] for b in node.bottoms]
-        out[node.name] = node.impl.torch_to_params(tensors, bshapes)
+        out[node.name] = node.layer.torch_to_params(tensors, bshapes)
     return out

@@ -218,7 +218,7 @@ def _output_kind(compiled, blob_name: str) -> str:
     net = compiled.net
     bid = net.final.get(blob_name, blob_name)
     node = net.producer.get(bid)
-    return node.impl.output_kind if node is not None else "scores"
+    return node.layer.output_kind if node is not None else "scores"
 
 
 class _OrtBackend:

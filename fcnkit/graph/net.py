@@ -36,16 +36,16 @@ class LayerNode:
     index: int
     line: int | None
     param: Any
-    impl: registry.Layer
+    layer: registry.Layer
     bottoms: list[str] = field(default_factory=list)   # blob version ids
     tops: list[str] = field(default_factory=list)      # blob version ids
 
     @property
     def role(self) -> str:
-        return self.impl.role
+        return self.layer.role
 
     def where(self) -> str:
-        return self.impl.where()
+        return self.layer.where()
 
 
 class OpaqueLayer(registry.Layer):
@@ -146,14 +146,14 @@ class Net:
                     "weights after layers, so names must be unique in a phase")
             seen_names[lp.name] = line
             cls = registry.lookup(lp.type)
-            impl = (cls or OpaqueLayer)(lp, line, self.path)
-            lo, hi = impl.bottoms
+            layer = (cls or OpaqueLayer)(lp, line, self.path)
+            lo, hi = layer.bottoms
             if len(lp.bottom) < lo or (hi is not None and len(lp.bottom) > hi):
-                raise impl.error(f"takes {_count(lo, hi)} bottom(s), got {len(lp.bottom)}")
-            lo, hi = impl.tops
+                raise layer.error(f"takes {_count(lo, hi)} bottom(s), got {len(lp.bottom)}")
+            lo, hi = layer.tops
             if len(lp.top) < lo or (hi is not None and len(lp.top) > hi):
-                raise impl.error(f"takes {_count(lo, hi)} top(s), got {len(lp.top)}")
-            node = LayerNode(lp.name, lp.type, len(self.layers), line, lp, impl)
+                raise layer.error(f"takes {_count(lo, hi)} top(s), got {len(lp.top)}")
+            node = LayerNode(lp.name, lp.type, len(self.layers), line, lp, layer)
             self._connect(node, kept)
             self.layers.append(node)
             self._by_name[node.name] = node
@@ -178,12 +178,12 @@ class Net:
             if tname in self.final and not in_place:
                 prev = self.producer.get(self.final[tname])
                 by = f" by layer '{prev.name}'" if prev else ""
-                raise node.impl.error(
+                raise node.layer.error(
                     f"top '{tname}' is already produced{by}; a blob may be written twice only "
                     "in place (top equal to the bottom at the same position)")
             bid = f"{tname}@{node.name}" if in_place else tname
             if tname in listed:
-                raise node.impl.error(f"top '{tname}' is listed twice")
+                raise node.layer.error(f"top '{tname}' is listed twice")
             listed.add(tname)
             node.tops.append(bid)
             self.blob_name[bid] = tname
@@ -206,15 +206,15 @@ class Net:
             try:
                 cyc = nx.find_cycle(dep, source=bname)
                 layers_in = " -> ".join(dict.fromkeys(dep.edges[e]["layer"] for e in cyc))
-                raise node.impl.error(f"the net has a cycle through layers {layers_in} "
+                raise node.layer.error(f"the net has a cycle through layers {layers_in} "
                                       f"(blob '{bname}'); a Caffe net must be a DAG")
             except nx.NetworkXNoCycle:
                 pass
-            raise node.impl.error(
+            raise node.layer.error(
                 f"bottom '{bname}' is used before layer '{later[0].name}' produces it; Caffe "
                 "requires layers in order: move the layer below its producer")
         known = ", ".join(sorted(self.final)) or "none"
-        raise node.impl.error(f"bottom '{bname}' is not produced by any earlier layer "
+        raise node.layer.error(f"bottom '{bname}' is not produced by any earlier layer "
                               f"(in phase {self.state.phase_name}); known blobs: {known}")
 
     # ------------------------------------------------------------------ queries

@@ -112,7 +112,7 @@ class AnalysedNet:
     def param_shapes(self, name: str) -> list[Shape]:
         """Caffe shapes of the layer's learnable/stat blobs (weights, bias, ...)."""
         node = self.net.layer(name)
-        return [tuple(int(d) for d in s) for s in node.impl.param_shapes(self.bottom_shapes(name))]
+        return [tuple(int(d) for d in s) for s in node.layer.param_shapes(self.bottom_shapes(name))]
 
     def shape_of(self, blob: str) -> Shape:
         """Shape of the final version of a blob (by Caffe name or id)."""
@@ -268,7 +268,7 @@ def classifier_layer(built: AnalysedNet, what: str) -> str:
             if node.role == "input":
                 node = None
                 break
-            if node.impl.param_names():
+            if node.layer.param_names():
                 break
             ins = [b for b in node.bottoms if net.producer.get(b) is not None
                    and net.producer[b].role != "input"]

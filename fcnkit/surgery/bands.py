@@ -167,13 +167,13 @@ def input_conv(built, layer: str | None = None):
     if inp is None:
         raise SurgeryError(f"{what}: the net has no input layer")
     if layer is None:
-        convs = [n for n in built.net.layers if n.impl.spatial_filter
+        convs = [n for n in built.net.layers if n.layer.spatial_filter
                  and inp in built.net.ancestors(n.bottoms[0]) | {n.bottoms[0]}]
         if not convs:
             raise SurgeryError(f"{what}: no Convolution reads the input '{built.net.blob_name[inp]}'")
         return convs[0]
     node = built.net.layer(layer) if built.net.has_layer(layer) else None
-    if node is None or not node.impl.spatial_filter:
+    if node is None or not node.layer.spatial_filter:
         raise SurgeryError(f"{what}: no Convolution layer named '{layer}'")
     return node
 
@@ -269,8 +269,8 @@ def _checked_first_conv(built, node, what: str) -> int:
     if c_src != in_shape[1]:
         raise SurgeryError(f"{what}: '{name}' reads {c_src} channels but the input '{in_name}' has "
                            f"{in_shape[1]}; a layer between them changes the channel count")
-    if node.impl.group != 1:
-        raise SurgeryError(f"{what}: '{name}' has group {node.impl.group}; band adaptation needs an "
+    if node.layer.group != 1:
+        raise SurgeryError(f"{what}: '{name}' has group {node.layer.group}; band adaptation needs an "
                            "ungrouped first convolution")
     return c_src
 
@@ -312,7 +312,7 @@ def _set_input_bands(param, built, input_shapes, bands: int, what: str) -> dict:
     key = in_name if in_name in new_shapes else (None if None in new_shapes else False)
     if key is not False:
         new_shapes[key] = (new_shapes[key][0], bands, *new_shapes[key][2:])
-    if input_node.impl.declares_input_shape:
+    if input_node.layer.declares_input_shape:
         top_index = list(input_node.tops).index(inp)
         for lp in param.layer:
             if lp.name == input_node.name and layer_kind(lp).declares_input_shape \

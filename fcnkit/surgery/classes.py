@@ -49,16 +49,16 @@ def find_score_layers(built, what: str = "set_num_classes") -> tuple[list[str], 
         if node is None or node.role == "input" or node.name in seen:
             continue
         seen.add(node.name)
-        if node.impl.scores_classes() and node.impl.num_output == k_old:
+        if node.layer.scores_classes() and node.layer.num_output == k_old:
             found.append(node.name)
             continue
-        if node.impl.upsampling_filter and node.impl.num_output == k_old:
+        if node.layer.upsampling_filter and node.layer.num_output == k_old:
             found.append(node.name)
             nxt = node.bottoms
-        elif node.impl.crops_to_reference:  # only the cropped bottom carries the scores
+        elif node.layer.crops_to_reference:  # only the cropped bottom carries the scores
             nxt = node.bottoms[:1]
-        elif node.impl.param_names():
-            raise SurgeryError(f"{what}: {node.impl.where()} has weights and works on the class "
+        elif node.layer.param_names():
+            raise SurgeryError(f"{what}: {node.layer.where()} has weights and works on the class "
                                "scores; fcnkit cannot resize it: name the score layers explicitly")
         else:
             nxt = node.bottoms
@@ -134,7 +134,7 @@ def set_num_classes(net: Any, num_classes: int, *, weights: Any = None,
     for t in targets:
         if out is None:
             report.record(t, "structure", f"num_output {k_old} -> {k}")
-        elif built.net.layer(t).impl.upsampling_filter and kinds.get(t):
+        elif built.net.layer(t).layer.upsampling_filter and kinds.get(t):
             report.layers[t].notes.append(f"refilled {kinds[t]} for {k} classes")
         elif keep and blobs.get(t):
             _keep_first_classes(out, blobs[t], built.net.layer(t), k, k_old, report)
@@ -152,10 +152,10 @@ def _targets(built, layers: Iterable[str] | None, what: str) -> tuple[list[str],
         return find_score_layers(built, what)
     targets = list(layers)
     for t in targets:
-        if not built.net.has_layer(t) or not _resizable(built.net.layer(t).impl):
+        if not built.net.has_layer(t) or not _resizable(built.net.layer(t).layer):
             raise SurgeryError(f"{what}: '{t}' is not a Convolution, InnerProduct or "
                                "Deconvolution layer of the net")
-    return targets, built.net.layer(targets[0]).impl.num_output
+    return targets, built.net.layer(targets[0]).layer.num_output
 
 
 def _resizable(layer) -> bool:
@@ -184,12 +184,12 @@ def _resize(param, built, targets: list[str], blobs, k: int, k_old: int, what: s
             cp = lp.convolution_param
             cp.num_output = k
             if layer_kind(lp).upsampling_filter:
-                if node.impl.group == k_old and k_old != 1:
+                if node.layer.group == k_old and k_old != 1:
                     cp.group = k
-                elif node.impl.group != 1:
-                    raise SurgeryError(f"{what}: {node.impl.where()} has group {node.impl.group}, "
+                elif node.layer.group != 1:
+                    raise SurgeryError(f"{what}: {node.layer.where()} has group {node.layer.group}, "
                                        f"neither 1 nor the class count {k_old}")
-        if node.impl.upsampling_filter:
+        if node.layer.upsampling_filter:
             kinds[t] = _convention(node.param, old)
             if kinds[t] == "bilinear_interp" or (kinds[t] and not node.param.convolution_param
                                                  .HasField("weight_filler")):
@@ -205,7 +205,7 @@ def _keep_first_classes(out, old, node, k: int, k_old: int, report) -> None:
     m = min(k, k_old)
     new = [np.array(a, copy=True) for a in out[t]]
     w_old = np.asarray(old[0], dtype=np.float32)
-    if node.impl.upsampling_filter:  # learned upsampling: keep the old block
+    if node.layer.upsampling_filter:  # learned upsampling: keep the old block
         if new[0].shape[1] == 1:
             new[0][:m] = w_old.reshape(k_old, *new[0].shape[1:])[:m]
         else:

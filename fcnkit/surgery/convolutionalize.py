@@ -82,7 +82,7 @@ def _why_no_shapes(param, input_shapes, err: Exception) -> str:
     given = set(input_shapes or {})
     missing = [f"'{net.blob_name[t]}' ({node.type} layer '{node.name}')"
                for node in net.input_layers()
-               for t, shape in zip(node.tops, node.impl.declared_shapes())
+               for t, shape in zip(node.tops, node.layer.declared_shapes())
                if shape is None and net.blob_name[t] not in given and None not in given]
     if missing:
         return "the net input " + ", ".join(missing) + " declares no shape"
@@ -146,7 +146,7 @@ def convolutionalize(net: Any, weights: Any = None, *, layers: Iterable[str] | N
             report.dropped.append(report.layers.pop(bypass.name))
         renamed[name] = new_name
         summary.append(f"{name} -> {new_name} ({shape[2]}x{shape[3]})")
-        _record_converted(report, out_blobs, name, new_name, ip, shape, bottom_name, node.impl.where())
+        _record_converted(report, out_blobs, name, new_name, ip, shape, bottom_name, node.layer.where())
 
     report.steps.append("convolutionalize: " + (", ".join(summary) if summary
                                                  else "no InnerProduct layer to convert"))
@@ -166,7 +166,7 @@ def _targets(built, layers: Iterable[str] | None) -> list[str]:
     Raises:
         SurgeryError: a named layer is not an InnerProduct of the net.
     """
-    ip_names = [n.name for n in built.net.layers if n.impl.fully_connected]
+    ip_names = [n.name for n in built.net.layers if n.layer.fully_connected]
     if layers is None:
         return ip_names
     targets = list(layers)
@@ -203,7 +203,7 @@ def _convolution_input(built, node, ip) -> tuple[tuple[int, ...], str, Any]:
         SurgeryError: the layer flattens from an axis other than 1, or its bottom is not
             (N, C, H, W).
     """
-    where = node.impl.where()
+    where = node.layer.where()
     bottom_id = node.bottoms[0]
     shape = built.shapes[bottom_id]
     axis = ip.inner_product_param.axis
@@ -217,7 +217,7 @@ def _convolution_input(built, node, ip) -> tuple[tuple[int, ...], str, Any]:
     bottom_name = built.net.blob_name[bottom_id]
     producer = built.net.producer.get(bottom_id)
     bypass = None
-    if len(shape) == 2 and producer is not None and producer.impl.flattens:
+    if len(shape) == 2 and producer is not None and producer.layer.flattens:
         fp = producer.param.flatten_param
         src_shape = built.shapes[producer.bottoms[0]]
         end = fp.end_axis + len(src_shape) if fp.end_axis < 0 else fp.end_axis

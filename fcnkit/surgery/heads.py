@@ -92,7 +92,7 @@ def _resolve_blob(built: AnalysedNet, name: str) -> str | None:
 def _pool_listing(built: AnalysedNet) -> str:
     rows = []
     for node in built.net.layers:
-        if not node.impl.pools:
+        if not node.layer.pools:
             continue
         fac = built.factor(node.tops[0])
         stride = "?" if fac is None else str(1 / fac[0]) if fac[0] == fac[1] else f"{1/fac[0]}x{1/fac[1]}"
@@ -255,10 +255,10 @@ def _classifier(h: _Head, classifier: str | None, skip_blobs, reference: str | N
     if not net.has_layer(cls_name):
         raise SurgeryError(f"{what}: the net has no layer named '{cls_name}'")
     cls_node = net.layer(cls_name)
-    if cls_node.impl.fully_connected:
+    if cls_node.layer.fully_connected:
         raise SurgeryError(f"{what}: the classifier layer '{cls_name}' is still an InnerProduct; "
                            "convolutionalize the net first")
-    if not cls_node.impl.spatial_filter:
+    if not cls_node.layer.spatial_filter:
         raise SurgeryError(f"{what}: the classifier layer '{cls_name}' is a {cls_node.type}, not a "
                            "Convolution; name the scoring layer with classifier=...")
     downstream = {n[1] for n in nx.descendants(net.graph, ("layer", cls_name)) if n[0] == "layer"}
@@ -269,8 +269,8 @@ def _classifier(h: _Head, classifier: str | None, skip_blobs, reference: str | N
     ref_blob = reference or first_input_blob(h.built)
     if _resolve_blob(h.built, ref_blob) is None:
         raise SurgeryError(f"{what}: the reference blob '{ref_blob}' does not exist")
-    return _Classifier(cls_name, net.blob_name[cls_node.bottoms[0]], cls_node.impl.num_output,
-                       tuple(cls_node.impl.kernel), frozenset(downstream), ref_blob)
+    return _Classifier(cls_name, net.blob_name[cls_node.bottoms[0]], cls_node.layer.num_output,
+                       tuple(cls_node.layer.kernel), frozenset(downstream), ref_blob)
 
 
 def _remove_classifier(h: _Head, cls: _Classifier, blobs) -> str:
@@ -292,12 +292,12 @@ def _pad_first_conv(h: _Head, first_conv: str | None, pad: int | None) -> str | 
         SurgeryError: no such Convolution.
     """
     net = h.built.net
-    conv_nodes = [n for n in net.layers if n.impl.spatial_filter]
+    conv_nodes = [n for n in net.layers if n.layer.spatial_filter]
     fc_name = first_conv or (conv_nodes[0].name if conv_nodes else None)
     if pad is not None:
-        if fc_name is None or not net.has_layer(fc_name) or not net.layer(fc_name).impl.spatial_filter:
+        if fc_name is None or not net.has_layer(fc_name) or not net.layer(fc_name).layer.spatial_filter:
             raise SurgeryError(f"{h.what}: no Convolution layer named '{fc_name}' to pad")
-        old = tuple(net.layer(fc_name).impl.pad)
+        old = tuple(net.layer(fc_name).layer.pad)
         for lp in h.param.layer:
             if lp.name == fc_name:
                 set_pad(lp.convolution_param, pad)

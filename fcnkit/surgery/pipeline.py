@@ -104,9 +104,9 @@ def _undeclared_input(param) -> tuple[str, str] | None:
         return None
     blob = net.inputs[0]
     node = net.producer[blob]
-    if node.impl.declared_shapes()[list(node.tops).index(blob)] is not None:
+    if node.layer.declared_shapes()[list(node.tops).index(blob)] is not None:
         return None
-    return net.blob_name[blob], node.impl.where()
+    return net.blob_name[blob], node.layer.where()
 
 
 def _reinit_names(param, reinit: Sequence[str], suffix: str) -> list[str]:
@@ -118,7 +118,7 @@ def _reinit_names(param, reinit: Sequence[str], suffix: str) -> list[str]:
     if not reinit:
         return []
     net = build(param, shapes=False, what="fcn_surgery").net
-    with_weights = [n.name for n in net.layers if n.impl.param_names()]
+    with_weights = [n.name for n in net.layers if n.layer.param_names()]
     out, bad = [], []
     for given in reinit:
         name = given
@@ -202,7 +202,7 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
         _declare_input_shape(st, input_shape, bands)
     if st.blobs is not None:
         built = build(st.param, st.shapes, what="surgery")
-        if any(n.impl.param_names() and n.name not in st.blobs for n in built.net.layers):
+        if any(n.layer.param_names() and n.name not in st.blobs for n in built.net.layers):
             st.apply(transplant(st.param, st.blobs, st.param, input_shapes=st.shapes, seed=seed + 1,
                                 step=""))
     _finish_report(st.report, st.param, renamed)
@@ -266,7 +266,7 @@ def _add_head(st: _Surgery, head: str, classes, keep_classes, options: dict) -> 
 
     built = build(st.param, shapes=False, what="surgery")
     cls = classifier_layer(built, f"add_fcn_head({head})")
-    k_old = built.net.layer(cls).impl.num_output
+    k_old = built.net.layer(cls).layer.num_output
     k = int(classes) if classes is not None else k_old
     keep = (classes is None) if keep_classes is None else bool(keep_classes)
     pad = options.pop("pad")
@@ -341,9 +341,9 @@ def torch_state(param: Any, blobs: Blobs,
     built = build(param, input_shapes, what="write")
     out = {}
     for node in built.net.layers:
-        if not node.impl.param_names() or node.name not in blobs:
+        if not node.layer.param_names() or node.name not in blobs:
             continue
-        arrays = node.impl.params_to_torch(list(blobs[node.name]), built.bottom_shapes(node.name))
+        arrays = node.layer.params_to_torch(list(blobs[node.name]), built.bottom_shapes(node.name))
         for k, v in arrays.items():
             out[f"{module_name(node.name)}.{k}"] = np.ascontiguousarray(v, dtype=np.float32)
     return out

@@ -142,11 +142,11 @@ def transplant(src_net: Any, src_weights: Any, dst_net: Any, *, reinit: Iterable
     out: Blobs = {}
     used_sources: set[str] = set()
     for node in built.net.layers:
-        if not node.impl.param_names():
+        if not node.layer.param_names():
             continue
         name = node.name
         shapes = built.param_shapes(name)
-        fillers = list(init.get(name) or node.impl.fillers())
+        fillers = list(init.get(name) or node.layer.fillers())
         fillers += [None] * (len(shapes) - len(fillers))
         src = source_of.get(name)
         if src is not None and name in reinit:
@@ -180,8 +180,8 @@ def _check_names(dst_names, blobs, src_layers, rename, init, reinit, prefix: str
 
 def _initialised(node, shapes, fillers, rng, report: SurgeryReport) -> list[np.ndarray]:
     """A destination layer's blobs from its fillers (no source weights), reported."""
-    names = node.impl.param_names()
-    where = node.impl.where()
+    names = node.layer.param_names()
+    where = node.layer.where()
     arrays = [initialise_blob(f, s, rng, where) for f, s in zip(fillers, shapes)]
     report.record(node.name, "initialised", INITIALISED_BY + ", ".join(
         f"{n}: {filler_name(f)}" for n, f in zip(names, fillers)),
@@ -198,7 +198,7 @@ def _copied(node, src: str, arrays: list, transposed: bool, shapes, fillers, rng
     Raises:
         SurgeryError: a blob's element count differs (both shapes named).
     """
-    name, names, where = node.name, node.impl.param_names(), node.impl.where()
+    name, names, where = node.name, node.layer.param_names(), node.layer.where()
     notes, coerced, filled = [], False, []
     if transposed and arrays:
         w = arrays[0]

@@ -81,7 +81,7 @@ def replace_loss(compiled, name: str) -> None:
     for node in compiled.net.layers:
         if node.role == "loss" and len(node.bottoms) == 2 and \
                 len(compiled.analysis.shapes[node.bottoms[0]]) == 4:
-            ignore = getattr(node.impl, "ignore_label", None)
+            ignore = getattr(node.layer, "ignore_label", None)
             setattr(compiled.module, module_name(node.name), RoadLoss(*LOSSES[name], ignore))
             return
     raise NetDefinitionError(f"--loss {name}: the net has no loss layer over (N, C, H, W) scores "

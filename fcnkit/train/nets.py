@@ -165,7 +165,7 @@ def loss_terms(compiled) -> list[tuple[str, float]]:
     """
     terms = []
     for node in compiled.net.layers:
-        for top, weight in zip(node.tops, node.impl.loss_weights()):
+        for top, weight in zip(node.tops, node.layer.loss_weights()):
             if weight == 0:
                 continue
             name = compiled.net.blob_name[top]
@@ -180,9 +180,9 @@ def loss_terms(compiled) -> list[tuple[str, float]]:
 def share_weights(test, train) -> None:
     """Caffe's ShareTrainedLayersWith: the test net's layers use the train net's tensors
     (same layer name)."""
-    trained = {n.name for n in train.net.layers if n.impl.param_names()}
+    trained = {n.name for n in train.net.layers if n.layer.param_names()}
     for node in test.net.layers:
-        if node.name not in trained or not node.impl.param_names():
+        if node.name not in trained or not node.layer.param_names():
             continue
         src, dst = layer_module(train, node.name), layer_module(test, node.name)
         for name, p in src.named_parameters(recurse=False):
@@ -199,5 +199,5 @@ def scored_loss(compiled):
             continue
         shape = compiled.analysis.shapes[node.bottoms[0]]
         if len(shape) in (2, 4) and shape[1] > 1:
-            return node.bottoms[0], node.bottoms[1], int(shape[1]), getattr(node.impl, "ignore_label", None)
+            return node.bottoms[0], node.bottoms[1], int(shape[1]), getattr(node.layer, "ignore_label", None)
     return None

@@ -91,7 +91,7 @@ def learnable_params(compiled) -> list[LearnableParam]:
     owners: dict[str, LearnableParam] = {}
     out: list[LearnableParam] = []
     for node in compiled.net.layers:
-        names = node.impl.param_names()
+        names = node.layer.param_names()
         if not names or node.role == "input":
             continue
         specs = list(node.param.param)
@@ -100,7 +100,7 @@ def learnable_params(compiled) -> list[LearnableParam]:
                 f"{node.where()}: {len(specs)} `param` specs for {len(names)} blob(s) "
                 f"({', '.join(names)}); give at most one per blob")
         module = layer_module(compiled, node.name)
-        learnable = node.impl.learnable()
+        learnable = node.layer.learnable()
         for i, torch_name in enumerate(names):
             spec = specs[i] if i < len(specs) else None
             lr = float(spec.lr_mult) if spec is not None and spec.HasField("lr_mult") else None

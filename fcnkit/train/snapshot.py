@@ -39,28 +39,28 @@ def _node_and_shapes(compiled, layer: str):
 def history_to_caffe(compiled, param, tensor: torch.Tensor) -> np.ndarray:
     """One history tensor (torch layout of ``param``) -> array in Caffe's blob shape."""
     node, bshapes = _node_and_shapes(compiled, param.layer)
-    shapes = node.impl.param_shapes(bshapes)
-    names = node.impl.param_names()
+    shapes = node.layer.param_shapes(bshapes)
+    names = node.layer.param_names()
     tensors = {n: np.zeros(s, np.float32) for n, s in zip(names, shapes)}
     tensors[param.torch_name] = tensor.detach().cpu().float().numpy()
-    if not node.impl.learnable()[param.index]:  # statistics: Caffe layout is a reshape
+    if not node.layer.learnable()[param.index]:  # statistics: Caffe layout is a reshape
         return tensors[param.torch_name].reshape(shapes[param.index])
-    return node.impl.torch_to_params(tensors, bshapes)[param.index]
+    return node.layer.torch_to_params(tensors, bshapes)[param.index]
 
 
 def history_from_caffe(compiled, param, array: np.ndarray, where: str) -> np.ndarray:
     """Inverse of :func:`history_to_caffe` (Caffe blob -> torch layout)."""
     node, bshapes = _node_and_shapes(compiled, param.layer)
-    shapes = node.impl.param_shapes(bshapes)
+    shapes = node.layer.param_shapes(bshapes)
     if int(np.prod(shapes[param.index])) != array.size:
         raise InputError(f"{where}: history of layer '{param.layer}' blob {param.index} has "
                          f"{array.size} values, the net needs {tuple(shapes[param.index])}; "
                          "the solverstate belongs to another net")
-    if not node.impl.learnable()[param.index]:
+    if not node.layer.learnable()[param.index]:
         return array.reshape(tuple(param.tensor.shape))
     blobs = [np.zeros(s, np.float32) for s in shapes]
     blobs[param.index] = array.reshape(shapes[param.index])
-    return node.impl.params_to_torch(blobs, bshapes)[param.torch_name]
+    return node.layer.params_to_torch(blobs, bshapes)[param.torch_name]
 
 
 def write_snapshot(compiled, solver, net_param, prefix: str,
@@ -180,7 +180,7 @@ def _load_weights(compiled, model_path: Path, initialise) -> None:
     layers = [n for n in compiled.net.layers if n.role != "input"]
     from fcnkit.train.params import layer_module
 
-    modules = {n.name: layer_module(compiled, n.name) for n in layers if n.impl.param_names()}
+    modules = {n.name: layer_module(compiled, n.name) for n in layers if n.layer.param_names()}
     blobs = {k: v for k, v in model.blobs.items() if k in modules}
     initialise(compiled.net, [n for n in layers if n.name in blobs], modules,
                compiled.analysis.shapes, blobs, 0, str(model_path))

@@ -55,12 +55,12 @@ class ZooStats:
 
 def _learned(node) -> bool:
     """Whether a layer has a learnable blob with a positive lr_mult (default 1)."""
-    if not node.impl.param_names() or not any(node.impl.learnable()):
+    if not node.layer.param_names() or not any(node.layer.learnable()):
         return False
     specs = list(node.param.param)
-    n = len(node.impl.param_names())
+    n = len(node.layer.param_names())
     mults = [specs[i].lr_mult if i < len(specs) else 1.0 for i in range(n)]
-    return any(m > 0 for m, l in zip(mults, node.impl.learnable()) if l)
+    return any(m > 0 for m, l in zip(mults, node.layer.learnable()) if l)
 
 
 def stats(name: str) -> ZooStats:
@@ -79,7 +79,7 @@ def stats(name: str) -> ZooStats:
     rows = {r.layer: r for r in crop_table(net)}
     crops = tuple(CropInfo(n.name, tuple(int(o) for o in n.param.crop_param.offset),
                            rows[n.name].passes(strict=True))
-                  for n in net.layers if n.impl.crops_to_reference)
+                  for n in net.layers if n.layer.crops_to_reference)
     inf = info(name)
     rf = a.receptive_field[out]
     return ZooStats(name, inf["title"], tuple(a.shapes[net.inputs[0]]), a.shapes[out][1],

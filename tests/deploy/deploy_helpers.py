@@ -231,7 +231,7 @@ def load_zoo_untrained(name: str, tile: tuple[int, int]):
 
     net = load_net(zoo.build(name))
     shapes = analyse(net, deploy_shapes(declared_input_shapes(net), tile)).shapes
-    zeros = {n.name: [np.zeros(s, np.float32) for s in n.impl.param_shapes([shapes[b] for b in n.bottoms])]
+    zeros = {n.name: [np.zeros(s, np.float32) for s in n.layer.param_shapes([shapes[b] for b in n.bottoms])]
              for n in net.layers if n.type in ("Convolution", "InnerProduct")}
     src = load_model(name, tile=tile, weights=zeros)
     fill_untrained(src.compiled)

@@ -95,7 +95,7 @@ def test_alexnet_shaped_slides_with_total_stride_32():
     param = alexnet_shaped(interior_pad=False)
     blobs = random_blobs(param, seed=4)
     r = convolutionalize(param, blobs)
-    assert list(build(r.param).net.layer("fc6").impl.kernel) == [2, 2]
+    assert list(build(r.param).net.layer("fc6").layer.kernel) == [2, 2]
     x = np.random.default_rng(5).uniform(-1, 1, (1, 3, 291, 291)).astype(np.float32)
     out = forward(r.param, r.blobs, x)["fc8"]
     assert out.shape == (1, 10, 3, 3)
@@ -187,7 +187,7 @@ def test_bvlc_caffenet_full_conv_structure():
                (b.type, list(b.param.bottom), list(b.param.top)), a.name
         if a.type == "Convolution":
             for attr in ("num_output", "kernel", "stride", "pad", "group", "bias_term"):
-                assert getattr(a.impl, attr) == getattr(b.impl, attr), (a.name, attr)
+                assert getattr(a.layer, attr) == getattr(b.layer, attr), (a.name, attr)
         assert ours.param_shapes(a.name) == theirs.param_shapes(b.name), a.name
     assert ours.param_shapes("fc6-conv") == [(4096, 256, 6, 6), (4096,)]
     assert ours.param_shapes("fc7-conv") == [(4096, 4096, 1, 1), (4096,)]

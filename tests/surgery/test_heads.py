@@ -41,10 +41,10 @@ def _compare_structure(ours, theirs, skip=(), rename_blobs=None):
         assert list(a.param.top) == list(b.param.top), a.name
         if a.type in ("Convolution", "Deconvolution", "Pooling"):
             for attr in ("num_output", "kernel", "stride", "pad", "group", "bias_term", "pool"):
-                if hasattr(b.impl, attr):
-                    assert getattr(a.impl, attr) == getattr(b.impl, attr), (a.name, attr)
+                if hasattr(b.layer, attr):
+                    assert getattr(a.layer, attr) == getattr(b.layer, attr), (a.name, attr)
         if a.type == "Crop":
-            assert (a.impl.axis, a.impl.offset) == (b.impl.axis, b.impl.offset), a.name
+            assert (a.layer.axis, a.layer.offset) == (b.layer.axis, b.layer.offset), a.name
         assert ours.param_shapes(a.name) == theirs.param_shapes(b.name), a.name
         if a.type == "Deconvolution":
             assert [p.lr_mult for p in a.param.param] == [p.lr_mult for p in b.param.param] == [0]
@@ -91,8 +91,8 @@ def test_digits_fcn_alexnet_from_alexnet():
         assert a[name].type == b[name].type and list(a[name].param.top) == list(b[name].param.top)
         assert ours.param_shapes(name) == theirs.param_shapes(name), name
         for attr in ("num_output", "kernel", "stride", "pad", "group", "offset"):
-            if hasattr(b[name].impl, attr):
-                assert getattr(a[name].impl, attr) == getattr(b[name].impl, attr), (name, attr)
+            if hasattr(b[name].layer, attr):
+                assert getattr(a[name].layer, attr) == getattr(b[name].layer, attr), (name, attr)
     order = lambda built: [n.name for n in built.net.layers if n.type in
                            ("Convolution", "Deconvolution", "Crop")]
     assert order(ours) == order(theirs)

@@ -31,7 +31,7 @@ def _geometry(lp):
 def _compute_layers(path, stages=()):
     net = load_net(path, phase="TEST", stages=stages, allow_unsupported=True)
     keep = [n.param for n in net.layers
-            if n.role == "compute" and n.type not in ("Power",) and n.impl.type != "Python"]
+            if n.role == "compute" and n.type not in ("Power",) and n.layer.type != "Python"]
     return keep
 
 

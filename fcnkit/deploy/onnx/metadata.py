@@ -34,7 +34,7 @@ def onnx_metadata(compiled, *, source: str | None, bands, classes, tile, dtype, 
     for name in outputs:
         bid = net.final.get(name, name) if hasattr(net, "final") else name
         prod = net.producer.get(bid) if hasattr(net, "producer") else None
-        kinds[name] = prod.impl.output_kind if prod is not None else "scores"
+        kinds[name] = prod.layer.output_kind if prod is not None else "scores"
     shapes = compiled.input_shapes
     first = next((s for s in shapes.values() if len(s) == 4), None)
     if bands is None and first is not None:

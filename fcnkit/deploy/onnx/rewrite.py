@@ -22,7 +22,7 @@ def dynamic_hw_blockers(compiled) -> list[str]:
     out = []
     for node in compiled.net.layers:
         mod = mods.get(module_name(node.name))
-        reason = None if mod is None else node.impl.static_hw_reason(mod)
+        reason = None if mod is None else node.layer.static_hw_reason(mod)
         if reason:
             where = f"{node.type} layer '{node.name}'" + (f" (line {node.line})" if node.line else "")
             out.append(f"{where} {reason}")
@@ -90,7 +90,7 @@ def fused_pairs(compiled, graph) -> list[tuple[Any, Any, Any]]:
         first, second = layer.get(prev.target), layer.get(node.target)
         if first is None or second is None:
             continue
-        fused = first.impl.export_fused(gm.get_submodule(prev.target), second.impl,
+        fused = first.layer.export_fused(gm.get_submodule(prev.target), second.layer,
                                         gm.get_submodule(node.target))
         if fused is not None:
             pairs.append((prev, node, fused))
@@ -130,7 +130,7 @@ def module_for_export(compiled, half: bool, extra_outputs: Sequence[str] = (), f
         mod = getattr(gm, name, None)
         if mod is None:
             continue
-        rep = node.impl.export_module(mod, [compiled.analysis.shapes[b] for b in node.bottoms])
+        rep = node.layer.export_module(mod, [compiled.analysis.shapes[b] for b in node.bottoms])
         if rep is not None:
             swaps[name] = rep
 
