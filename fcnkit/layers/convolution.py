@@ -44,6 +44,8 @@ class ConvolutionBase(Layer):
             raise self.error(f"pad must be >= 0, got {self.pad}")
         if self.num_output % self.group:
             raise self.error(f"num_output {self.num_output} is not divisible by group {self.group}")
+        if len(self.param.bottom) != len(self.param.top):
+            raise self.error("needs as many tops as bottoms")
 
     @property
     def kernel_extent(self) -> tuple[int, int]:
@@ -64,6 +66,25 @@ class ConvolutionBase(Layer):
         if c % self.group:
             raise self.error(f"input channels {c} are not divisible by group {self.group}", ShapeError)
         return c
+
+    def spatial_size(self, i: int, k_eff: int, s: int, p: int) -> int:
+        """Top size along one spatial axis (pixels) from the bottom's ``i``; <= 0 is empty."""
+        raise NotImplementedError
+
+    def empty_output_message(self, h: int, w: int) -> str:
+        """Why a bottom of ``h`` x ``w`` gives an empty top."""
+        raise NotImplementedError
+
+    def output_shapes(self, bottom_shapes):
+        self._check_input(bottom_shapes)
+        tops = []
+        for n, c, h, w in bottom_shapes:
+            hw = [self.spatial_size(i, k, s, p)
+                  for i, k, s, p in zip((h, w), self.kernel_extent, self.stride, self.pad)]
+            if min(hw) <= 0:
+                raise self.error(self.empty_output_message(h, w), ShapeError)
+            tops.append((n, self.num_output, *hw))
+        return tops
 
     def param_names(self) -> list[str]:
         return ["weight", "bias"] if self.bias_term else ["weight"]
@@ -87,24 +108,12 @@ class Convolution(ConvolutionBase):
     type = "Convolution"
     spatial_filter = True
 
-    def setup(self) -> None:
-        super().setup()
-        if len(self.param.bottom) != len(self.param.top):
-            raise self.error("needs as many tops as bottoms")
+    def spatial_size(self, i, k_eff, s, p):
+        return (i + 2 * p - k_eff) // s + 1
 
-    def output_shapes(self, bottom_shapes):
-        self._check_input(bottom_shapes)
-        tops = []
-        for n, c, h, w in bottom_shapes:
-            hw = []
-            for i, k, s, p in zip((h, w), self.kernel_extent, self.stride, self.pad):
-                o = (i + 2 * p - k) // s + 1
-                if o <= 0:
-                    raise self.error(f"input {h}x{w} is smaller than the kernel extent "
-                                     f"{self.kernel_extent} with pad {self.pad}", ShapeError)
-                hw.append(o)
-            tops.append((n, self.num_output, *hw))
-        return tops
+    def empty_output_message(self, h, w):
+        return (f"input {h}x{w} is smaller than the kernel extent {self.kernel_extent} "
+                f"with pad {self.pad}")
 
     def param_shapes(self, bottom_shapes):
         c = bottom_shapes[0][1]

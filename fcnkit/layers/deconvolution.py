@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from fcnkit.errors import ShapeError
 from fcnkit.layers import CoordMap, prod, register
 from fcnkit.layers._common import lazy
 from fcnkit.layers.convolution import ConvolutionBase
@@ -26,25 +25,12 @@ class Deconvolution(ConvolutionBase):
     type = "Deconvolution"
     upsampling_filter = True
 
-    def setup(self) -> None:
-        super().setup()
-        if len(self.param.bottom) != len(self.param.top):
-            raise self.error("needs as many tops as bottoms")
+    def spatial_size(self, i, k_eff, s, p):
+        return s * (i - 1) + k_eff - 2 * p
 
-    def output_shapes(self, bottom_shapes):
-        self._check_input(bottom_shapes)
-        tops = []
-        for n, c, h, w in bottom_shapes:
-            hw = []
-            for i, k, s, p in zip((h, w), self.kernel_extent, self.stride, self.pad):
-                o = s * (i - 1) + k - 2 * p
-                if o <= 0:
-                    raise self.error(f"input {h}x{w} with kernel extent {self.kernel_extent}, "
-                                     f"stride {self.stride} and pad {self.pad} gives an empty "
-                                     "output", ShapeError)
-                hw.append(o)
-            tops.append((n, self.num_output, *hw))
-        return tops
+    def empty_output_message(self, h, w):
+        return (f"input {h}x{w} with kernel extent {self.kernel_extent}, stride {self.stride} "
+                f"and pad {self.pad} gives an empty output")
 
     def param_shapes(self, bottom_shapes):
         c = bottom_shapes[0][1]
