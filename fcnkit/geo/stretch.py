@@ -85,15 +85,39 @@ def stretch(pixels: np.ndarray, lo, hi, out_range=(0.0, 255.0)) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
-def valid_values(band: np.ndarray, nodata) -> np.ndarray:
-    """The 1-D valid values of a band: not nodata, not 0, finite."""
-    v = np.asarray(band).ravel()
+def valid_mask(pixels: np.ndarray, nodata) -> np.ndarray:
+    """Where ``pixels`` (any shape) are valid: not nodata, not 0, finite (bool, same shape)."""
+    v = np.asarray(pixels)
     keep = v != 0
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
         keep &= v != nodata
     if np.issubdtype(v.dtype, np.floating):
         keep &= np.isfinite(v)
-    return v[keep]
+    return keep
+
+
+def valid_values(band: np.ndarray, nodata) -> np.ndarray:
+    """The 1-D valid values of a band: not nodata, not 0, finite."""
+    v = np.asarray(band).ravel()
+    return v[valid_mask(v, nodata)]
+
+
+def array_stretch(pixels: np.ndarray, percentiles=(2.0, 98.0), nodata=None) -> Stretch:
+    """The :class:`Stretch` of an array in memory: per band, the P_lo/P_hi percentiles of its
+    valid pixels (:func:`valid_values`: not nodata, not 0, finite), DN. A band without a
+    valid pixel gets lo = hi = 0 (it maps to out_range[0]).
+
+    Args:
+        pixels: bands x rows x cols (DN).
+        percentiles: (P_lo, P_hi) in percent (the SpaceNet roads article uses 2/90 and 2/98).
+    """
+    lo, hi = [], []
+    for band in np.asarray(pixels):
+        valid = valid_values(band, nodata)
+        a, b = np.percentile(valid, percentiles) if valid.size else (0.0, 0.0)
+        lo.append(float(a))
+        hi.append(float(b))
+    return Stretch("percentile", lo, hi, tuple(percentiles))
 
 
 def percentile_stretch(src, bands, percentiles=(2.0, 98.0), *, sample_pixels: int = SAMPLE_PIXELS) -> Stretch:

@@ -262,18 +262,13 @@ def dense_crf(prob: np.ndarray, image: np.ndarray | None, params: CrfParams | No
 
 
 def stretch(image: np.ndarray, nodata=None, percentiles=(2.0, 98.0)) -> np.ndarray:
-    """Per-band percentile stretch to 0..255 (float32, bands x rows x cols).
-
-    Each band is clipped to its [P_lo, P_hi] percentiles over valid pixels (not ``nodata``,
-    not 0) and scaled linearly to 0..255, as the SpaceNet roads article stretches its input;
-    invalid pixels are 0.
+    """Per-band percentile stretch to 0..255 (float32, bands x rows x cols): fcnkit.geo's
+    stretch (:func:`fcnkit.geo.stretch.array_stretch`: clip each band to the [P_lo, P_hi]
+    percentiles of its valid pixels, not ``nodata``, not 0; scale linearly to 0..255, as the
+    SpaceNet roads article stretches its input); invalid pixels are 0.
     """
-    out = np.zeros(image.shape, np.float32)
-    for b, band in enumerate(image):
-        valid = band != 0 if nodata is None else (band != 0) & (band != nodata)
-        if not valid.any():
-            continue
-        lo, hi = np.percentile(band[valid], percentiles)
-        span = max(float(hi - lo), 1e-12)
-        out[b] = np.where(valid, np.clip((band.astype(np.float64) - lo) / span, 0, 1) * 255, 0)
+    from fcnkit.geo.stretch import array_stretch, valid_mask
+
+    out = array_stretch(image, percentiles, nodata).apply(image)
+    out[~valid_mask(image, nodata)] = 0
     return out

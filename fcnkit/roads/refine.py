@@ -50,17 +50,14 @@ class RefineReport:
 
 
 def stretch_to_uint8(image: np.ndarray, percentiles=(2.0, 98.0)) -> np.ndarray:
-    """(bands, rows, cols) DN -> (rows, cols, bands) uint8, per band clipped to its
-    [p_lo, p_hi] percentiles of nonzero pixels and scaled to 0..255 (SpaceNet stretch)."""
-    out = np.zeros(image.shape[1:] + (image.shape[0],), np.uint8)
-    for b, band in enumerate(image.astype(np.float64)):
-        valid = band[band != 0]
-        if valid.size == 0:
-            continue
-        lo, hi = np.percentile(valid, percentiles)
-        scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        out[..., b] = np.clip((band - lo) * scale, 0, 255).astype(np.uint8)
-    return out
+    """(bands, rows, cols) DN -> (rows, cols, bands) uint8 for OpenCV: fcnkit.geo's
+    percentile stretch (:func:`fcnkit.geo.stretch.array_stretch`: per band clipped to the
+    [p_lo, p_hi] percentiles of its valid, nonzero pixels and scaled to 0..255, the SpaceNet
+    article's stretch), truncated to integers."""
+    from fcnkit.geo.stretch import array_stretch
+
+    out = array_stretch(image, percentiles).apply(image)
+    return np.ascontiguousarray(np.moveaxis(out, 0, -1)).astype(np.uint8)
 
 
 def _tolerance(values, channels: int, name: str) -> tuple:

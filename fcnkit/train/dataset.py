@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fcnkit.errors import InputError
+from fcnkit.geo.stretch import Stretch, valid_values
 
 IMAGE_SUFFIXES = (".tif", ".tiff")
 LABEL_SUFFIXES = (".geojson", ".json", ".tif", ".tiff")
@@ -170,11 +171,7 @@ def compute_stretch(images, bands: list[int], percentiles=(2.0, 90.0),
             shape = (len(bands), max(1, src.height // step), max(1, src.width // step))
             data = src.read(bands, out_shape=shape)
         for k in range(len(bands)):
-            v = data[k].ravel()
-            keep = v != 0
-            if nodata is not None:
-                keep &= v != nodata
-            samples[k].append(v[keep])
+            samples[k].append(valid_values(data[k], nodata))
     if not samples[0]:
         raise InputError("no training image to compute the stretch from")
     lo, hi = [], []
@@ -185,19 +182,18 @@ def compute_stretch(images, bands: list[int], percentiles=(2.0, 90.0),
         a, b = np.percentile(v, percentiles)
         lo.append(float(a))
         hi.append(float(max(b, a + 1e-6)))
-    return {"fcnkit_preprocess": 1, "bands": list(bands),
-            "band_names": list(band_names or [d or f"band{b}" for d, b in zip(described, bands)]),
-            "stretch": {"method": "percentile", "percentiles": list(percentiles), "lo": lo,
-                        "hi": hi, "out_range": [0, 255]}, "nodata": nodata}
+    names = list(band_names or [d or f"band{b}" for d, b in zip(described, bands)])
+    return Stretch("percentile", lo, hi, tuple(percentiles)).to_json(bands, names, nodata)
 
 
 def apply_stretch(data: np.ndarray, preprocess: dict) -> np.ndarray:
-    """bands x rows x cols DN -> float32 0..255 (clip to [lo, hi], scale linearly)."""
-    st = preprocess["stretch"]
-    if st["method"] == "none":
-        return data.astype(np.float32)
-    lo = np.asarray(st["lo"], np.float32)[:, None, None]
-    hi = np.asarray(st["hi"], np.float32)[:, None, None]
-    a, b = st["out_range"]
-    x = (np.clip(data.astype(np.float32), lo, hi) - lo) / (hi - lo)
-    return (a + x * (b - a)).astype(np.float32)
+    """bands x rows x cols DN -> float32 0..255 (clip to [lo, hi], scale linearly): the very
+    function `fcnkit predict --stretch model` applies (:meth:`fcnkit.geo.stretch.Stretch.apply`),
+    so that inference repeats the training's preprocessing exactly.
+
+    Raises:
+        InputError: ``preprocess`` is not a valid preprocess JSON.
+    """
+    from fcnkit.geo.stretch import from_preprocess
+
+    return from_preprocess(preprocess, source="the training's preprocess JSON")[0].apply(data)
