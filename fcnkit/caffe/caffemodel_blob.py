@@ -48,23 +48,15 @@ class BlobDecoder:
                 key_start = pos
                 fnum, wtype, pos = read_key(buf, pos, stop)
                 if fnum == BLOB_DATA and wtype == LENGTH_DELIMITED:
-                    s, e = read_length(buf, pos, stop)
-                    if (e - s) % 4:
-                        raise WireError(s, f"packed float data of {e - s} bytes is not a "
-                                           "multiple of 4")
-                    f32.append(np.frombuffer(buf, "<f4", count=(e - s) // 4, offset=s))
-                    pos = e
+                    values, pos = _packed(buf, pos, stop, "<f4", "float")
+                    f32.append(values)
                 elif fnum == BLOB_DATA and wtype == FIXED32:
                     values, pos = self._unpacked(key_start, pos, stop, _KEY_DATA_UNPACKED,
                                                  _UNPACKED_F32)
                     f32.append(values)
                 elif fnum == BLOB_DOUBLE_DATA and wtype == LENGTH_DELIMITED:
-                    s, e = read_length(buf, pos, stop)
-                    if (e - s) % 8:
-                        raise WireError(s, f"packed double data of {e - s} bytes is not a "
-                                           "multiple of 8")
-                    f64.append(np.frombuffer(buf, "<f8", count=(e - s) // 8, offset=s))
-                    pos = e
+                    values, pos = _packed(buf, pos, stop, "<f8", "double")
+                    f64.append(values)
                 elif fnum == BLOB_DOUBLE_DATA and wtype == FIXED64:
                     values, pos = self._unpacked(key_start, pos, stop, _KEY_DOUBLE_UNPACKED,
                                                  _UNPACKED_F64)
@@ -162,3 +154,17 @@ class BlobDecoder:
             return one.astype(value_type.newbyteorder("=")), pos + value_type.itemsize
         values = np.frombuffer(self.buf, record, count=count, offset=key_start)["value"]
         return values.astype(value_type.newbyteorder("=")), key_start + count * size
+
+
+def _packed(buf, pos: int, stop: int, dtype: str, what: str) -> tuple[np.ndarray, int]:
+    """A packed repeated float/double field at ``pos``: its values (a view of ``buf``, no
+    copy) and the position after it.
+
+    Raises:
+        WireError: the length runs past ``stop`` or is not a multiple of the item size.
+    """
+    s, e = read_length(buf, pos, stop)
+    size = np.dtype(dtype).itemsize
+    if (e - s) % size:
+        raise WireError(s, f"packed {what} data of {e - s} bytes is not a multiple of {size}")
+    return np.frombuffer(buf, dtype, count=(e - s) // size, offset=s), e
