@@ -26,8 +26,18 @@ app = typer.Typer(name="fcnkit", no_args_is_help=True, add_completion=False,
                   help="Caffe-style network compiler with FCN surgery tooling.",
                   pretty_exceptions_enable=False)
 
+def _print_version(value: bool) -> None:
+    if value:
+        from fcnkit import __version__
+
+        typer.echo(f"fcnkit {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global_options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="print fcnkit's version and exit"),
     memory_limit: Optional[str] = typer.Option(
         None, "--memory-limit", metavar="SIZE",
         help="refuse nets and arrays that need more memory than SIZE (bytes, or 512M, 8G; 0: "
@@ -47,7 +57,8 @@ app.command("layers")(core_cmds.layers_cmd)
 
 # Command groups of the higher layers register themselves here when present.
 for _mod in ("fcnkit.cli.surgery_cmds", "fcnkit.cli.zoo_cmds", "fcnkit.cli.deploy_cmds",
-             "fcnkit.cli.geo_cmds", "fcnkit.cli.roads_cmds", "fcnkit.cli.train_cmds"):
+             "fcnkit.cli.geo_cmds", "fcnkit.cli.roads_cmds", "fcnkit.cli.train_cmds",
+             "fcnkit.cli.caffe_tools_cmds"):
     try:
         importlib.import_module(_mod).register(app)
     except ModuleNotFoundError as e:  # pragma: no cover - optional during development
