@@ -155,6 +155,22 @@ def crop_table(net: Net, ndim: int = 4) -> list[CropRow]:
 UINT32_MAX = 2**32 - 1
 
 
+def _computed_fixes(net: Net) -> dict[str, list[int]]:
+    """Crop layer name -> computed offsets; raises OffsetError (see fix_crop_offsets)."""
+    fixes = {}
+    for row in crop_table(net):
+        if row.computed is None:
+            raise OffsetError(row.error)
+        if any(v > UINT32_MAX for v in row.computed):
+            # CropParameter.offset is uint32 in caffe.proto: such a value cannot be written
+            raise OffsetError(f"{net.layer(row.layer).where()}: computed offsets "
+                              f"{list(row.computed)} exceed the largest value a Crop offset can "
+                              f"hold ({UINT32_MAX}, uint32 in caffe.proto); check the pads of "
+                              "the layers before it")
+        fixes[row.layer] = row.computed
+    return fixes
+
+
 def fix_crop_offsets(net: Net, param=None):
     """A copy of the net's NetParameter with every Crop layer's offsets set to the computed
     ones (one value when all axes agree, else one per cropped axis).
@@ -167,19 +183,38 @@ def fix_crop_offsets(net: Net, param=None):
             layer).
     """
     param = copy.deepcopy(param if param is not None else net.param)
-    fixes = {}
-    for row in crop_table(net):
-        if row.computed is None:
-            raise OffsetError(row.error)
-        if any(v > UINT32_MAX for v in row.computed):
-            # CropParameter.offset is uint32 in caffe.proto: such a value cannot be written
-            raise OffsetError(f"{net.layer(row.layer).where()}: computed offsets "
-                              f"{list(row.computed)} exceed the largest value a Crop offset can "
-                              f"hold ({UINT32_MAX}, uint32 in caffe.proto); check the pads of "
-                              "the layers before it")
-        fixes[row.layer] = row.computed
+    fixes = _computed_fixes(net)
     for lp in param.layer:
         cls = lookup(lp.type)
         if lp.name in fixes and cls is not None and cls.crops_to_reference:
             cls.write_offsets(lp, fixes[lp.name])
     return param
+
+
+def fix_crop_offsets_text(net: Net, text: str, path: str | None = None) -> str:
+    """The prototxt ``text`` of ``net`` with every Crop layer's offsets set to the computed
+    ones, changing nothing else: comments, spacing and the spelling of unchanged numbers
+    are kept (:func:`fcnkit.caffe.text_edit.set_layer_field`). Layers of other phases with
+    the same name as a fixed Crop layer are fixed too, as in :func:`fix_crop_offsets`.
+
+    Raises:
+        OffsetError: an offset cannot be computed, or exceeds uint32.
+        CaffeFormatError: a Crop layer has no ``layer { }`` block in the text.
+    """
+    from fcnkit.caffe.text_edit import set_layer_field
+
+    fixes = _computed_fixes(net)
+    if not fixes:
+        return text
+    targets = {}
+    for name, offsets in fixes.items():
+        cls = lookup(net.layer(name).type)
+        probe = copy.deepcopy(net.layer(name).param)
+        cls.write_offsets(probe, offsets)  # the layer decides how many values to write
+        targets[name] = list(probe.crop_param.offset)
+
+    def is_crop(type_name: str | None) -> bool:
+        cls = lookup(type_name or "")
+        return cls is not None and cls.crops_to_reference
+
+    return set_layer_field(text, targets, is_crop, "crop_param", "offset", path)

@@ -42,8 +42,10 @@ def offset_rows_as_cells(rows: Sequence[OffsetRow]) -> list[list[str]]:
              pair(r.cumulative_factor), pair(r.offset), pair(r.cumulative_offset)] for r in rows]
 
 
-def table(header: Sequence[str], cells: Sequence[Sequence[str]], table_format: str, title: str = "") -> str:
-    """Render a header + rows in ``markdown``, ``csv`` or ``html``."""
+def table(header: Sequence[str], cells: Sequence[Sequence[str]], table_format: str, title: str = "",
+          row_classes: Sequence[str] | None = None) -> str:
+    """Render a header + rows in ``markdown``, ``csv`` or ``html`` (an HTML ``<table>``
+    fragment; ``row_classes``: a CSS class per row, e.g. ``mismatch``; see :func:`html_page`)."""
     if table_format == "markdown":
         out = [f"**{title}**", ""] if title else []
         out.append("| " + " | ".join(h.replace("|", "\\|") for h in header) + " |")
@@ -58,11 +60,34 @@ def table(header: Sequence[str], cells: Sequence[Sequence[str]], table_format: s
         return buf.getvalue()
     if table_format == "html":
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                         for row in cells)
+        classes = row_classes or [""] * len(cells)
+        body = "\n".join((f'<tr class="{html.escape(k)}">' if k else "<tr>")
+                         + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                         for row, k in zip(cells, classes))
         cap = f"<caption>{html.escape(title)}</caption>" if title else ""
         return f"<table>{cap}\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
     raise ValueError(f"unknown table format '{table_format}'")
+
+
+_PAGE_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0 2em; font-size: 0.9em; }
+caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
+th { background: #f0f0f0; }
+td:nth-child(n+3) { text-align: right; font-variant-numeric: tabular-nums; }
+tbody tr:nth-child(even) { background: #fafafa; }
+tr.mismatch, tr.mismatch:nth-child(even) { background: #ffd6d6; color: #900; font-weight: bold; }
+"""
+
+
+def html_page(title: str, body: str) -> str:
+    """A complete HTML5 page (doctype, charset, title, CSS) around ``body`` (HTML
+    fragments from :func:`table`); rows of class ``mismatch`` are shown in red."""
+    t = html.escape(title)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{t}</title>\n<style>{_PAGE_CSS}</style>\n</head>\n<body>\n<h1>{t}</h1>\n"
+            f"{body}</body>\n</html>\n")
 
 
 def offsets_json(rows: Sequence[OffsetRow], crops: Sequence[CropRow],
@@ -102,15 +127,18 @@ def render_offsets(rows: Sequence[OffsetRow], crops: Sequence[CropRow], table_fo
     pixel-exact, see :meth:`CropRow.status`) and the misaligned branches, if any."""
     if table_format == "json":
         return json.dumps(offsets_json(rows, crops, misaligned), indent=2) + "\n"
-    text = table(OFFSET_HEADER, offset_rows_as_cells(rows), table_format, title)
+    text = table(OFFSET_HEADER, offset_rows_as_cells(rows), table_format,
+                 "" if table_format == "html" else title)
     if crops:
         crop_cells = [[c.layer, str(c.axis), ",".join(map(str, c.declared)),
                        "-" if c.computed is None else ",".join(map(str, c.computed)),
                        c.status(strict)] for c in crops]
-        sep = "\n" if table_format != "csv" else "\n"
-        text += sep + table(["crop layer", "axis", "declared offset", "computed offset", "status"],
-                            crop_cells, table_format, "Crop layers" if table_format != "csv" else "")
+        classes = ["" if c.passes(strict) else "mismatch" for c in crops]
+        text += "\n" + table(["crop layer", "axis", "declared offset", "computed offset", "status"],
+                             crop_cells, table_format, "Crop layers" if table_format != "csv" else "",
+                             classes)
     if misaligned:
         text += "\n" + table(["misaligned branches"], [[m] for m in misaligned], table_format,
-                             "Misaligned branches" if table_format != "csv" else "")
-    return text
+                             "Misaligned branches" if table_format != "csv" else "",
+                             ["mismatch"] * len(misaligned))
+    return html_page(title, text) if table_format == "html" else text

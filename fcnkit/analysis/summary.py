@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from fcnkit.analysis.coord_maps import CoordAnalysis, analyse_coord_maps
-from fcnkit.analysis.report import pair, table
+from fcnkit.analysis.report import html_page, pair, table
 from fcnkit.analysis.shapes import infer_shapes
 from fcnkit.graph import Net
 from fcnkit.layers import Shape
@@ -59,12 +59,18 @@ class NetAnalysis:
 
     def layer_table(self, table_format: str = "markdown") -> str:
         """The compile layer table: layer, type, top shapes, params, FLOPs, factor, offset,
-        in ``table_format`` (markdown, csv or html)."""
-        header, cells = self.layer_cells()
+        in ``table_format`` (markdown, csv, or html: a complete page). CSV numbers have no
+        thousands separators."""
+        header, cells = self.layer_cells(grouped=table_format != "csv")
+        if table_format == "html":
+            title = f"{self.net.name or 'net'}: layers"
+            return html_page(title, table(header, cells, "html"))
         return table(header, cells, table_format)
 
-    def layer_cells(self) -> tuple[list[str], list[list[str]]]:
-        """(header, rows) of :meth:`layer_table`, as strings (for a terminal table)."""
+    def layer_cells(self, grouped: bool = True) -> tuple[list[str], list[list[str]]]:
+        """(header, rows) of :meth:`layer_table`, as strings (for a terminal table);
+        ``grouped``: parameters and MFLOP with thousands separators (1,234,567)."""
+        sep = "," if grouped else ""
         header = ["layer", "type", "top shape", "params", "MFLOP", "factor", "offset",
                   "cum. factor", "cum. offset"]
         cells = []
@@ -75,7 +81,7 @@ class NetAnalysis:
             cm = bm.map if bm is not None else None
             cost = self.costs[node.name]
             tops = "; ".join("x".join(map(str, self.shapes[t])) for t in node.tops) or "-"
-            cells.append([node.name, node.type, tops, f"{cost.params:,}", f"{cost.flops / 1e6:,.1f}",
+            cells.append([node.name, node.type, tops, f"{cost.params:{sep}}", f"{cost.flops / 1e6:{sep}.1f}",
                           pair(own.factor) if own else "-", pair(own.offset) if own else "-",
                           pair(cm.factor) if cm else "-", pair(cm.offset) if cm else "-"])
         return header, cells

@@ -41,19 +41,10 @@ def input_shapes_cli(specs: Optional[List[str]]):
     return parse_input_shapes(specs)
 
 
-def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    """A rich table on a terminal; a Markdown table when the output is a file or pipe (so
-    that nothing is truncated to the terminal width)."""
-    if console.is_terminal:
-        from rich.table import Table
+def print_table(title: str, header: list[str], rows: list[list[str]], keep=(), drop=()) -> None:
+    """A rich table on a terminal, fitted to its width (columns in ``keep`` whole, those in
+    ``drop`` left out in order until it fits: :func:`fcnkit.cli.tables.print_fitted`); a
+    Markdown table when the output is a file or pipe (so that nothing is truncated)."""
+    from fcnkit.cli.tables import print_fitted
 
-        t = Table(title=title, header_style="bold")
-        for i, h in enumerate(header):
-            t.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
-        for r in rows:
-            t.add_row(*r)
-        console.print(t)
-    else:
-        from fcnkit.analysis.report import table
-
-        console.print(table(header, rows, "markdown", title), end="", markup=False, soft_wrap=True)
+    print_fitted(console, title, header, rows, keep=keep or header, drop=drop)

@@ -50,7 +50,9 @@ def compile_cmd(
     if fmt == "json":
         console.print_json(json.dumps(compile_report(compiled, crops)))
     elif fmt == "table":
-        print_table(f"{net.name or net_path.name} ({net.state.phase_name})", *analysis.layer_cells())
+        print_table(f"{net.name or net_path.name} ({net.state.phase_name})", *analysis.layer_cells(),
+                    keep=("layer", "type", "top shape", "offset", "cum. offset"),
+                    drop=("MFLOP", "params", "cum. factor", "factor"))
     else:
         console.print(analysis.layer_table(fmt), end="", markup=False)
     if fmt in ("table", "markdown"):
@@ -116,7 +118,8 @@ def _write_outputs(compiled, out: Optional[Path], onnx: Optional[Path], force: b
 
 def offsets_cmd(
     net_path: Path = typer.Argument(..., help="prototxt"),
-    fmt: str = typer.Option("markdown", "--format", help="markdown, csv, html or json"),
+    fmt: str = typer.Option("table", "--format", help="table (terminal; markdown when piped), "
+                            "markdown, csv, html (a complete page) or json"),
     check: bool = typer.Option(False, "--check", help="exit 1 if a Crop layer's declared offset differs from the computed one"),
     strict: bool = typer.Option(False, "--strict", help="with --check: half-pixel crops (no pixel-exact integer offset) fail too"),
     fix: bool = typer.Option(False, "--fix", help="write the computed offsets into every Crop layer (needs -o)"),
@@ -126,13 +129,13 @@ def offsets_cmd(
     """Print the per-layer scale factor / offset table (DIGITS Table 2 layout) and the Crop
     layers' declared vs computed offsets; --check, --fix."""
     from fcnkit import caffe
-    from fcnkit.analysis import (FORMATS, analyse_coord_maps, crop_table, fix_crop_offsets,
+    from fcnkit.analysis import (FORMATS, analyse_coord_maps, crop_table, fix_crop_offsets_text,
                                  offset_table, render_offsets)
     from fcnkit.atomic import write_text
     from fcnkit.graph import NetState, load_net
 
-    if fmt not in FORMATS:
-        raise InputError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+    if fmt not in (*FORMATS, "table"):
+        raise InputError(f"--format must be one of table, {', '.join(FORMATS)}, got '{fmt}'")
     if fix and out is None:
         raise InputError("--fix needs -o OUT.prototxt (the input file is never overwritten in place)")
     source = caffe.read_prototxt(net_path)
@@ -140,11 +143,13 @@ def offsets_cmd(
     coords = analyse_coord_maps(net)
     rows = offset_table(net, coords)
     crops = crop_table(net)
-    text = render_offsets(rows, crops, fmt, title=f"{net.name or net_path.name}: scale factors and offsets",
+    title = f"{net.name or net_path.name}: scale factors and offsets"
+    text = render_offsets(rows, crops, "markdown" if fmt == "table" else fmt, title=title,
                           strict=strict, misaligned=coords.inconsistencies)
     if fix:
-        fixed = fix_crop_offsets(net, source.param)
-        caffe.write_prototxt(out, fixed, header=f"crop offsets computed by fcnkit offsets --fix from {net_path.name}")
+        from fcnkit.caffe.textformat import read_text_file
+
+        write_text(out, fix_crop_offsets_text(net, read_text_file(net_path), str(net_path)))
         for c in crops:
             console.print(f"crop {c.layer}: offset {c.declared} -> {c.computed}", markup=False)
         console.print(f"wrote {out}")
@@ -152,6 +157,10 @@ def offsets_cmd(
     if out is not None:
         write_text(out, text)
         console.print(f"wrote {out}")
+    elif fmt == "table" and console.is_terminal:
+        from fcnkit.cli.tables import print_offsets
+
+        print_offsets(console, rows, crops, title, strict, coords.inconsistencies)
     else:
         console.print(text, end="", markup=False, soft_wrap=True)
     if check:
