@@ -4,46 +4,77 @@ Prototxt/caffemodel (every format generation) -> checked graph -> shapes, scale 
 and crop offsets -> PyTorch (torch.fx) -> ONNX / TensorRT, plus fc->conv net surgery and
 an 8-band road-segmentation model zoo.
 
-Top-level helpers import lazily so that ``import fcnkit`` stays light (no torch).
+The main entry points are importable from here; each is the library function itself (same
+signature, parameters and docstring), imported on first use so that ``import fcnkit``
+stays light (no torch, onnx or rasterio):
+
+- :func:`load_net` (prototxt -> checked :class:`Net`, ``phase``/``stages``/``level``),
+  :func:`read_prototxt`, :func:`read_caffemodel`, :func:`write_prototxt`,
+  :func:`write_caffemodel`, :func:`upgrade_file`;
+- :func:`analyse` (shapes, params, FLOPs, coordinate maps), :func:`offset_table`,
+  :func:`crop_table`, :func:`render_offsets`, :func:`fix_crop_offsets_text`,
+  :func:`net_to_dot`;
+- :func:`compile_net` (Net -> :class:`CompiledNet`, ``deploy``), :func:`load` (a directory
+  written by ``fcnkit compile -o``), :func:`time_forward`;
+- :func:`fcn_surgery` (classifier -> FCN), :func:`export_onnx`, :class:`Predictor`.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load", "load_net", "compile_net"]
+#: public name -> the module that defines it (imported on first attribute access)
+_ENTRY_POINTS = {
+    "load_net": "fcnkit.graph",
+    "Net": "fcnkit.graph",
+    "NetState": "fcnkit.graph",
+    "read_prototxt": "fcnkit.caffe",
+    "write_prototxt": "fcnkit.caffe",
+    "read_caffemodel": "fcnkit.caffe",
+    "write_caffemodel": "fcnkit.caffe",
+    "upgrade_file": "fcnkit.caffe.upgrade_files",
+    "analyse": "fcnkit.analysis",
+    "offset_table": "fcnkit.analysis",
+    "crop_table": "fcnkit.analysis",
+    "render_offsets": "fcnkit.analysis",
+    "fix_crop_offsets_text": "fcnkit.analysis",
+    "net_to_dot": "fcnkit.analysis.draw",
+    "compile_net": "fcnkit.compile",
+    "CompiledNet": "fcnkit.compile",
+    "load": "fcnkit.compile",
+    "time_forward": "fcnkit.deploy.timing",
+    "fcn_surgery": "fcnkit.surgery",
+    "export_onnx": "fcnkit.deploy.onnx",
+    "Predictor": "fcnkit.deploy.predictor",
+}
+
+__all__ = ["__version__", *_ENTRY_POINTS]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names resolve lazily
+    from fcnkit.analysis import analyse, crop_table, fix_crop_offsets_text, offset_table, render_offsets
+    from fcnkit.analysis.draw import net_to_dot
+    from fcnkit.caffe import read_caffemodel, read_prototxt, write_caffemodel, write_prototxt
+    from fcnkit.caffe.upgrade_files import upgrade_file
+    from fcnkit.compile import CompiledNet, compile_net, load
+    from fcnkit.deploy.onnx import export_onnx
+    from fcnkit.deploy.predictor import Predictor
+    from fcnkit.deploy.timing import time_forward
+    from fcnkit.graph import Net, NetState, load_net
+    from fcnkit.surgery import fcn_surgery
 
 
-def load(directory):
-    """Load a compiled-model directory written by ``fcnkit compile NET -o DIR``.
-
-    Returns a :class:`fcnkit.compile.CompiledNet` whose ``module`` maps (N, C, H, W) float32
-    inputs to {Caffe blob name: tensor}. Raises :class:`fcnkit.errors.InputError` (not such
-    a directory) or :class:`fcnkit.errors.WeightsError` (damaged weights); see
-    :func:`fcnkit.compile.load`.
-    """
-    from fcnkit.compile import load as _load
-
-    return _load(directory)
+def __getattr__(name: str):
+    """Import an entry point on first use (PEP 562)."""
+    module = _ENTRY_POINTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fcnkit' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
 
 
-def load_net(source, state=None, **kwargs):
-    """Load and check a net: a prototxt path, prototxt text source or NetParameter,
-    upgraded to V2 and filtered by ``state`` (a :class:`fcnkit.graph.NetState`; default
-    Caffe's TEST phase, level 0). Returns a :class:`fcnkit.graph.Net`; raises
-    :class:`fcnkit.errors.CaffeFormatError` or :class:`fcnkit.errors.NetDefinitionError`
-    naming the file, line and layer. See :func:`fcnkit.graph.load_net`.
-    """
-    from fcnkit.graph import load_net as _load_net
-
-    return _load_net(source, state, **kwargs)
-
-
-def compile_net(net, weights=None, input_shapes=None, **kwargs):
-    """Compile a checked net (with a caffemodel path, a CaffeModel, {layer: [arrays]} or
-    None for fillers) into a torch.fx module; ``input_shapes`` overrides the declared
-    (N, C, H, W) input shapes. Returns a :class:`fcnkit.compile.CompiledNet`; raises
-    :class:`fcnkit.errors.ShapeError` or :class:`fcnkit.errors.WeightsError`. See
-    :func:`fcnkit.compile.compile_net`.
-    """
-    from fcnkit.compile import compile_net as _compile
-
-    return _compile(net, weights, input_shapes, **kwargs)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ENTRY_POINTS))
