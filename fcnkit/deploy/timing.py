@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,30 @@ def _time_torch(compiled, inputs, iterations: int, warmup: int):
 
 def _time_onnxruntime(compiled, inputs, iterations: int, warmup: int, workdir: Path):
     from fcnkit.deploy.onnx import export_onnx
+
+    path = workdir / "net.onnx"
+    export_onnx(compiled, path, batch=None, check=False)
+    feeds = {name: t.numpy() for name, t in zip(compiled.inputs, inputs)}
+    return profile_onnx(path, feeds, iterations, warmup, compiled.layer_of_module)
+
+
+def profile_onnx(path: Path, feeds: dict, iterations: int, warmup: int,
+                 layer_of_module: dict[str, str]) -> tuple[dict[str, list[float]], list[float]]:
+    """Run an ONNX file with ONNX Runtime's profiler (CPU) and group the node times by
+    Caffe layer (:func:`onnx_node_layers`, :func:`profile_per_layer`).
+
+    Args:
+        path: the ``.onnx`` file; feeds: one (N, C, H, W) float32 array per graph input, in
+            the graph's input order (the dict's keys are not used as names).
+        iterations, warmup: timed passes and passes run first.
+        layer_of_module: submodule name -> Caffe layer name.
+
+    Returns:
+        (layer -> seconds per timed pass, whole-pass seconds per timed pass).
+
+    Raises:
+        BackendUnavailableError: onnxruntime is not installed.
+    """
     from fcnkit.errors import BackendUnavailableError
 
     try:
@@ -126,20 +151,19 @@ def _time_onnxruntime(compiled, inputs, iterations: int, warmup: int, workdir: P
     except ImportError:
         raise BackendUnavailableError("--backend onnxruntime needs the onnxruntime package "
                                       "(pip install onnxruntime)") from None
-    path = workdir / "net.onnx"
-    export_onnx(compiled, path, batch=None, check=False)
-    opts = ort.SessionOptions()
-    # EXTENDED fuses (Conv+Add, Gemm+Relu) but keeps node names; ALL adds the NCHWc layout
-    # pass, which renames the convolutions, so their times could no longer be attributed
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.enable_profiling = True
-    opts.profile_file_prefix = str(workdir / "profile")
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feed = {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)}
-    for _ in range(warmup + iterations):
-        session.run(None, feed)
-    events = json.loads(Path(session.end_profiling()).read_text())
-    return profile_per_layer(events, warmup, onnx_node_layers(path, compiled.layer_of_module))
+    with tempfile.TemporaryDirectory(prefix="fcnkit-profile-") as tmp:
+        opts = ort.SessionOptions()
+        # EXTENDED fuses (Conv+Add, Gemm+Relu) but keeps node names; ALL adds the NCHWc
+        # layout pass, which renames the convolutions, so their times could not be attributed
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        feed = {i.name: a for i, a in zip(session.get_inputs(), feeds.values())}
+        for _ in range(warmup + iterations):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    return profile_per_layer(events, warmup, onnx_node_layers(path, layer_of_module))
 
 
 def onnx_node_layers(path: Path, layer_of_module: dict[str, str]) -> dict[str, str]:
@@ -244,8 +268,6 @@ def time_forward(compiled, backend: str = "torch", iterations: int = 50, warmup:
         compiled.module.to(device)
         per_layer, totals = _time_torch(compiled, [t.to(device) for t in inputs], iterations, warmup)
     else:
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="fcnkit-time-") as tmp:
             per_layer, totals = _time_onnxruntime(compiled, inputs, iterations, warmup, Path(tmp))
     med, mean = _stats(totals)
