@@ -206,15 +206,9 @@ def fix_crop_offsets_text(net: Net, text: str, path: str | None = None) -> str:
     fixes = _computed_fixes(net)
     if not fixes:
         return text
-    targets = {}
-    for name, offsets in fixes.items():
-        cls = lookup(net.layer(name).type)
-        probe = copy.deepcopy(net.layer(name).param)
-        cls.write_offsets(probe, offsets)  # the layer decides how many values to write
-        targets[name] = list(probe.crop_param.offset)
 
     def is_crop(type_name: str | None) -> bool:
         cls = lookup(type_name or "")
         return cls is not None and cls.crops_to_reference
 
-    return set_layer_field(text, targets, is_crop, "crop_param", "offset", path)
+    return set_layer_field(text, fixes, is_crop, "crop_param", "offset", path)

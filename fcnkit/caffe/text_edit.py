@@ -124,7 +124,8 @@ def _edits_for_block(text, toks, open_i, close_i, message, field, values):
     """Text edits ((start, end, replacement), ...) that set ``message.field`` of one layer."""
     msg = next(((vs, ve) for fi, vs, ve in _fields(toks, open_i + 1, close_i)
                 if toks[fi].text == message and toks[vs].text in _OPEN), None)
-    new = [str(v) for v in values]
+    # written anew: one value when all agree (as Caffe reads one offset for every axis)
+    new = [str(values[0])] if len(set(values)) == 1 else [str(v) for v in values]
     if msg is None:
         ind = _line_indent(text, toks[open_i].start)
         body = "".join(f"{ind}    {field}: {v}\n" for v in new)
@@ -137,10 +138,13 @@ def _edits_for_block(text, toks, open_i, close_i, message, field, values):
     entries = [(fi, s, e) for fi, s, e in _fields(toks, vs + 1, ve) if toks[fi].text == field]
     slots = [k for _, s, e in entries for k in range(s, e + 1) if toks[k].kind == "word"]
     old = [parse_int(toks[k].text) for k in slots]
-    if old == list(values):
-        return []
-    if len(slots) == len(values) and all(v is not None for v in old):
-        return [(toks[k].start, toks[k].end, n) for k, o, v, n in zip(slots, old, values, new) if o != v]
+    values = list(values)
+    if (old * len(values) if len(old) == 1 else old) == values:
+        return []  # already right, however it is spelled
+    if None not in old and len(slots) == len(values):
+        return [(toks[k].start, toks[k].end, str(v)) for k, o, v in zip(slots, old, values) if o != v]
+    if None not in old and len(slots) == 1 and len(set(values)) == 1:
+        return [(toks[slots[0]].start, toks[slots[0]].end, str(values[0]))]
     return _rewrite_entries(text, toks, vs, entries, field, new)
 
 
@@ -165,6 +169,9 @@ def _rewrite_entries(text, toks, open_i, entries, field, new):
         line_end = len(text) if line_end < 0 else line_end
         if text[line_start:start].strip() == "" and text[end:line_end].strip() == "":
             start, end = line_start, min(line_end + 1, len(text))  # the whole line goes
+        else:
+            while start > line_start and text[start - 1] in " \t":  # with the space before it
+                start -= 1
         edits.append((start, end, ""))
     return edits
 
@@ -173,14 +180,15 @@ def set_layer_field(text: str, values: Mapping[str, Sequence[int]], is_target,
                     message: str, field: str, path: str | None = None) -> str:
     """Set ``layer { message { field: ... } }`` of the named layers in prototxt text.
 
-    Only the value tokens change when the number of values stays (an unchanged value keeps
-    its spelling); otherwise the field's entries are rewritten where the first one was (one
-    per line, or space-separated as they were); a missing ``message`` block or field is
-    added, indented like its neighbours.
+    Only the value tokens change when the text holds one value per axis, or one value and
+    all new values agree (an unchanged value keeps its spelling; values that are already
+    right leave the text as it is); otherwise the field's entries are rewritten where the
+    first one was (one value when all agree, one per line or space-separated as they
+    were); a missing ``message`` block or field is added, indented like its neighbours.
 
     Args:
         text: V2 prototxt text (top-level ``layer`` blocks).
-        values: layer name -> the integers the field must hold (every top-level layer block
+        values: layer name -> the value of every axis (every top-level layer block
             of that name for which ``is_target(type)`` is true is edited: layers of the same
             name in other phases too).
         is_target: called with the block's ``type`` string.

@@ -50,9 +50,10 @@ def compile_cmd(
     if fmt == "json":
         console.print_json(json.dumps(compile_report(compiled, crops)))
     elif fmt == "table":
+        from fcnkit.cli.tables import COMPILE_DROP, COMPILE_KEEP
+
         print_table(f"{net.name or net_path.name} ({net.state.phase_name})", *analysis.layer_cells(),
-                    keep=("layer", "type", "top shape", "offset", "cum. offset"),
-                    drop=("MFLOP", "params", "cum. factor", "factor"))
+                    keep=COMPILE_KEEP, drop=COMPILE_DROP)
     else:
         console.print(analysis.layer_table(fmt), end="", markup=False)
     if fmt in ("table", "markdown"):

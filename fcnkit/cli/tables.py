@@ -10,6 +10,10 @@ from typing import Sequence
 from rich.console import Console
 from rich.table import Table
 
+#: The compile layer table on a terminal: the columns kept whole, and those left out (in
+#: this order) while the table is wider than the terminal.
+COMPILE_KEEP = ("layer", "type", "top shape", "offset", "cum. offset")
+COMPILE_DROP = ("MFLOP", "params", "cum. factor", "factor")
 #: Characters a rich table adds per column (two padding spaces and a border) and once.
 _PER_COLUMN, _ONCE = 3, 1
 
