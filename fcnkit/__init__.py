@@ -51,7 +51,10 @@ _ENTRY_POINTS = {
     "Predictor": "fcnkit.deploy.predictor",
 }
 
-__all__ = ["__version__", *_ENTRY_POINTS]
+__all__ = ["__version__", "load_net", "Net", "NetState", "read_prototxt", "write_prototxt",
+           "read_caffemodel", "write_caffemodel", "upgrade_file", "analyse", "offset_table",
+           "crop_table", "render_offsets", "fix_crop_offsets_text", "net_to_dot", "compile_net",
+           "CompiledNet", "load", "time_forward", "fcn_surgery", "export_onnx", "Predictor"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names resolve lazily
     from fcnkit.analysis import analyse, crop_table, fix_crop_offsets_text, offset_table, render_offsets

@@ -22,7 +22,7 @@ from fcnkit.cli import core_cmds
 from fcnkit.cli.common import err_console
 from fcnkit.errors import FcnkitError
 
-app = typer.Typer(name="fcnkit", no_args_is_help=True, add_completion=False,
+app = typer.Typer(name="fcnkit", no_args_is_help=True, add_completion=True,
                   help="Caffe-style network compiler with FCN surgery tooling.",
                   pretty_exceptions_enable=False)
 
