@@ -241,7 +241,9 @@ def time_forward(compiled, backend: str = "torch", iterations: int = 50, warmup:
         backend: ``torch`` or ``onnxruntime`` (CPU execution provider).
         iterations: timed passes (>= 1); warmup: passes run first and not counted (>= 0).
         seed: seed of the random inputs.
-        device: torch device for the torch backend (``cpu``, ``cuda``).
+        device: torch device for the torch backend (``cpu``, ``cuda``); the module is
+            moved there (and stays there). CUDA passes are timed between
+            ``torch.cuda.synchronize()`` calls.
 
     Returns:
         A :class:`TimingResult` (milliseconds).

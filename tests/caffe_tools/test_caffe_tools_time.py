@@ -34,6 +34,13 @@ def test_time_torch_result():
     assert r.total_median_ms > 0 and r.input_shapes == {"data": (1, 1, 28, 28)}
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_time_torch_on_cuda():
+    compiled = compile_net(load_net(LENET), None, deploy=True)
+    r = time_forward(compiled, "torch", iterations=3, warmup=1, device="cuda")
+    assert [t.layer for t in r.layers] == LENET_LAYERS and r.total_median_ms > 0
+
+
 def _two_conv_onnx(path):
     """conv1 (a node named after its layer) -> node_Conv_7 (named by the exporter, its
     layer only in the ``pkg.torch.onnx.name_scopes`` metadata, as torch writes it)."""
