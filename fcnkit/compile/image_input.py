@@ -111,11 +111,15 @@ def load_image(path: str | Path, color: bool = True) -> np.ndarray:
 
     path = Path(path)
     if image_kind(path) == "tiff":
+        import warnings
+
         import rasterio
 
         try:
-            with rasterio.open(path) as src:
-                img = np.moveaxis(src.read(), 0, -1)
+            with warnings.catch_warnings():  # a plain (not georeferenced) TIFF is expected here
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                with rasterio.open(path) as src:
+                    img = np.moveaxis(src.read(), 0, -1)
         except rasterio.errors.RasterioError as e:
             raise InputError(f"{path}: cannot read this TIFF ({e})") from None
     else:
