@@ -55,7 +55,8 @@ class WeightsLoadReport:
     def summary(self) -> str:
         """One line: ``weights X: 5 of 6 layers loaded; 1 from fillers (...); ...``."""
         where = f"weights {self.source}" if self.source else "the weights"
-        parts = [f"{where}: {len(self.loaded)} of {self.total} layer(s) with weights loaded"]
+        parts = [f"{where}: {len(self.loaded)} of {self.total} layer(s) with weights loaded"
+                 + (f" ({abbreviate(self.loaded)})" if self.loaded else "")]
         if self.filled:
             parts.append(f"{len(self.filled)} from fillers ({abbreviate(self.filled)})")
         if self.zeros:

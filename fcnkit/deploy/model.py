@@ -127,6 +127,7 @@ def reshape(compiled, shapes: Mapping[str, Shape]):
     new.module.load_state_dict(state, strict=True)
     new.module.train(compiled.module.training)
     new.weights = compiled.weights
+    new.load_report = compiled.load_report
     return new
 
 

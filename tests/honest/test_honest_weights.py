@@ -36,7 +36,7 @@ def test_export_with_the_caffemodel_of_another_net_exits_2_and_writes_nothing(tm
 def test_correct_load_reports_every_layer_loaded(tmp_path, capsys, data_dir):
     code, _, err = run_cli(capsys, ["compile", LENET_NET, "-w", LENET_WEIGHTS])
     assert code == 0
-    assert "4 of 4 layer(s) with weights loaded" in err
+    assert "4 of 4 layer(s) with weights loaded (conv1, conv2, ip1, ip2)" in err
     assert "warning" not in err
     model = caffe.read_caffemodel(LENET_WEIGHTS)
     report = compile_net(load_net(LENET_NET), model).load_report
@@ -54,7 +54,8 @@ def test_renamed_layer_is_a_warning_naming_both(tmp_path, capsys, data_dir):
     net = renamed_lenet(tmp_path, keep_filler=True)
     code, _, err = run_cli(capsys, ["compile", net, "-w", LENET_WEIGHTS])
     assert code == 0
-    assert "3 of 4 layer(s) with weights loaded" in err
+    assert "3 of 4 layer(s) with weights loaded (conv1, conv2, ip1); 1 from fillers (ip2_mnist); " \
+        "1 caffemodel layer(s) unused (ip2)" in err
     assert "warning: caffemodel layer 'ip2' is unused and net layer 'ip2_mnist' did not load" in err
     report = compile_net(load_net(net), caffe.read_caffemodel(LENET_WEIGHTS)).load_report
     assert report.renamed == [("ip2", "ip2_mnist")]
@@ -139,3 +140,10 @@ def test_report_without_shapes_looks_for_no_renamed_layer(data_dir):
     assert rep.zeros == ["conv1"]
     assert rep.filled == {"conv2": "xavier", "ip1": "xavier", "ip2": "xavier"}
     assert rep.problems()  # nothing loads
+
+
+def test_long_lists_are_cut_for_one_line():
+    from fcnkit.compile.load_report import abbreviate
+
+    assert abbreviate("abcdefghij") == "a, b, c, d, e, f, g, h ... and 2 more"
+    assert abbreviate(["conv1", "ip1"]) == "conv1, ip1"
