@@ -47,6 +47,21 @@ def _umask() -> int:
     return mask
 
 
+def make_public(path: str | Path) -> None:
+    """Give a file written by a library that creates it private (``tempfile.mkstemp``,
+    safetensors: 0600) the mode an ordinary output gets: 0666 less the user's umask
+    (0777 less the umask for a directory).
+
+    Raises:
+        OutputError: the mode cannot be set (naming ``path``).
+    """
+    path = Path(path)
+    try:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+    except OSError as e:
+        raise _output_error(path, e) from None
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True

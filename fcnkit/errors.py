@@ -69,7 +69,18 @@ class OffsetError(FcnkitError):
 
 
 class WeightsError(FcnkitError):
-    """Weights do not fit the net (blob count, element count) or a weights file is bad."""
+    """Weights do not fit the net (blob count, element count), a weights file is bad, or
+    it leaves the net without weights (no layer loads, a layer without a filler would be
+    all zeros).
+
+    Attributes:
+        report: the :class:`fcnkit.compile.load_report.WeightsLoadReport` when the error is
+            about what loaded, else None.
+    """
+
+    def __init__(self, message: str, report=None):
+        self.report = report
+        super().__init__(message)
 
 
 class SurgeryError(FcnkitError):

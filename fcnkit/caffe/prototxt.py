@@ -68,13 +68,22 @@ def parse_prototxt(text: str, path: str | Path | None = None, *,
         A :class:`NetSource`.
 
     Raises:
-        CaffeFormatError: syntax error, unknown field or enum value (with line and column).
+        CaffeFormatError: syntax error, unknown field or enum value (with line and column);
+            a solver prototxt (the message names its net).
         UpgradeError: a net mixing ``layer`` and ``layers``, or a legacy net that cannot be
             upgraded (unknown V0 type, bad padding layer, input dims not 4 per input, ...).
     """
     path_str = None if path is None else str(path)
     net = caffe_pb2.NetParameter()
-    parse_text(text, net, path_str)
+    try:
+        parse_text(text, net, path_str)
+    except CaffeFormatError:
+        from fcnkit.caffe.sniff import describe_solver
+
+        solver = describe_solver(text)
+        if solver is None:
+            raise
+        raise CaffeFormatError(solver, path_str) from None
     fmt = detect_format(net)
     if len(net.layer) and len(net.layers):
         _raise_mixed(text, net, path_str)

@@ -65,3 +65,35 @@ def _looks_like_text(head: bytes) -> bool:
             return False
         text = sample[:exc.start].decode("utf-8")
     return bool(text) and all(c.isprintable() or c in "\t\r\n\f" for c in text)
+
+
+def describe_solver(text: str) -> str | None:
+    """If ``text`` parses as a solver prototxt (SolverParameter) with a net, say so and name
+    its net, for a user who gave the solver where a net is expected; else None.
+
+    Returns:
+        e.g. "this is a solver prototxt, not a net; its net is 'train_val.prototxt' (give
+        that file instead)", or None.
+    """
+    from fcnkit.caffe.solver import parse_solver
+    from fcnkit.errors import CaffeFormatError
+
+    try:
+        solver = parse_solver(text)
+    except CaffeFormatError:
+        return None
+    files = ([f"'{solver.net}'"] if solver.HasField("net") else []) \
+        + ([f"'{solver.train_net}' (train_net)"] if solver.HasField("train_net") else []) \
+        + [f"'{t}' (test_net)" for t in solver.test_net]
+    inline = [field for field in ("net_param", "train_net_param") if solver.HasField(field)]
+    if len(solver.test_net_param):
+        inline.append("test_net_param")
+    if files:
+        one = len(files) == 1
+        return (f"this is a solver prototxt, not a net; its {'net is' if one else 'nets are'} "
+                f"{', '.join(files)} (relative to the directory Caffe runs in): give "
+                f"{'that file' if one else 'one of those files'} instead")
+    if inline:
+        return (f"this is a solver prototxt, not a net; its net is written inside it "
+                f"({', '.join(inline)}): copy that block into a file of its own")
+    return None

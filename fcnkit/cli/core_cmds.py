@@ -12,7 +12,8 @@ import numpy as np
 import typer
 
 from fcnkit.cli.common import (InputShapeOpt, LevelOpt, PhaseOpt, StageOpt, console,
-                               default_prototxt, input_shapes_cli, load_net_cli, print_table)
+                               default_prototxt, err_console, input_shapes_cli, load_net_cli, print_table)
+from fcnkit.cli.weights_report import AllowMissingWeightsOpt, print_weights_report
 from fcnkit.errors import InputError
 
 
@@ -26,6 +27,7 @@ def compile_cmd(
     force: bool = typer.Option(False, "--force", help="with -o: replace DIR even if it is not an earlier fcnkit output"),
     fmt: str = typer.Option("table", "--format", help="table (terminal), markdown, csv, html or json"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+    allow_missing_weights: bool = AllowMissingWeightsOpt,
 ):
     """Compile a Caffe net to a torch.fx module; print the layer table (shapes, params,
     FLOPs, scale factors, offsets); write it with -o DIR (code, safetensors, prototxt)."""
@@ -35,6 +37,7 @@ def compile_cmd(
     from fcnkit.compile import compile_net
     from fcnkit.compile.report import compile_report
 
+    _check_format(fmt, ("table", "markdown", "csv", "html", "json"))
     _check_outputs(out, onnx, force)
     if net_path is None:
         net_path = default_prototxt()
@@ -45,7 +48,9 @@ def compile_cmd(
     if out is not None:  # free space for the weights (float32) and the small files, before compiling
         check_writable(out, need_bytes=analysis.total_params * 4 + (1 << 20))
     model = caffe.read_caffemodel(weights) if weights else None
-    compiled = compile_net(net, model, deploy=deploy, analysis=analysis)
+    compiled = compile_net(net, model, deploy=deploy, analysis=analysis,
+                           allow_missing_weights=allow_missing_weights)
+    print_weights_report(compiled.load_report)
     crops = crop_table(net)
     if fmt == "json":
         console.print_json(json.dumps(compile_report(compiled, crops)))
@@ -71,6 +76,12 @@ def compile_cmd(
                           markup=False)
         console.print(f"weights: {compiled.weights.summary()}", markup=False, soft_wrap=True)
     _write_outputs(compiled, out, onnx, force)
+
+
+def _check_format(fmt: str, formats) -> None:
+    """A --format value that is not one of ``formats`` is refused before any work."""
+    if fmt not in formats:
+        raise InputError(f"--format must be one of {', '.join(formats)}, got '{fmt}'")
 
 
 def _check_outputs(out: Optional[Path], onnx: Optional[Path], force: bool) -> None:
@@ -135,8 +146,7 @@ def offsets_cmd(
     from fcnkit.atomic import write_text
     from fcnkit.graph import NetState, load_net
 
-    if fmt not in (*FORMATS, "table"):
-        raise InputError(f"--format must be one of table, {', '.join(FORMATS)}, got '{fmt}'")
+    _check_format(fmt, ("table", *FORMATS))
     if fix and out is None:
         raise InputError("--fix needs -o OUT.prototxt (the input file is never overwritten in place)")
     source = caffe.read_prototxt(net_path)
@@ -178,23 +188,47 @@ def offsets_cmd(
 def run_cmd(
     net_path: Path = typer.Argument(..., help="prototxt"),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w"),
-    inputs: List[str] = typer.Option(..., "--input", "-i", help="x.npy, or name=x.npy once per input"),
-    out: Path = typer.Option(..., "-o", "--output", help="output .npz"),
+    inputs: List[str] = typer.Option(..., "--input", "-i", help="x.npy or an image (PNG, JPEG, TIFF), "
+                                     "or name=FILE once per input"),
+    out: Path = typer.Option(..., "-o", "--output", help="output .npz (or .npy when the net has one output)"),
     all_blobs: bool = typer.Option(False, "--all-blobs", help="save every blob, not only the net outputs; "
                                    "a blob rewritten in place is saved once per version, as "
                                    "'blob' (first) and 'blob@layer' (written by that layer)"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+    allow_missing_weights: bool = AllowMissingWeightsOpt,
+    mean: Optional[str] = typer.Option(None, "--mean", help="images: mean to subtract, a .npy (C or C,H,W) "
+                                       "or comma values per channel (as classify.py --mean_file)"),
+    raw_scale: Optional[float] = typer.Option(None, "--raw-scale", help="images: multiply the [0,1] "
+                                              "pixels by this before the mean (classify.py: 255)"),
+    channel_swap: Optional[str] = typer.Option(None, "--channel-swap", help="images: channel order, "
+                                               "e.g. 2,1,0 for RGB -> BGR (classify.py's default)"),
+    input_scale: Optional[float] = typer.Option(None, "--input-scale", help="images: multiply by this "
+                                                "after the mean"),
 ):
-    """Run a forward pass on .npy inputs and save the net outputs (keyed by Caffe blob name)."""
+    """Run a forward pass on .npy or image inputs and save the net outputs (keyed by Caffe
+    blob name). Images are preprocessed as pycaffe's caffe.io.Transformer does."""
     import torch
 
     from fcnkit.atomic import atomic_open
     from fcnkit.compile import to_numpy
-    from fcnkit.compile.inputs import compile_for_inputs, load_npy_inputs
+    from fcnkit.compile.image_input import Preprocess, image_kind
+    from fcnkit.compile.input_files import load_inputs
+    from fcnkit.compile.inputs import compile_for_inputs
 
     net = load_net_cli(net_path, phase, stage, level)
-    arrays = load_npy_inputs(inputs, [net.blob_name[b] for b in net.inputs])
-    compiled = compile_for_inputs(net, weights, arrays, deploy=True)
+    pre = Preprocess.from_options(mean, raw_scale, channel_swap, input_scale)
+    arrays = load_inputs(inputs, net, pre)
+    for spec in inputs:
+        path = spec if Path(spec).exists() else spec.partition("=")[2]
+        if image_kind(path):
+            err_console.print(f"{path}: {pre.describe()}", markup=False, soft_wrap=True)
+    compiled = compile_for_inputs(net, weights, arrays, deploy=True,
+                                  allow_missing_weights=allow_missing_weights)
+    print_weights_report(compiled.load_report)
+    if out.suffix.lower() == ".npy" and (all_blobs or len(compiled.outputs) != 1):
+        raise InputError(f"-o {out}: a .npy file holds one array, but the run saves "
+                         f"{'every blob' if all_blobs else ', '.join(compiled.outputs)}; "
+                         "give an .npz file name")
     tensors = [torch.from_numpy(arrays[n]) for n in compiled.inputs]
     if all_blobs:
         values = compiled.run_all(*tensors)
@@ -204,12 +238,15 @@ def run_cmd(
             result = compiled.module(*tensors)
     result = to_numpy(result)
     with atomic_open(out, "wb") as f:
-        np.savez(f, **result)
+        if out.suffix.lower() == ".npy":
+            np.save(f, next(iter(result.values())))
+        else:
+            np.savez(f, **result)
     for k, v in result.items():
         if all_blobs and k not in compiled.outputs:
             continue
         console.print(f"{k}: shape {v.shape}, min {v.min():.6g}, max {v.max():.6g}", markup=False)
-    console.print(f"wrote {out} ({len(result)} arrays)")
+    console.print(f"wrote {out} ({len(result)} array{'s' if len(result) != 1 else ''})")
 
 
 def verify_cmd(
@@ -219,16 +256,20 @@ def verify_cmd(
     inputs: List[str] = typer.Option(..., "--input", "-i", help="x.npy, or name=x.npy once per input"),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="max |diff| / max |reference| per layer"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+    allow_missing_weights: bool = AllowMissingWeightsOpt,
 ):
     """Compare every layer's output against a reference dump; exit 1 beyond tolerance."""
     import torch
 
-    from fcnkit.compile.inputs import compile_for_inputs, load_npy_inputs, read_reference
+    from fcnkit.compile.input_files import load_inputs
+    from fcnkit.compile.inputs import compile_for_inputs, read_reference
     from fcnkit.compile.verify import compare_layers
 
     net = load_net_cli(net_path, phase, stage, level)
-    arrays = load_npy_inputs(inputs, [net.blob_name[b] for b in net.inputs])
-    compiled = compile_for_inputs(net, weights, arrays, deploy=True)
+    arrays = load_inputs(inputs, net)
+    compiled = compile_for_inputs(net, weights, arrays, deploy=True,
+                                  allow_missing_weights=allow_missing_weights)
+    print_weights_report(compiled.load_report)
     ref = read_reference(reference)
     rows = compare_layers(compiled, [torch.from_numpy(arrays[n]) for n in compiled.inputs], ref)
     table = [[r.layer, r.type, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.relative:.3g}",

@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from fcnkit.cli.common import console
+from fcnkit.cli.weights_report import AllowMissingWeightsOpt, print_weights_report
 from fcnkit.errors import InputError
 
 
@@ -48,6 +49,7 @@ def surgery_cmd(
         "the caffemodel (e.g. a blob with another element count); repeatable or comma-separated"),
     seed: int = typer.Option(0, "--seed", help="seed of random fillers"),
     force: bool = typer.Option(False, "--force", help="replace OUTDIR even if it is not an earlier fcnkit output"),
+    allow_missing_weights: bool = AllowMissingWeightsOpt,
 ):
     """Classifier -> FCN: fc layers become convolutions, an FCN head (score, bilinear upscore,
     skips, computed crops) is added, optionally new classes and input bands; writes
@@ -73,8 +75,15 @@ def surgery_cmd(
         pools=[p.strip() for p in pools.split(",") if p.strip()] if pools else None,
         group="classes" if group == "classes" else 1, kernel=kernel, bands=bands,
         band_map=band_map, band_fill=band_fill, source_order=source_order, suffix=suffix,
-        input_shape=shape, reinit=reinit_names, seed=seed)
+        input_shape=shape, reinit=reinit_names, seed=seed, allow_missing_weights=allow_missing_weights)
     write_outdir(result, out, source=desc, force=force)
+    _print_result(result, out)
+
+
+def _print_result(result, out: Path) -> None:
+    """What the surgery did: the weights load report (stderr), the steps, the layer counts,
+    the crops, the band adaptation, the notes."""
+    print_weights_report(result.weights_report)
     rep = result.report
     for s in rep.steps:
         console.print(f"- {s}", markup=False)

@@ -24,6 +24,7 @@ import torch.fx
 
 from fcnkit.analysis import NetAnalysis, analyse
 from fcnkit.compile.budget import check_net_memory
+from fcnkit.compile.load_report import WeightsLoadReport, check_weights_report, weights_load_report
 from fcnkit.compile.naming import _RESERVED_ARGS, module_name, safe_identifier
 from fcnkit.compile.weights import WeightReport, initialise
 from fcnkit.errors import NetDefinitionError
@@ -47,6 +48,8 @@ class CompiledNet:
         layer_of_module: submodule name (:func:`module_name`) -> Caffe layer name; the
             table that maps the identifiers in the generated code back to the net (data,
             stored in ``fcnkit.json``; never written as source).
+        load_report: which layers the weights file loaded, filled or left at zero (None
+            when compiled without weights).
     """
 
     module: torch.fx.GraphModule
@@ -58,6 +61,7 @@ class CompiledNet:
     blob_of_node: dict[str, str] = field(default_factory=dict)
     deploy: bool = False
     layer_of_module: dict[str, str] = field(default_factory=dict)
+    load_report: WeightsLoadReport | None = None
 
     @property
     def input_shapes(self) -> dict[str, Shape]:
@@ -107,7 +111,7 @@ def _kept_layers(net: Net, deploy: bool):
 
 def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None, Shape] | None = None,
                 *, deploy: bool = False, seed: int = 0, analysis: NetAnalysis | None = None,
-                fill_missing: bool = True) -> CompiledNet:
+                fill_missing: bool = True, allow_missing_weights: bool = False) -> CompiledNet:
     """Compile ``net`` into a torch.fx GraphModule with weights.
 
     Args:
@@ -119,6 +123,9 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
         seed: seed of the random fillers.
         fill_missing: run the fillers of layers without weights (False: leave them as torch
             built them, for a caller that loads every tensor next).
+        allow_missing_weights: with ``weights``, accept a load where no layer loads or a
+            layer without a weight filler (all zeros) is missing from the weights
+            (:func:`fcnkit.compile.load_report.check_weights_report`).
 
     Returns:
         A :class:`CompiledNet`; its module maps one (N, C, H, W) float32 tensor per net
@@ -126,7 +133,9 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
 
     Raises:
         ShapeError, InputError: shapes cannot be inferred.
-        WeightsError: a weights blob does not fit its layer.
+        WeightsError: a weights blob does not fit its layer; or, unless
+            ``allow_missing_weights``, no layer loads from ``weights`` or a layer that would be
+            all zeros is not in it (``error.report`` holds the :class:`WeightsLoadReport`).
         NetDefinitionError: the net has no layers, or a layer cannot be compiled.
         LimitError: its parameters or activations exceed the memory limit
             (:mod:`fcnkit.compile.budget`).
@@ -145,6 +154,10 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     analysis = analysis or analyse(net, input_shapes)
     shapes = analysis.shapes
     layers = _kept_layers(net, deploy)
+    load_report = None
+    if weights is not None:  # before any tensor is allocated: a wrong file fails fast
+        load_report = weights_load_report(layers, blobs, shapes, getattr(weights, "path", None))
+        check_weights_report(load_report, allow_missing_weights)
     check_net_memory(layers, shapes)  # before any tensor is allocated
 
     root = torch.nn.Module()
@@ -159,7 +172,8 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     gm = torch.fx.GraphModule(root, graph, class_name=safe_identifier(net.name or "CaffeNet", "net_"))
     gm.train(net.state.phase == TRAIN)
     audit_code(gm.code, out_names)
-    return CompiledNet(gm, net, analysis, inputs, out_names, report, blob_of_node, deploy, taken)
+    return CompiledNet(gm, net, analysis, inputs, out_names, report, blob_of_node, deploy, taken,
+                       load_report)
 
 
 def _emit_layers(graph: torch.fx.Graph, root: torch.nn.Module, layers, shapes, value: dict,

@@ -1,5 +1,6 @@
-"""Inputs of ``fcnkit run`` / ``fcnkit verify``: ``.npy`` arrays matched to the net's input
-blobs, the net compiled for their shapes, and the per-layer reference of ``verify``.
+"""Inputs of ``fcnkit run`` / ``fcnkit verify``: the net compiled for the shapes of the input
+arrays (read and checked by :mod:`fcnkit.compile.input_files`), and the per-layer reference
+of ``verify``.
 
 Nothing here unpickles: arrays are read by :mod:`fcnkit.npyio` (header checked first, numeric
 dtypes only, size within the memory limit).
@@ -8,43 +9,22 @@ dtypes only, size within the memory limit).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from fcnkit.errors import InputError
-from fcnkit.npyio import is_npy, read_npy, read_npz
+from fcnkit.npyio import is_npy, read_npz
 
 
-def load_npy_inputs(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, np.ndarray]:
-    """{input blob name: float32 array} from ``--input`` specs: ``x.npy`` (the net's first
-    input, or ``data``) or ``name=x.npy`` once per input.
-
-    Raises:
-        InputError: several specs without names, a missing file, or a file that is not a
-            plain numeric .npy array; LimitError: larger than the memory limit.
-    """
-    arrays = {}
-    for spec in specs:
-        if "=" in spec and not Path(spec).exists():
-            name, _, path = spec.partition("=")
-        else:
-            if len(specs) > 1:
-                raise InputError("with several --input options each must be name=file.npy")
-            name, path = (input_names[0] if input_names else "data"), spec
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"input file {p} does not exist")
-        arrays[name] = np.ascontiguousarray(read_npy(p), dtype=np.float32)
-    return arrays
-
-
-def compile_for_inputs(net, weights: Any, inputs: dict[str, np.ndarray], deploy: bool):
+def compile_for_inputs(net, weights: Any, inputs: dict[str, np.ndarray], deploy: bool,
+                       allow_missing_weights: bool = False):
     """The net compiled for the shapes of ``inputs`` (one array per net input), with the
     caffemodel ``weights`` (a path) or fillers.
 
     Raises:
         InputError: an array for a blob that is no input, or an input without an array.
+        WeightsError: see ``allow_missing_weights`` of :func:`fcnkit.compile.compile_net`
         (and what :func:`fcnkit.compile.compile_net` raises)
     """
     from fcnkit import caffe
@@ -56,7 +36,8 @@ def compile_for_inputs(net, weights: Any, inputs: dict[str, np.ndarray], deploy:
         raise InputError(f"--input names {missing}, but the net's inputs are {names}")
     model = caffe.read_caffemodel(weights) if weights else None
     shapes = {k: tuple(v.shape) for k, v in inputs.items()}
-    compiled = compile_net(net, model, shapes, deploy=deploy)
+    compiled = compile_net(net, model, shapes, deploy=deploy,
+                           allow_missing_weights=allow_missing_weights)
     absent = [n for n in compiled.inputs if n not in inputs]
     if absent:
         raise InputError(f"the net has the inputs {compiled.inputs} but no array was given for "

@@ -115,6 +115,9 @@ def _save_tensors(path: Path, tensors: Mapping[str, Any], metadata: Mapping[str,
     else:
         from safetensors.numpy import save_file
     save_file(dict(tensors), str(path), metadata=dict(metadata) if metadata else None)
+    from fcnkit.atomic import make_public
+
+    make_public(path)  # safetensors creates the file 0600
 
 
 def _model_py(compiled, version: str) -> str:

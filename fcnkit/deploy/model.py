@@ -127,6 +127,7 @@ def reshape(compiled, shapes: Mapping[str, Shape]):
     new.module.load_state_dict(state, strict=True)
     new.module.train(compiled.module.training)
     new.weights = compiled.weights
+    new.load_report = compiled.load_report
     return new
 
 
@@ -137,7 +138,8 @@ def is_model_path(model: str | Path) -> bool:
 
 def load_model(model: str | Path, *, weights: str | Path | None = None,
                tile: tuple[int, int] | None = None, batch: int | None = None,
-               input_shapes: Mapping[str | None, Shape] | None = None) -> ModelSource:
+               input_shapes: Mapping[str | None, Shape] | None = None,
+               allow_missing_weights: bool = False) -> ModelSource:
     """Load MODEL for deployment and compile it at (batch, tile).
 
     Args:
@@ -153,6 +155,8 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
         input_shapes: explicit input shapes ({blob name or None for the first input:
             (N, C, H, W)}), e.g. for nets whose Data layers declare none; ``tile`` and
             ``batch`` are applied on top.
+        allow_missing_weights: see :func:`fcnkit.compile.compile_net` (``weights`` from which
+            no layer loads, or lacking a layer that would be all zeros, is an error without it).
 
     Raises:
         InputError: the path does not exist and is no zoo name, or weights are given for a
@@ -186,7 +190,8 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
 
         net = load_net(path)
         shapes = deploy_shapes(declared_input_shapes(net, input_shapes), tile, batch)
-        compiled = compile_net(net, weights, shapes, deploy=True)
+        compiled = compile_net(net, weights, shapes, deploy=True,
+                               allow_missing_weights=allow_missing_weights)
         return ModelSource(compiled, "prototxt", path.name, path.name)
     names = zoo_names()
     if str(model) in names:
@@ -200,7 +205,8 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
         weights = default_weights(model, weights)
         net = load_net(param)
         shapes = deploy_shapes(declared_input_shapes(net, input_shapes), tile, batch)
-        compiled = compile_net(net, weights, shapes, deploy=True)
+        compiled = compile_net(net, weights, shapes, deploy=True,
+                               allow_missing_weights=allow_missing_weights)
         bands = _as_names(_info_get(info, "band_names", "bands"))
         classes = _as_names(_info_get(info, "class_names", "classes", "labels"))
         return ModelSource(compiled, "zoo", str(model), f"zoo:{model}", bands, classes, info)

@@ -16,6 +16,7 @@ name)`` and ``("blob", id)``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -265,12 +266,31 @@ def _count(lo: int, hi: int | None) -> str:
     return str(lo) if lo == hi else f"{lo} to {hi}"
 
 
+_TEXT_START = re.compile(r'\s*[A-Za-z_]\w*\s*:\s*["\'\d-]')
+
+
+def is_prototxt_text(source: str) -> bool:
+    """Whether the string ``source`` given to :func:`load_net` is prototxt text rather than a
+    path: it names no existing file and has a line break, a ``{`` or starts with
+    ``field: "value"`` / ``field: number`` (``C:\\nets\\x.prototxt`` stays a path)."""
+    if "\n" not in source and "{" not in source and not _TEXT_START.match(source):
+        return False
+    try:
+        return not Path(source).exists()
+    except (OSError, ValueError):  # too long for a path, or a NUL: not a file name
+        return True
+
+
 def load_net(source: Any, state: NetState | None = None, *, phase: str | None = None,
              stages: Iterable[str] = (), level: int = 0, allow_unsupported: bool = False) -> Net:
     """Load and check a net.
 
     Args:
-        source: a prototxt path, a :class:`fcnkit.caffe.NetSource`, or a NetParameter.
+        source: a prototxt path, prototxt text, a :class:`fcnkit.caffe.NetSource`, or a
+            NetParameter. A ``str`` is text when it names no existing file and looks like
+            prototxt (a line break, a ``{``, or ``field: "value"`` / ``field: 1``);
+            otherwise it is a path. A :class:`pathlib.Path` is always a path. To be
+            explicit, pass ``fcnkit.caffe.parse_prototxt(text)``.
         state: the NetState; or give ``phase``/``stages``/``level``. Default: TEST.
         allow_unsupported: stand unsupported layer types in by :class:`OpaqueLayer`
             instead of refusing the net (for shape-free analyses such as offsets).
@@ -283,7 +303,9 @@ def load_net(source: Any, state: NetState | None = None, *, phase: str | None = 
 
     if state is None:
         state = NetState.make(phase or "TEST", level, stages)
-    if isinstance(source, (str, Path)):
+    if isinstance(source, str) and is_prototxt_text(source):
+        source = caffe.parse_prototxt(source)
+    elif isinstance(source, (str, Path)):
         source = caffe.read_prototxt(source)
     if isinstance(source, caffe.NetSource):
         return Net(source.param, state, source.path, source.layer_lines, source,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fcnkit.atomic import make_public
 from fcnkit.errors import InputError, OutputError
 from fcnkit.roads.crf import CrfParams, mean_field
 from fcnkit.roads.points import check_probabilities, default_bands, scale_probabilities
@@ -92,6 +93,7 @@ def _temporary_sibling(path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
+        make_public(tmp)  # mkstemp makes 0600; the output gets 0666 less the umask
     except OSError as e:
         raise OutputError(f"{path}: cannot write it ({e.strerror or e})") from None
     try:

@@ -142,7 +142,8 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
                 band_map: Any = None, band_fill: str = "mean", source_order: str = "BGR",
                 suffix: str = "", input_shape: Sequence[int] | None = None,
                 reinit: Sequence[str] = (), names: Mapping[str, str] | None = None,
-                score_filler: Any = None, fill_missing: bool = True, seed: int = 0) -> SurgeryResult:
+                score_filler: Any = None, fill_missing: bool = True, seed: int = 0,
+                allow_missing_weights: bool = False) -> SurgeryResult:
     """Classifier -> FCN (see the module docstring for the order of the steps).
 
     Args:
@@ -170,6 +171,8 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
             layer has another element count).
         fill_missing: initialise layers that have no weights by their fillers.
         seed: seed of random fillers.
+        allow_missing_weights: else WeightsError when no classifier layer loads from ``weights``
+            or one without a weight filler is missing (report: ``result.weights_report``).
 
     Raises:
         SurgeryError: from any step (the message names the step and the layer); a weight
@@ -183,6 +186,8 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
     if st.blobs is None and fill_missing:
         st.blobs = {}
     input_shape = _undeclared_input_shape(st, input_shape)
+    weights_report = None if weights is None else _classifier_weights_report(
+        st, getattr(weights, "path", None), allow_missing_weights)
     _start_from_weights(st, _reinit_names(st.param, reinit, suffix))
     renamed = st.apply(convolutionalize(st.param, st.blobs, suffix=suffix, input_shapes=st.shapes))
     if st.blobs:
@@ -206,7 +211,28 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
             st.apply(transplant(st.param, st.blobs, st.param, input_shapes=st.shapes, seed=seed + 1,
                                 step=""))
     _finish_report(st.report, st.param, renamed)
-    return SurgeryResult(st.param, st.blobs, st.report, input_shapes=st.shapes)
+    return SurgeryResult(st.param, st.blobs, st.report, input_shapes=st.shapes,
+                         weights_report=weights_report)
+
+
+def _classifier_weights_report(st: "_Surgery", source, allow_missing_weights: bool):
+    """The classifier's weights load report (:mod:`fcnkit.compile.load_report`), checked.
+
+    Raises:
+        WeightsError: see :func:`fcnkit.compile.load_report.check_weights_report`.
+    """
+    from fcnkit.analysis import infer_shapes
+    from fcnkit.compile.load_report import check_weights_report, weights_load_report
+    from fcnkit.errors import FcnkitError
+
+    built = build(st.param, st.shapes, shapes=False)
+    try:
+        shapes = infer_shapes(built.net, dict(st.shapes or {}))
+    except FcnkitError:  # no shapes (Data inputs): renamed layers are then not looked for
+        shapes = None
+    report = weights_load_report(built.net.layers, st.blobs or {}, shapes, source)
+    check_weights_report(report, allow_missing_weights)
+    return report
 
 
 @dataclass

@@ -260,6 +260,8 @@ class SurgeryResult:
         renamed: source layer name -> new name, for layers the step renamed.
         input_shapes: input shape overrides ({blob: (N, C, H, W)}) the net needs because its
             input layers (Data, ...) do not declare their shapes; None when they do.
+        weights_report: :func:`fcn_surgery` only: the classifier's weights load report
+            (:class:`fcnkit.compile.load_report.WeightsLoadReport`), None without weights.
     """
 
     param: Any
@@ -267,3 +269,4 @@ class SurgeryResult:
     report: SurgeryReport
     renamed: dict[str, str] = field(default_factory=dict)
     input_shapes: dict[str | None, tuple[int, ...]] | None = None
+    weights_report: Any = None

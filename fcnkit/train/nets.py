@@ -154,7 +154,9 @@ def compile_phase(param, path: str | None, phase: str, state_msg, shapes: Mappin
     stages = list(state_msg.stage) if state_msg is not None else []
     source = NetSource(fed, path) if path else fed
     net = load_net(source, phase=phase, level=level, stages=stages)
-    return compile_net(net, weights, seed=seed)
+    # caffe train --weights: fine-tuning leaves new layers as their fillers make them, and
+    # zero-initialised ones are deliberate (fcn.berkeleyvision's score layers have no filler)
+    return compile_net(net, weights, seed=seed, allow_missing_weights=True)
 
 
 def loss_terms(compiled) -> list[tuple[str, float]]:

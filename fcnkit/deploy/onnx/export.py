@@ -430,7 +430,8 @@ def _check_and_compare(data: bytes, compiled, shapes, opts: _Options, out_types,
 def export_model(model: str | Path, path: str | Path, *, weights: str | Path | None = None,
                  tile: tuple[int, int] | str | None = None, batch: int | str | None = "dynamic",
                  input_shapes: Mapping[str | None, Sequence[int]] | None = None,
-                 fill_untrained: bool = False, **kwargs) -> ExportResult:
+                 fill_untrained: bool = False, allow_missing_weights: bool = False,
+                 **kwargs) -> ExportResult:
     """:func:`export_onnx` for a MODEL argument: a prototxt or zoo model name (with
     ``weights``, a caffemodel), or a compiled model directory (see
     :func:`fcnkit.deploy.model.load_model`; a zoo name without ``weights`` takes its
@@ -440,7 +441,13 @@ def export_model(model: str | Path, path: str | Path, *, weights: str | Path | N
     ``fill_untrained`` gives every all-zero weight tensor seeded He-normal values first
     (:func:`fcnkit.deploy.model.fill_untrained`), so that an untrained net computes
     something input-dependent and the parity run means something; the exported weights are
-    then random, for benchmarks only (a note says so)."""
+    then random, for benchmarks only (a note says so). With ``weights``, the weights load
+    report (:mod:`fcnkit.compile.load_report`) comes first in the notes, a renamed layer in
+    the warnings; ``allow_missing_weights`` as in :func:`fcnkit.compile.compile_net`.
+
+    Raises:
+        WeightsError: unless ``allow_missing_weights``, no layer loads from ``weights`` or a
+            layer that would be all zeros is not in it; nothing is written."""
     from fcnkit.deploy.model import fill_untrained as fill
     from fcnkit.deploy.model import load_model
 
@@ -449,7 +456,8 @@ def export_model(model: str | Path, path: str | Path, *, weights: str | Path | N
     tile = parse_tile(tile)
     fixed = parse_batch(batch)
     weights = default_weights(model, weights)  # a zoo name: its bundled weight set, if any
-    src = load_model(model, weights=weights, tile=tile, batch=fixed, input_shapes=input_shapes)
+    src = load_model(model, weights=weights, tile=tile, batch=fixed, input_shapes=input_shapes,
+                     allow_missing_weights=allow_missing_weights)
     changed = fill(src.compiled) if fill_untrained else None
     from fcnkit.deploy.tiling_info import PREPROCESS_META, preprocess_for
 
@@ -457,6 +465,10 @@ def export_model(model: str | Path, path: str | Path, *, weights: str | Path | N
     if pre is not None:
         kwargs["metadata"] = {**(kwargs.get("metadata") or {}), PREPROCESS_META: json.dumps(pre)}
     result = export_onnx(src, path, batch=batch, **kwargs)
+    loaded = src.compiled.load_report
+    if loaded is not None:
+        result.notes.insert(0, loaded.summary())
+        result.warnings.extend(loaded.warnings())
     if changed is not None:
         result.notes.append(f"--fill-untrained: {len(changed)} untrained tensor(s) got seeded random values "
                             "(He-normal weights, BatchNorm variance 1); the file's weights are NOT trained: "
