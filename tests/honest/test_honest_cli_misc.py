@@ -17,7 +17,7 @@ from tests.honest._helpers import LENET_NET, LENET_WEIGHTS, run_cli
 
 @pytest.mark.parametrize("command, formats", [
     ("compile", "table, markdown, csv, html, json"),
-    ("offsets", "markdown, csv, html, json"),
+    ("offsets", "table, markdown, csv, html, json"),
 ])
 def test_wrong_format_lists_the_valid_ones(capsys, data_dir, command, formats):
     code, out, err = run_cli(capsys, [command, LENET_NET, "--format", "yaml"])
