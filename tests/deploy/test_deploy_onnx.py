@@ -18,6 +18,7 @@ from fcnkit.deploy.onnx import (FP16_TOLERANCE, FP32_TOLERANCE, dynamic_hw_block
 from fcnkit.errors import ExportError, InputError
 from tests.conftest import DATA
 from tests.deploy.deploy_helpers import BY_KEY, REAL_NETS, independent_parity, load_real, rand
+from tests.deploy.test_deploy_node_names import check_node_names
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared Caffe data folder {DATA} missing")
 
@@ -84,6 +85,8 @@ def test_real_net_exports_and_matches_torch(real_export, key):
     measured = independent_parity(path, src.compiled, result.inputs)
     assert set(measured) == set(result.outputs)
     assert max(measured.values()) <= FP32_TOLERANCE, measured
+    # its nodes are named after the Caffe layers (issue 13, item 9)
+    check_node_names(src, path)
 
 
 def test_the_library_runs_the_full_checker_on_the_written_bytes(tmp_path, monkeypatch):

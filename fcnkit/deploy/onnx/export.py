@@ -14,10 +14,10 @@ from fcnkit.deploy._common import canonical_dtype, parse_batch, parse_tile
 from fcnkit.deploy.onnx.exporter_log import conversion_reason, quiet_exporter, short_error
 from fcnkit.deploy.onnx.inspect import inspect_onnx, opset_of
 from fcnkit.deploy.onnx.metadata import onnx_metadata, write_metadata
-from fcnkit.deploy.onnx.naming import name_nodes
+from fcnkit.deploy.onnx.naming import folded_layers, name_nodes
 from fcnkit.deploy.onnx.parity import (FP16_TOLERANCE, FP32_TOLERANCE, ParityRow,
                                        constant_reference_warning, random_inputs, run_parity)
-from fcnkit.deploy.onnx.rewrite import dynamic_hw_blockers, module_for_export, rename_values
+from fcnkit.deploy.onnx.rewrite import dynamic_hw_blockers, fused_pairs, module_for_export, rename_values
 from fcnkit.errors import ExportError, InputError
 
 
@@ -189,7 +189,7 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
     module, table, out_names = module_for_export(compiled, opts.half, extra_outputs, fuse, want_hw)
     model, got = _run_exporter(module, compiled, shapes, opts, table, out_names, dynamic_batch, want_hw, seed)
     _name_values(model, compiled, out_names)
-    name_nodes(model, compiled.layer_of_module)
+    _name_nodes(model, compiled, fuse)
     meta = onnx_metadata(compiled, source=source, bands=bands, classes=classes, tile=opts.tile,
                          dtype=opts.dtype, opset=opts.opset, dynamic_batch=dynamic_batch,
                          dynamic_hw=want_hw, extra=metadata, outputs=out_names)
@@ -362,6 +362,16 @@ def _name_values(model, compiled, out_names: Sequence[str]) -> None:
     renames = {o: n for o, n in zip(in_names + got_out, list(compiled.inputs) + list(out_names))
                if o != n}
     rename_values(model, renames)
+
+
+def _name_nodes(model, compiled, fuse: bool) -> None:
+    """Nodes and initializers named after the Caffe layers (:mod:`fcnkit.deploy.onnx.naming`)."""
+    table = compiled.layer_of_module
+    fused = {}
+    if fuse:
+        fused = {table[first.target]: [table[second.target]]
+                 for first, second, _ in fused_pairs(compiled, compiled.module.graph)}
+    name_nodes(model, table, fused, folded_layers(compiled))
 
 
 def _described(model):

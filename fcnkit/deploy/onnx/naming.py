@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
-from typing import Mapping
+from typing import Mapping, Sequence
 
 #: Node metadata key under which torch.onnx.export (dynamo) records the module scopes.
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
@@ -58,22 +58,58 @@ def node_layers(model, layer_of_module: Mapping[str, str]) -> list[str | None]:
     return layers
 
 
-def name_nodes(model, layer_of_module: Mapping[str, str]) -> dict[str, list[str]]:
+#: ONNX ops into which the exporter's optimiser folds a following BatchNormalization.
+_FOLDING_OPS = ("Conv", "ConvTranspose", "Gemm")
+
+
+def folded_layers(compiled, fused: Mapping[str, Sequence[str]] = ()) -> dict[str, str]:
+    """{layer L: layer K} where K produces L's first bottom and has learnable parameters:
+    if K ends up with no node of its own, the ONNX optimiser folded L into K's op (a
+    BatchNorm into the preceding Convolution). ``fused`` ({BatchNorm: [its Scale]}) maps
+    a fused Scale's layer to its BatchNorm first."""
+    modules = dict(compiled.module.named_children())
+    module_of = {layer: module for module, layer in compiled.layer_of_module.items()}
+    out = {}
+    for node in compiled.net.layers:
+        if not node.bottoms or node.name not in module_of:
+            continue
+        prod = compiled.net.producer.get(node.bottoms[0])
+        mod = modules.get(module_of.get(prod.name, "")) if prod is not None else None
+        if mod is not None and any(True for _ in mod.parameters()):
+            out[node.name] = prod.name
+    return out
+
+
+def name_nodes(model, layer_of_module: Mapping[str, str], fused: Mapping[str, Sequence[str]] | None = None,
+               folds: Mapping[str, str] | None = None) -> dict[str, list[str]]:
     """Name every node of ``model`` after its Caffe layer, in place: the layer's last node
     (the one whose output is the layer's top) is named ``layer``, its other nodes
-    ``layer/1``, ``layer/2``, ... in graph order. Nodes of no layer keep their names (made
+    ``layer/1``, ``layer/2``, ... in graph order; that node's ``doc_string`` says
+    ``Caffe layer conv1``, or ``Caffe layers conv1, bn_conv1, scale_conv1`` when it
+    computes several (``fused``: {layer: layers fused into it before export}; ``folds``,
+    :func:`folded_layers`: a layer whose op the optimiser folded into the op of the layer
+    before it, which then names the node). Nodes of no layer keep their names (made
     unique). Returns {layer: its node names}.
 
-    Initializers used by the nodes of one layer only and not named after a parameter of
-    it are renamed ``layer/<input name in the ONNX operator schema>`` (a PReLU slope:
-    ``PReLU1/slope``, not ``val_3``); a parameter ``conv4_2.weight`` becomes
-    ``conv4-2/weight``."""
+    Initializers that the nodes of one layer alone use are renamed ``layer/<param>`` (a
+    parameter ``conv4_2.weight``: ``conv4-2/weight``) or ``layer/<input name in the ONNX
+    operator schema>`` (a PReLU slope: ``PReLU1/slope``, not ``val_3``); constants shared
+    by several layers ``shared/<schema input name>`` (``shared/axes``)."""
+    fused, folds = dict(fused or {}), dict(folds or {})
     layers = node_layers(model, layer_of_module)
     nodes = list(model.graph.node)
     by_layer: dict[str, list[int]] = defaultdict(list)
     for i, layer in enumerate(layers):
         if layer is not None:
             by_layer[layer].append(i)
+    computes = {layer: [layer, *fused.get(layer, ())] for layer in by_layer}
+    for layer in list(by_layer):
+        into = folds.get(layer)
+        if into and into not in by_layer and nodes[by_layer[layer][-1]].op_type in _FOLDING_OPS:
+            by_layer[into] = by_layer.pop(layer)
+            computes[into] = [into, *computes.pop(layer)]
+            for i in by_layer[into]:
+                layers[i] = into
     caffe_names = set(layer_of_module.values())
     taken = set(caffe_names)
     names: dict[str, list[str]] = {}
@@ -86,6 +122,8 @@ def name_nodes(model, layer_of_module: Mapping[str, str]) -> dict[str, list[str]
             j += 1
         for i, name in zip(order, given):
             nodes[i].name = name
+        done = computes[layer]
+        nodes[order[0]].doc_string = ("Caffe layer " if len(done) == 1 else "Caffe layers ") + ", ".join(done)
         names[layer] = given
         taken.update(given)
     for i, node in enumerate(nodes):
@@ -126,17 +164,19 @@ def _name_initializers(model, layers: list[str | None], layer_of_module: Mapping
     existing = {v for n in g.node for v in list(n.input) + list(n.output)} | {v.name for v in g.input}
     renames: dict[str, str] = {}
     for init in g.initializer:
-        owners = users.get(init.name, set())
-        if len(owners) != 1 or None in owners:
+        if init.name not in first_use:
             continue
-        layer = next(iter(owners))
+        owners = users[init.name]
+        layer = next(iter(owners)) if len(owners) == 1 else None
         module, _, param = init.name.partition(".")
-        if module == module_of.get(layer) and param:
+        i, k = first_use[init.name]
+        if layer is not None and module == module_of.get(layer) and param:
             base = f"{layer}/{param}"
+        elif layer is None and param and module in module_of.values():
+            continue  # a parameter several layers use: keep its module name
         else:
-            i, k = first_use[init.name]
             node = g.node[i]
-            base = f"{layer}/{_schema_input(node.op_type, node.domain, k)}"
+            base = f"{layer or 'shared'}/{_schema_input(node.op_type, node.domain, k)}"
         new, j = base, 1
         while new in existing or new in renames.values():
             new, j = f"{base}/{j}", j + 1
