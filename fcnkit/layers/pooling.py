@@ -187,7 +187,8 @@ class Pooling(Layer):
         ``c s >= i + p`` because ``p < k`` makes ``c - 1 <= floor((i + p - 1) / s)``. AVE
         divides by the pooled mask of ``[-p, i + p)`` (real padding counts, the overhang
         does not); MAX clamps at ``-FLT_MAX`` where a window can miss the input (stride
-        larger than the kernel), as Caffe's initial value does."""
+        larger than the kernel), as Caffe's initial value does. MAX with pad 0 and stride
+        <= kernel is one ONNX MaxPool with ``ceil_mode=1``: exactly Caffe's size there."""
         if self.global_pooling:
             return None
         return _dynamic()(self.pool, self.kernel, self.stride, self.pad, self.ceil,
@@ -303,6 +304,10 @@ def _dynamic():
             self.pad, self.ceil, self.can_miss = tuple(pad), bool(ceil), bool(can_miss)
 
         def forward(self, x):
+            if self.pool == MAX and self.ceil and not any(self.pad) and not self.can_miss:
+                # pad 0, every window starts inside the input: ONNX MaxPool ceil_mode=1 is
+                # exactly Caffe's size (no clip rule applies without padding)
+                return F.max_pool2d(x, self.kernel, self.stride, ceil_mode=True)
             overhang, keep = [], []
             for i, k, s, p in zip(x.shape[2:], self.kernel, self.stride, self.pad):
                 a = i + 2 * p - k

@@ -94,7 +94,10 @@ def test_pnet_nodes_are_its_layer_names(pnet):
     op_of = {n.name: n for n in model.graph.node}
     assert op_of["conv4-2"].op_type == "Conv" and op_of["pool1"].op_type == "MaxPool"
     assert op_of["PReLU1"].input[1] == "PReLU1/slope"
-    assert len(by_layer["pool1"]) > 1  # the shape arithmetic of the ceil rule: pool1/1, ...
+    # MAX 2x2 s2 CEIL, pad 0: ONNX's ceil_mode gives Caffe's size; one node
+    assert by_layer["pool1"] == ["pool1"]
+    ceil = {a.name: a.i for a in op_of["pool1"].attribute}["ceil_mode"]
+    assert ceil == 1
 
 
 # ------------------------------------------------------------------------------------------
