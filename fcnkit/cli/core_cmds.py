@@ -252,18 +252,23 @@ def run_cmd(
 def verify_cmd(
     net_path: Path = typer.Argument(..., help="prototxt"),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w"),
-    reference: Path = typer.Option(..., "--reference", help="npz of per-layer outputs keyed by layer name"),
+    reference: Path = typer.Option(..., "--reference",
+                                   help="npz of outputs keyed by layer name or by blob name (detected)"),
     inputs: List[str] = typer.Option(..., "--input", "-i", help="x.npy, or name=x.npy once per input"),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="max |diff| / max |reference| per layer"),
+    keys: str = typer.Option("auto", "--keys", help="what the reference keys name: auto, layer "
+                             "(each layer's own output, OpenCV) or blob (after in-place layers, pycaffe)"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
     allow_missing_weights: bool = AllowMissingWeightsOpt,
 ):
-    """Compare every layer's output against a reference dump; exit 1 beyond tolerance."""
+    """Compare every layer's output against a reference dump; say which key convention it
+    found and how many layers were compared; exit 1 beyond tolerance or when a reference key
+    is not computed by the net."""
     import torch
 
     from fcnkit.compile.input_files import load_inputs
     from fcnkit.compile.inputs import compile_for_inputs, read_reference
-    from fcnkit.compile.verify import compare_layers
+    from fcnkit.compile.verify import CONVENTIONS, verify_reference
 
     net = load_net_cli(net_path, phase, stage, level)
     arrays = load_inputs(inputs, net)
@@ -271,21 +276,32 @@ def verify_cmd(
                                   allow_missing_weights=allow_missing_weights)
     print_weights_report(compiled.load_report)
     ref = read_reference(reference)
-    rows = compare_layers(compiled, [torch.from_numpy(arrays[n]) for n in compiled.inputs], ref)
+    v = verify_reference(compiled, [torch.from_numpy(arrays[n]) for n in compiled.inputs], ref, keys)
+    console.print(f"reference keyed by {CONVENTIONS[v.convention]}: {v.reason}", markup=False, soft_wrap=True)
     table = [[r.layer, r.type, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.relative:.3g}",
-              "ok" if r.relative <= tolerance else "FAIL"] for r in rows]
+              "ok" if r.relative <= tolerance else "FAIL"] for r in v.rows]
     print_table(f"{net_path.name} vs {reference.name}",
-                ["layer", "type", "shape", "max |diff|", "relative", "status"], table)
-    skipped = [k for k in ref if k not in {r.layer for r in rows}]
-    if skipped:
-        console.print(f"not in the compiled net: {', '.join(skipped)}", markup=False)
-    worst = max((r.relative for r in rows), default=0.0)
-    if not rows:
-        raise InputError(f"{reference}: no key matches a layer of the net")
-    if worst > tolerance:
-        console.print(f"[red]FAIL[/red]: worst relative error {worst:.3g} > {tolerance:g}")
+                [v.convention, "type", "shape", "max |diff|", "relative", "status"], table)
+    if not v.rows:
+        raise InputError(f"{reference}: no key matches a {v.convention} of the net "
+                         f"(keys: {', '.join(list(ref)[:10])})")
+    counted = f"compared {v.compared} of {v.total} {v.unit}"
+    status = v.status(tolerance)
+    if v.missing:
+        console.print(f"[red]missing[/red]: reference keys the net does not compute as {v.convention}s: "
+                      f"{', '.join(v.missing)}", soft_wrap=True)
+    if status == "FAIL":
+        console.print(f"[red]FAIL[/red]: {counted}; worst relative error {v.worst:.3g} > {tolerance:g}")
+    elif status == "missing":
+        console.print(f"[red]FAIL[/red]: {counted} (within {tolerance:g}, worst {v.worst:.3g}), "
+                      f"{len(v.missing)} requested comparison(s) missing")
+    elif status == "partial":
+        console.print(f"partial: {counted} (within {tolerance:g}, worst {v.worst:.3g}); "
+                      f"{v.total - v.compared} {v.unit} were not compared")
+    else:
+        console.print(f"ok: {counted} within {tolerance:g} (worst {v.worst:.3g})")
+    if status in ("FAIL", "missing"):
         raise typer.Exit(1)
-    console.print(f"ok: {len(rows)} layers within {tolerance:g} (worst {worst:.3g})")
 
 
 def layers_cmd():

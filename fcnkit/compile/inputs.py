@@ -46,7 +46,8 @@ def compile_for_inputs(net, weights: Any, inputs: dict[str, np.ndarray], deploy:
 
 
 def read_reference(path: Path) -> dict[str, np.ndarray]:
-    """The per-layer reference of ``fcnkit verify``: an ``.npz`` keyed by layer name.
+    """The per-layer reference of ``fcnkit verify``: an ``.npz`` keyed by layer name or by
+    blob name (:mod:`fcnkit.compile.verify`).
 
     Raises:
         InputError: unreadable, not a zip of numeric .npy arrays, or a single ``.npy`` array;
@@ -54,5 +55,5 @@ def read_reference(path: Path) -> dict[str, np.ndarray]:
     """
     if is_npy(path):
         raise InputError(f"{path}: is one array (.npy), not an .npz of per-layer outputs "
-                         "keyed by layer name (np.savez(path, conv1=..., pool1=...))")
+                         "keyed by layer or blob name (np.savez(path, conv1=..., pool1=...))")
     return read_npz(path)

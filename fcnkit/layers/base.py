@@ -8,7 +8,7 @@ field (``window``, ``receptive_field``), the parameters (Caffe's per-layer ``blo
 their Caffe shapes (``param_names``, ``param_shapes``), their fillers, parameter and FLOP
 counts, the torch module that computes it (``build_module``, torch imported lazily so that
 analysis never needs torch), and its export form (``export_module``, ``export_fused``,
-``static_hw_reason``). docs/layer_contract.md lists who asks what.
+``dynamic_export_module``, ``static_hw_reason``). docs/layer_contract.md lists who asks what.
 
 Shapes are tuples of ints in Caffe's axis order: (N, C, H, W) for images.
 """
@@ -419,6 +419,15 @@ class Layer:
                      after_module: "torch.nn.Module") -> "torch.nn.Module | None":
         """One module for this layer followed by ``after`` (its bottom's only user, one
         bottom), computing both in one ONNX op, or None when they do not fuse (default)."""
+        return None
+
+    def dynamic_export_module(self, module: "torch.nn.Module", bottom_shapes: list[Shape]
+                              ) -> "torch.nn.Module | None":
+        """A drop-in for the compiled ``module`` whose ONNX form computes every size from
+        its inputs' shapes (Shape ops), used instead of :meth:`export_module` for an export
+        with dynamic H and W; None when :meth:`export_module`'s form (or the compiled
+        module) already works at any size (the default). Asked only when
+        :meth:`static_hw_reason` is None."""
         return None
 
     def static_hw_reason(self, module: "torch.nn.Module") -> str | None:

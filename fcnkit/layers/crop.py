@@ -106,8 +106,11 @@ class Crop(Layer):
         oy, ox = offset
         return CoordMap((Fraction(1), Fraction(1)), (-Fraction(oy), -Fraction(ox)))
 
-    def static_hw_reason(self, module):
-        return "cuts a window whose offset and size were fixed at compile time"
+    def dynamic_export_module(self, module, bottom_shapes):
+        """The crop with its sizes read from the reference bottom at run time (ONNX Shape
+        and Slice): the offsets come from the prototxt or the coordinate maps, which do not
+        depend on the input size, and the sizes are the reference's by definition."""
+        return _torch().DynamicCrop(module.axis, module.offsets)
 
     def coord_bottoms(self):
         return [0]
@@ -141,4 +144,16 @@ def _torch():
         def extra_repr(self):
             return f"axis={self.axis}, offsets={self.offsets}, sizes={self.sizes}"
 
-    return types.SimpleNamespace(Crop=Crop)
+    class DynamicCrop(torch.nn.Module):
+        """``x[..., o_i : o_i + reference.shape[i], ...]`` on the axes from ``axis``."""
+
+        def __init__(self, axis, offsets):
+            super().__init__()
+            self.axis, self.offsets = axis, list(offsets)
+
+        def forward(self, x, reference):
+            index = (slice(None),) * self.axis + tuple(
+                slice(o, o + reference.shape[self.axis + j]) for j, o in enumerate(self.offsets))
+            return x[index]
+
+    return types.SimpleNamespace(Crop=Crop, DynamicCrop=DynamicCrop)

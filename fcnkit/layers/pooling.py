@@ -171,21 +171,28 @@ class Pooling(Layer):
 
 
     def static_hw_reason(self, module):
-        """CEIL rounding with a stride > 1 resolves Caffe's ceil-and-clip size for the
-        compile-time input; the general (explicit-padding) path holds a divisor map and
-        crop sizes of that input."""
-        import torch
+        """None: every pooling form has a dynamic export form (:meth:`dynamic_export_module`)."""
+        return None
 
+    def dynamic_export_module(self, module, bottom_shapes):
+        """Pooling whose sizes follow the input (for ``--dynamic-hw``): Caffe's
+        ceil-and-clip rule written as shape arithmetic (ONNX Shape, Div, Mul, Pad and Slice
+        nodes), floor-mode ONNX pooling inside; None for global pooling (already any size).
+
+        Per axis, with ``a = i + 2p - k`` and ``c = ceil(a / s)`` (``floor`` for FLOOR
+        rounding): the input gets Caffe's pad ``p`` at the start and ``p + (c s - a)`` at
+        the end, so that floor-mode pooling yields ``c + 1`` windows; with padding, the
+        result is cut to ``floor((i + p - 1) / s) + 1`` windows. That is Caffe's clip rule
+        (pooling_layer.cpp): ``min(c, floor((i + p - 1) / s)) = c - 1`` exactly when
+        ``c s >= i + p`` because ``p < k`` makes ``c - 1 <= floor((i + p - 1) / s)``. AVE
+        divides by the pooled mask of ``[-p, i + p)`` (real padding counts, the overhang
+        does not); MAX clamps at ``-FLT_MAX`` where a window can miss the input (stride
+        larger than the kernel), as Caffe's initial value does. MAX with pad 0 and stride
+        <= kernel is one ONNX MaxPool with ``ceil_mode=1``: exactly Caffe's size there."""
         if self.global_pooling:
             return None
-        if self.ceil and max(self.stride) > 1:
-            return (f"rounds its output size up (Caffe CEIL rounding, stride {self.stride[0]}x"
-                    f"{self.stride[1]}): the ceil-and-clip size was resolved for the "
-                    "compile-time input size")
-        if not isinstance(module, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)):
-            return ("is computed with explicit padding and a divisor map sized for the "
-                    "compile-time input")
-        return None
+        return _dynamic()(self.pool, self.kernel, self.stride, self.pad, self.ceil,
+                                    any(s > k for s, k in zip(self.stride, self.kernel)))
 
     def export_module(self, module, bottom_shapes):
         """A ceil-mode MaxPool2d / AvgPool2d as floor-mode pooling with explicit asymmetric
@@ -279,3 +286,51 @@ def _torch():
             return (num / den)[:, :, : self.out[0], : self.out[1]]
 
     return types.SimpleNamespace(GlobalPool=GlobalPool, PaddedPool=PaddedPool)
+
+
+@lazy
+def _dynamic():
+    """The export form of pooling at any H and W (built on first use)."""
+    import torch
+    import torch.nn.functional as F
+
+    class DynamicPool(torch.nn.Module):
+        """Caffe pooling of x (N, C, H, W) at any H and W (see
+        :meth:`Pooling.dynamic_export_module`); plain torch ops on x's symbolic sizes."""
+
+        def __init__(self, pool, kernel, stride, pad, ceil, can_miss):
+            super().__init__()
+            self.pool, self.kernel, self.stride = pool, tuple(kernel), tuple(stride)
+            self.pad, self.ceil, self.can_miss = tuple(pad), bool(ceil), bool(can_miss)
+
+        def forward(self, x):
+            if self.pool == MAX and self.ceil and not any(self.pad) and not self.can_miss:
+                # pad 0, every window starts inside the input: ONNX MaxPool ceil_mode=1 is
+                # exactly Caffe's size (no clip rule applies without padding)
+                return F.max_pool2d(x, self.kernel, self.stride, ceil_mode=True)
+            overhang, keep = [], []
+            for i, k, s, p in zip(x.shape[2:], self.kernel, self.stride, self.pad):
+                a = i + 2 * p - k
+                c = (a + s - 1) // s if self.ceil else a // s
+                overhang.append(c * s - a if self.ceil else 0)
+                keep.append((i + p - 1) // s + 1)
+            (ph, pw), (eh, ew) = self.pad, overhang
+            value = -float("inf") if self.pool == MAX else 0.0
+            xp = F.pad(x, (pw, pw + ew, ph, ph + eh), value=value)
+            if self.pool == MAX:
+                y = F.max_pool2d(xp, self.kernel, self.stride)
+                y = y.clamp_min(-FLT_MAX) if self.can_miss else y
+            elif self.pool == AVE:
+                # the share of each window inside [-p, i + p); at least 1/(kh kw) unless
+                # the window misses it (then its sum is 0 too: Caffe gives 0)
+                inside = F.pad(torch.ones_like(x[:1, :1]), (pw, pw, ph, ph), value=1.0)
+                share = F.avg_pool2d(F.pad(inside, (0, ew, 0, eh)), self.kernel, self.stride)
+                floor = 0.5 / (self.kernel[0] * self.kernel[1])
+                y = F.avg_pool2d(xp, self.kernel, self.stride) / share.clamp_min(floor)
+            else:
+                y = F.avg_pool2d(xp * xp, self.kernel, self.stride) / F.avg_pool2d(xp, self.kernel, self.stride)
+            if self.ceil and any(self.pad):  # Caffe's clip rule (only with padding)
+                y = y[:, :, : keep[0], : keep[1]]
+            return y
+
+    return DynamicPool

@@ -50,7 +50,7 @@ def test_run_and_verify(tmp_path, capsys):
     assert main(["run", *args, "-o", str(out), "--all-blobs"]) == 0
     assert {"conv1", "pool1", "ip1", "ip2", "loss"} <= set(np.load(out))
     assert main(["verify", *args, "--reference", str(ORACLE / "layer_outputs.npz")]) == 0
-    assert "ok: 8 layers" in capsys.readouterr().out
+    assert "ok: compared 8 of 8 layers" in capsys.readouterr().out
 
 
 def test_verify_fails_beyond_tolerance(tmp_path, capsys):

@@ -18,6 +18,7 @@ from fcnkit.deploy.onnx import (FP16_TOLERANCE, FP32_TOLERANCE, dynamic_hw_block
 from fcnkit.errors import ExportError, InputError
 from tests.conftest import DATA
 from tests.deploy.deploy_helpers import BY_KEY, REAL_NETS, independent_parity, load_real, rand
+from tests.deploy.test_deploy_node_names import check_node_names
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared Caffe data folder {DATA} missing")
 
@@ -84,6 +85,8 @@ def test_real_net_exports_and_matches_torch(real_export, key):
     measured = independent_parity(path, src.compiled, result.inputs)
     assert set(measured) == set(result.outputs)
     assert max(measured.values()) <= FP32_TOLERANCE, measured
+    # its nodes are named after the Caffe layers (issue 13, item 9)
+    check_node_names(src, path)
 
 
 def test_the_library_runs_the_full_checker_on_the_written_bytes(tmp_path, monkeypatch):
@@ -327,20 +330,22 @@ def test_dynamic_hw_where_the_net_allows_it(tmp_path):
     assert result.parity[1].shape[2:] == (3 * other[0] - 2, 3 * other[1] - 2)
 
 
-def test_dynamic_hw_refused_with_reasons_for_ceil_pooling_and_crop(real_export):
+def test_only_layers_that_fix_the_size_block_dynamic_hw(real_export):
+    """Ceil-mode pooling and Crop have dynamic export forms now (issue 13, item 8): FCN-8s
+    has no blocker; CIFAR-10 quick's InnerProduct layers fix C x H x W."""
     src, _, _ = real_export("voc_fcn8s")
-    reasons = dynamic_hw_blockers(src.compiled)
-    assert any("Pooling layer 'pool1'" in r and "CEIL" in r for r in reasons)
-    assert any("Crop layer 'score'" in r for r in reasons)
+    assert dynamic_hw_blockers(src.compiled) == []
+    cifar, _, _ = real_export("cifar10_quick")
+    reasons = dynamic_hw_blockers(cifar.compiled)
+    assert [r.split("'")[1] for r in reasons] == ["ip1", "ip2"]
+    assert all("InnerProduct layer" in r and "fixes the C x H x W size" in r for r in reasons)
 
 
-def test_dynamic_hw_falls_back_to_static_with_a_note(real_export):
-    _, result, _ = real_export("cifar10_quick", dynamic_hw=True)
-    assert not result.dynamic_hw
-    assert result.inputs == {"data": ["batch", 3, 32, 32]}
-    note = " ".join(result.notes)
-    assert "H and W stay static at 32x32" in note
-    assert "Pooling layer 'pool1'" in note and "InnerProduct layer 'ip1'" in note
+def test_dynamic_hw_that_cannot_be_honoured_is_an_error_and_writes_nothing(tmp_path):
+    path = tmp_path / "cifar.onnx"
+    with pytest.raises(ExportError, match=r"--dynamic-hw cannot be honoured: InnerProduct layer 'ip1'"):
+        export_onnx(load_real("cifar10_quick"), path, dynamic_hw=True)
+    assert not path.exists()
 
 
 def test_fixed_batch(real_export):

@@ -152,10 +152,21 @@ def test_batchnorm_with_batch_statistics_or_another_layer_does_not_fuse():
 
 def test_static_hw_reasons():
     shape = (1, 1, 9, 9)
+    # ceil-mode pooling and Crop have a dynamic export form (issue 13, item 8; its values
+    # are checked in tests/deploy/test_deploy_dynamic_hw.py)
     ceil = make('type: "Pooling" bottom: "x" top: "y" pooling_param { pool: MAX kernel_size: 3 stride: 2 }')
-    assert "CEIL rounding, stride 2x2" in ceil.static_hw_reason(ceil.build_module([shape]))
+    assert ceil.static_hw_reason(ceil.build_module([shape])) is None
+    assert ceil.dynamic_export_module(ceil.build_module([shape]), [shape]) is not None
+    glob = make('type: "Pooling" bottom: "x" top: "y" pooling_param { pool: AVE global_pooling: true }')
+    assert glob.dynamic_export_module(glob.build_module([shape]), [shape]) is None  # any size already
     crop = make('type: "Crop" bottom: "a" bottom: "b" top: "c"')
-    assert "fixed at compile time" in crop.static_hw_reason(None)
+    assert crop.static_hw_reason(None) is None
+    small = (1, 1, 5, 5)
+    dyn = crop.dynamic_export_module(crop.build_module([shape, small]), [shape, small])
+    import torch
+
+    x = torch.arange(2 * 11 * 12, dtype=torch.float32).reshape(1, 2, 11, 12)
+    assert torch.equal(dyn(x, torch.zeros(1, 1, 4, 7)), x[:, :, :4, :7])  # offset 0, the reference's size
     ip = make('type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: 2 }')
     assert ip.static_hw_reason(None) == "fixes the C x H x W size of its input"
     conv = make('type: "Convolution" bottom: "x" top: "y" convolution_param { num_output: 1 kernel_size: 3 }')

@@ -20,9 +20,13 @@ Graph conventions:
 - inputs and outputs are named after the Caffe net's input and output blobs (``data`` ->
   ``prob``), in the compiled module's order;
 - the batch axis is dynamic (``batch``) unless a fixed batch is asked for; H and W are static
-  at the tile size unless ``dynamic_hw`` is asked for and the net allows it
-  (:func:`dynamic_hw_blockers` names what prevents it: ceil-mode pooling with stride > 1,
-  Crop windows, flattening layers);
+  at the tile size unless ``dynamic_hw`` is asked for: Caffe's ceil-and-clip pooling sizes and
+  Crop sizes are then computed in the graph from the input's shape
+  (:meth:`fcnkit.layers.Layer.dynamic_export_module`), and a net with layers that fix C x H
+  x W (InnerProduct, Flatten, Reshape: :func:`dynamic_hw_blockers`) is an ExportError;
+- nodes are named after the Caffe layers that produce them (``conv4-2``; a layer's other
+  nodes ``conv4-2/1``, ...), initializers ``layer/weight``, ``PReLU1/slope``
+  (:mod:`fcnkit.deploy.onnx.naming`);
 - Caffe ``LRN`` (ACROSS_CHANNELS) becomes one ONNX ``LRN`` node (same window and
   ``alpha / size`` scaling as Caffe's ``lrn_layer.cpp``); Softmax keeps its axis (opset >= 13
   semantics); Crop becomes ``Slice``; Caffe's ceil-mode pooling is exported exactly (the

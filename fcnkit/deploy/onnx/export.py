@@ -14,9 +14,10 @@ from fcnkit.deploy._common import canonical_dtype, parse_batch, parse_tile
 from fcnkit.deploy.onnx.exporter_log import conversion_reason, quiet_exporter, short_error
 from fcnkit.deploy.onnx.inspect import inspect_onnx, opset_of
 from fcnkit.deploy.onnx.metadata import onnx_metadata, write_metadata
+from fcnkit.deploy.onnx.naming import folded_layers, name_nodes
 from fcnkit.deploy.onnx.parity import (FP16_TOLERANCE, FP32_TOLERANCE, ParityRow,
                                        constant_reference_warning, random_inputs, run_parity)
-from fcnkit.deploy.onnx.rewrite import dynamic_hw_blockers, module_for_export, rename_values
+from fcnkit.deploy.onnx.rewrite import dynamic_hw_blockers, fused_pairs, module_for_export, rename_values
 from fcnkit.errors import ExportError, InputError
 
 
@@ -149,8 +150,8 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
             file's opset is asserted to equal it.
         dtype: ``fp32`` or ``fp16`` (weights, activations, inputs and outputs in that type).
         batch: ``"dynamic"``/None (a dynamic batch axis named ``batch``) or a fixed batch N.
-        dynamic_hw: make H and W dynamic when the net allows it; when it does not, they stay
-            static and :attr:`ExportResult.notes` says why (:func:`dynamic_hw_blockers`).
+        dynamic_hw: make H and W dynamic; a net with layers that fix them is an
+            ExportError naming them (:func:`dynamic_hw_blockers`).
         tile: (H, W) in pixels to export at (recompiles the net); default: the compiled size.
         check: run the checker, shape inference and the ONNX Runtime parity run.
         tolerance: relative parity tolerance; default 1e-4 (fp32) / :data:`FP16_TOLERANCE`.
@@ -171,8 +172,8 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
 
     Raises:
         ExportError: the exporter fails, the file's opset differs from the request, the
-            checker or shape inference rejects the graph, ONNX Runtime cannot run it, or an
-            output differs from torch beyond the tolerance.
+            checker or shape inference rejects the graph, ONNX Runtime cannot run it, an
+            output differs from torch beyond the tolerance, or ``dynamic_hw`` is refused.
         InputError: bad option values, or an extra output the net does not compute.
         ShapeError: the net cannot take the requested tile.
         OutputError: the file cannot be written.
@@ -185,9 +186,10 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
     opts = _options(compiled, opset, dtype, batch, tile, tolerance, parity_batch)
     compiled, shapes, want_hw, notes = _prepare(compiled, opts, dynamic_hw)
     dynamic_batch = opts.fixed_batch is None
-    module, table, out_names = module_for_export(compiled, opts.half, extra_outputs, fuse)
+    module, table, out_names = module_for_export(compiled, opts.half, extra_outputs, fuse, want_hw)
     model, got = _run_exporter(module, compiled, shapes, opts, table, out_names, dynamic_batch, want_hw, seed)
     _name_values(model, compiled, out_names)
+    _name_nodes(model, compiled, fuse)
     meta = onnx_metadata(compiled, source=source, bands=bands, classes=classes, tile=opts.tile,
                          dtype=opts.dtype, opset=opts.opset, dynamic_batch=dynamic_batch,
                          dynamic_hw=want_hw, extra=metadata, outputs=out_names)
@@ -266,7 +268,11 @@ def _options(compiled, opset, dtype, batch, tile, tolerance, parity_batch) -> _O
 
 def _prepare(compiled, opts: _Options, dynamic_hw: bool):
     """The net recompiled at the export's tile and batch; its input shapes; whether H and W
-    will be dynamic (asked for, and nothing in the net prevents it); the notes so far."""
+    will be dynamic; the notes so far.
+
+    Raises:
+        ExportError: dynamic H and W asked for a net with layers that fix them.
+    """
     from fcnkit.deploy.model import deploy_shapes, reshape
 
     compiled = reshape(compiled, deploy_shapes(compiled.input_shapes, opts.tile, opts.fixed_batch))
@@ -278,9 +284,8 @@ def _prepare(compiled, opts: _Options, dynamic_hw: bool):
             raise InputError("--dynamic-hw needs an N,C,H,W image input")
         blockers = dynamic_hw_blockers(compiled)
         if blockers:
-            want_hw = False
-            first = next(s for s in shapes.values() if len(s) == 4)
-            notes.append(f"H and W stay static at {first[2]}x{first[3]}: " + "; ".join(blockers))
+            raise ExportError("--dynamic-hw cannot be honoured: " + "; ".join(blockers)
+                              + "; export without --dynamic-hw (H and W fixed at the tile, see --tile)")
     return compiled, shapes, want_hw, notes
 
 
@@ -357,6 +362,16 @@ def _name_values(model, compiled, out_names: Sequence[str]) -> None:
     renames = {o: n for o, n in zip(in_names + got_out, list(compiled.inputs) + list(out_names))
                if o != n}
     rename_values(model, renames)
+
+
+def _name_nodes(model, compiled, fuse: bool) -> None:
+    """Nodes and initializers named after the Caffe layers (:mod:`fcnkit.deploy.onnx.naming`)."""
+    table = compiled.layer_of_module
+    fused = {}
+    if fuse:
+        fused = {table[first.target]: [table[second.target]]
+                 for first, second, _ in fused_pairs(compiled, compiled.module.graph)}
+    name_nodes(model, table, fused, folded_layers(compiled))
 
 
 def _described(model):

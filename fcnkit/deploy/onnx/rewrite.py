@@ -13,9 +13,8 @@ from fcnkit.errors import InputError
 
 def dynamic_hw_blockers(compiled) -> list[str]:
     """Reasons why the compiled net cannot be exported with dynamic H and W (empty: it can),
-    one per layer whose :meth:`fcnkit.layers.Layer.static_hw_reason` gives one (Pooling
-    with CEIL rounding or fcnkit's explicit-padding path, Crop, InnerProduct, Flatten,
-    Reshape), prefixed with the layer's type, name and line."""
+    one per layer whose :meth:`fcnkit.layers.Layer.static_hw_reason` gives one
+    (InnerProduct, Flatten, Reshape), prefixed with the layer's type, name and line."""
     from fcnkit.compile import module_name
 
     mods = dict(compiled.module.named_children())
@@ -97,11 +96,34 @@ def fused_pairs(compiled, graph) -> list[tuple[Any, Any, Any]]:
     return pairs
 
 
-def module_for_export(compiled, half: bool, extra_outputs: Sequence[str] = (), fuse: bool = True):
+def _export_forms(compiled, dynamic_hw: bool) -> dict[str, Any]:
+    """{submodule name: its export form} for the layers that have one
+    (:meth:`fcnkit.layers.Layer.dynamic_export_module` first when ``dynamic_hw``, then
+    :meth:`fcnkit.layers.Layer.export_module`)."""
+    from fcnkit.compile import module_name
+
+    swaps = {}
+    for node in compiled.net.layers:
+        name = module_name(node.name)
+        mod = getattr(compiled.module, name, None)
+        if mod is None:
+            continue
+        bshapes = [compiled.analysis.shapes[b] for b in node.bottoms]
+        rep = node.layer.dynamic_export_module(mod, bshapes) if dynamic_hw else None
+        rep = rep if rep is not None else node.layer.export_module(mod, bshapes)
+        if rep is not None:
+            swaps[name] = rep
+    return swaps
+
+
+def module_for_export(compiled, half: bool, extra_outputs: Sequence[str] = (), fuse: bool = True,
+                      dynamic_hw: bool = False):
     """A module for export: the compiled net's graph, with
 
     - LRN and ceil-mode pooling layers swapped for their exact ONNX forms
-      (:mod:`fcnkit.deploy._export_ops`);
+      (:mod:`fcnkit.layers._export_ops`); with ``dynamic_hw``, each layer's
+      :meth:`fcnkit.layers.Layer.dynamic_export_module` first (Pooling, Crop: sizes
+      computed from the input's shape);
     - each Caffe BatchNorm followed by its in-place Scale fused into one per-channel affine
       op (:class:`fcnkit.deploy._export_ops.BatchNormScaleExport`; ONNX: one
       BatchNormalization node with scale and bias instead of BatchNormalization, Mul and
@@ -120,20 +142,10 @@ def module_for_export(compiled, half: bool, extra_outputs: Sequence[str] = (), f
     import torch
     import torch.fx
 
-    from fcnkit.compile import module_name
     from fcnkit.layers import export_translations
 
     gm = compiled.module
-    swaps = {}
-    for node in compiled.net.layers:
-        name = module_name(node.name)
-        mod = getattr(gm, name, None)
-        if mod is None:
-            continue
-        rep = node.layer.export_module(mod, [compiled.analysis.shapes[b] for b in node.bottoms])
-        if rep is not None:
-            swaps[name] = rep
-
+    swaps = _export_forms(compiled, dynamic_hw)
     names = list(compiled.outputs) + [n for n in dict.fromkeys(extra_outputs) if n not in compiled.outputs]
     node_of = {n.name: n for n in gm.graph.nodes}
     fx_of_blob = {bid: node_of[n] for n, bid in compiled.blob_of_node.items() if n in node_of}
@@ -160,7 +172,10 @@ def module_for_export(compiled, half: bool, extra_outputs: Sequence[str] = (), f
     owners: dict[str, Any] = {}
     if fuse:
         for first, second, fused in fused_pairs(compiled, graph):
+            # the fused node takes the BatchNorm's module name, so that its ONNX node is
+            # named after the BatchNorm layer (fcnkit.deploy.onnx.naming)
             second.args = first.args
+            second.target = first.target
             graph.erase_node(first)
             owners[second.target] = fused
     graph.lint()
