@@ -11,7 +11,7 @@ from typing import List, Optional
 import numpy as np
 import typer
 
-from fcnkit.cli.common import (InputShapeOpt, LevelOpt, PhaseOpt, StageOpt, console,
+from fcnkit.cli.common import (ClassesOpt, InputShapeOpt, LevelOpt, PhaseOpt, StageOpt, console,
                                default_prototxt, input_shapes_cli, load_net_cli, print_table)
 from fcnkit.errors import InputError
 
@@ -26,6 +26,7 @@ def compile_cmd(
     force: bool = typer.Option(False, "--force", help="with -o: replace DIR even if it is not an earlier fcnkit output"),
     fmt: str = typer.Option("table", "--format", help="table (terminal), markdown, csv, html or json"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+    classes: Optional[int] = ClassesOpt,
 ):
     """Compile a Caffe net to a torch.fx module; print the layer table (shapes, params,
     FLOPs, scale factors, offsets); write it with -o DIR (code, safetensors, prototxt)."""
@@ -40,8 +41,10 @@ def compile_cmd(
         net_path = default_prototxt()
         console.print(f"[dim]no prototxt given: compiling the bundled FCN-8s deploy net ({net_path.name})[/dim]",
                       soft_wrap=True)
-    net = load_net_cli(net_path, phase, stage, level)
-    analysis = analyse(net, input_shapes_cli(input_shape))
+    shapes = input_shapes_cli(input_shape)
+    net = load_net_cli(net_path, phase, stage, level, deploy=deploy, classes=classes,
+                       input_shapes=shapes)
+    analysis = analyse(net, shapes)
     if out is not None:  # free space for the weights (float32) and the small files, before compiling
         check_writable(out, need_bytes=analysis.total_params * 4 + (1 << 20))
     model = caffe.read_caffemodel(weights) if weights else None
@@ -122,6 +125,7 @@ def offsets_cmd(
     fix: bool = typer.Option(False, "--fix", help="write the computed offsets into every Crop layer (needs -o)"),
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="with --fix: the prototxt to write; else: the report file"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+    classes: Optional[int] = ClassesOpt,
 ):
     """Print the per-layer scale factor / offset table (DIGITS Table 2 layout) and the Crop
     layers' declared vs computed offsets; --check, --fix."""
@@ -136,7 +140,8 @@ def offsets_cmd(
     if fix and out is None:
         raise InputError("--fix needs -o OUT.prototxt (the input file is never overwritten in place)")
     source = caffe.read_prototxt(net_path)
-    net = load_net(source, NetState.make(phase, level, stage or ()), allow_unsupported=True)
+    net = load_net(source, NetState.make(phase, level, stage or ()), allow_unsupported=True,
+                   classes=classes)
     coords = analyse_coord_maps(net)
     rows = offset_table(net, coords)
     crops = crop_table(net)
@@ -174,16 +179,16 @@ def run_cmd(
                                    "a blob rewritten in place is saved once per version, as "
                                    "'blob' (first) and 'blob@layer' (written by that layer)"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+    classes: Optional[int] = ClassesOpt,
 ):
     """Run a forward pass on .npy inputs and save the net outputs (keyed by Caffe blob name)."""
     import torch
 
     from fcnkit.atomic import atomic_open
     from fcnkit.compile import to_numpy
-    from fcnkit.compile.inputs import compile_for_inputs, load_npy_inputs
+    from fcnkit.compile.inputs import compile_for_inputs
 
-    net = load_net_cli(net_path, phase, stage, level)
-    arrays = load_npy_inputs(inputs, [net.blob_name[b] for b in net.inputs])
+    net, arrays = _net_for_arrays(net_path, inputs, phase, stage, level, classes)
     compiled = compile_for_inputs(net, weights, arrays, deploy=True)
     tensors = [torch.from_numpy(arrays[n]) for n in compiled.inputs]
     if all_blobs:
@@ -209,15 +214,15 @@ def verify_cmd(
     inputs: List[str] = typer.Option(..., "--input", "-i", help="x.npy, or name=x.npy once per input"),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="max |diff| / max |reference| per layer"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+    classes: Optional[int] = ClassesOpt,
 ):
     """Compare every layer's output against a reference dump; exit 1 beyond tolerance."""
     import torch
 
-    from fcnkit.compile.inputs import compile_for_inputs, load_npy_inputs, read_reference
+    from fcnkit.compile.inputs import compile_for_inputs, read_reference
     from fcnkit.compile.verify import compare_layers
 
-    net = load_net_cli(net_path, phase, stage, level)
-    arrays = load_npy_inputs(inputs, [net.blob_name[b] for b in net.inputs])
+    net, arrays = _net_for_arrays(net_path, inputs, phase, stage, level, classes)
     compiled = compile_for_inputs(net, weights, arrays, deploy=True)
     ref = read_reference(reference)
     rows = compare_layers(compiled, [torch.from_numpy(arrays[n]) for n in compiled.inputs], ref)
@@ -235,6 +240,22 @@ def verify_cmd(
         console.print(f"[red]FAIL[/red]: worst relative error {worst:.3g} > {tolerance:g}")
         raise typer.Exit(1)
     console.print(f"ok: {len(rows)} layers within {tolerance:g} (worst {worst:.3g})")
+
+
+def _net_for_arrays(net_path: Path, inputs: List[str], phase: str, stage, level: int,
+                    classes: Optional[int]):
+    """The deploy net of ``run``/``verify`` and its {input blob: array}: the arrays are read
+    first, so that their shapes can create an input the net leaves to the tool (DIGITS
+    templates' deploy stage); an unnamed array is the net's first input."""
+    from fcnkit.compile.inputs import load_npy_inputs
+
+    arrays = load_npy_inputs(inputs, [""])
+    shapes = {(k or None): tuple(v.shape) for k, v in arrays.items()}
+    net = load_net_cli(net_path, phase, stage, level, deploy=True, classes=classes,
+                       input_shapes=shapes)
+    if "" in arrays:
+        arrays[net.blob_name[net.inputs[0]] if net.inputs else "data"] = arrays.pop("")
+    return net, arrays
 
 
 def layers_cmd():

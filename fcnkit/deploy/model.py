@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from fcnkit.errors import InputError
 
@@ -137,7 +137,8 @@ def is_model_path(model: str | Path) -> bool:
 
 def load_model(model: str | Path, *, weights: str | Path | None = None,
                tile: tuple[int, int] | None = None, batch: int | None = None,
-               input_shapes: Mapping[str | None, Shape] | None = None) -> ModelSource:
+               input_shapes: Mapping[str | None, Shape] | None = None,
+               stages: Sequence[str] = (), classes: int | None = None) -> ModelSource:
     """Load MODEL for deployment and compile it at (batch, tile).
 
     Args:
@@ -152,7 +153,10 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
         batch: batch size to compile for (default: as declared, usually 1).
         input_shapes: explicit input shapes ({blob name or None for the first input:
             (N, C, H, W)}), e.g. for nets whose Data layers declare none; ``tile`` and
-            ``batch`` are applied on top.
+            ``batch`` are applied on top. A prototxt is loaded in phase TEST with
+            ``stages``, without its loss layers and labels, and a named input that no
+            layer produces is created (:mod:`fcnkit.graph.prepare`, DIGITS templates).
+        classes: num_output of a final classifier the prototxt leaves unset.
 
     Raises:
         InputError: the path does not exist and is no zoo name, or weights are given for a
@@ -184,7 +188,7 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
     if path.is_file():
         from fcnkit.graph import load_net
 
-        net = load_net(path)
+        net = load_net(path, stages=stages, deploy=True, classes=classes, input_shapes=input_shapes)
         shapes = deploy_shapes(declared_input_shapes(net, input_shapes), tile, batch)
         compiled = compile_net(net, weights, shapes, deploy=True)
         return ModelSource(compiled, "prototxt", path.name, path.name)
