@@ -148,10 +148,12 @@ def _deploy(param, kept: list[int], out: Prepared) -> set[int]:
             continue
         if len(unused) == len(lp.top):
             drop.add(i)
-        else:
+        elif len(lp.top) - len(unused) >= _cls(lp).tops[0]:
             keep = [t for t in lp.top if t in used]
             del lp.top[:]
             lp.top.extend(keep)
+        else:
+            continue  # MemoryData, ImageData: two tops always; the label stays, unread
         out.dropped_tops.extend(unused)
     out.dropped = [param.layer[i].name for i in sorted(drop)
                    if _cls(param.layer[i]).role != "input"]
