@@ -125,7 +125,7 @@ def offsets_cmd(
     fix: bool = typer.Option(False, "--fix", help="write the computed offsets into every Crop layer (needs -o)"),
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="with --fix: the prototxt to write; else: the report file"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
-    classes: Optional[int] = ClassesOpt,
+    classes: Optional[int] = ClassesOpt, input_shape: Optional[List[str]] = InputShapeOpt,
 ):
     """Print the per-layer scale factor / offset table (DIGITS Table 2 layout) and the Crop
     layers' declared vs computed offsets; --check, --fix."""
@@ -141,7 +141,7 @@ def offsets_cmd(
         raise InputError("--fix needs -o OUT.prototxt (the input file is never overwritten in place)")
     source = caffe.read_prototxt(net_path)
     net = load_net(source, NetState.make(phase, level, stage or ()), allow_unsupported=True,
-                   classes=classes)
+                   classes=classes, input_shapes=input_shapes_cli(input_shape))
     coords = analyse_coord_maps(net)
     rows = offset_table(net, coords)
     crops = crop_table(net)

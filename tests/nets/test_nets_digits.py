@@ -152,3 +152,29 @@ def test_export_library_takes_stage_and_classes(tmp_path):
     src = load_model(LENET_T, stages=("deploy",), classes=3, input_shapes={"data": (1, 1, 28, 28)})
     assert src.compiled.inputs == ["data"] and src.compiled.outputs == ["softmax"]
     assert src.compiled.analysis.shapes[src.compiled.net.final["ip2"]] == (1, 3)
+
+
+@pytest.mark.parametrize("model", ["bvlc_alexnet", "bvlc_reference_caffenet"])
+def test_bvlc_train_val_deploy_equals_bvlc_deploy_net(model):
+    """--deploy on BVLC's train_val (Data layer with data and label; Accuracy in TEST,
+    SoftmaxWithLoss) leaves the net of BVLC's deploy.prototxt up to fc8: the same layer
+    types and shapes (deploy.prototxt adds a Softmax 'prob' where the loss was)."""
+    root = DATA / "bvlc_caffe" / "v2" / "models" / model
+    shape = (10, 3, 227, 227)  # deploy.prototxt's declared input
+    net = load_net(root / "train_val.prototxt", deploy=True, input_shapes={"data": shape})
+    ref = load_net(root / "deploy.prototxt")
+    assert net.prepared.dropped == ["accuracy", "loss"] and net.prepared.dropped_tops == ["label"]
+    got = _layer_rows(net, analyse(net, {"data": shape}).shapes)
+    want = _layer_rows(ref, analyse(ref).shapes)
+    assert want[-1][0] == "Softmax" and got == want[:-1]
+    assert [net.blob_name[b] for b in net.outputs] == ["fc8"]
+
+
+def test_cli_offsets_on_the_template(capsys):
+    """The deploy stage's offsets: the created input feeds the Power layer, conv1 (k5) sits
+    at offset -2 and pool1 (k2 s2) halves the scale (coord_map.py's rules)."""
+    assert main(["offsets", str(LENET_T), "--stage", "deploy", "--input-shape", "data=1,1,28,28",
+                 "--classes", "10", "--format", "csv"]) == 0
+    rows = {r.split(",")[0]: r.split(",") for r in capsys.readouterr().out.splitlines()}
+    assert rows["conv1"][1:] == ["Convolution", "5", "1", "0", "1", "1", "-2", "-2"]
+    assert rows["pool1"][-4:] == ["0.5", "0.5", "-0.25", "-1.25"]
