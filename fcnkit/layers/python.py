@@ -1,5 +1,6 @@
-"""Python: Caffe's python_layer.hpp (``python_param { module: "m" layer: "C" }``), a layer
-whose computation is a user's Python class that Caffe imports.
+"""Python: Caffe's include/caffe/layers/python_layer.hpp (``python_param { module: "m"
+layer: "C" }``; created by src/caffe/layer_factory.cpp, it has no src/caffe/layers/ file),
+a layer whose computation is a user's Python class that Caffe imports.
 
 fcnkit never imports the module (text from an input file never selects code to import), so
 it can use a Python layer only where the layer's computation does not matter: as a **data
