@@ -89,10 +89,10 @@ def test_python_layer_inside_the_net_names_module_and_class(tmp_path, capsys):
 
 def test_cli_compiles_fcn_val_net(capsys):
     assert main(["compile", str(FCN8S / "val.prototxt"), "--deploy", "--input-shape",
-                 "data=1,3,500,500", "--format", "markdown"]) == 0
+                 "data=1,3,64,80", "--format", "markdown"]) == 0
     out = _flat(capsys)
-    assert "| score | Crop | 1x21x500x500 |" in out
-    assert "inputs: data (1, 3, 500, 500); outputs: score" in out
+    assert "| score | Crop | 1x21x64x80 |" in out
+    assert "inputs: data (1, 3, 64, 80); outputs: score" in out
 
 
 # ---------------------------------------------------------------- item 7: duplicate names
