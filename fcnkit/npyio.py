@@ -57,6 +57,21 @@ def is_npy(path: str | Path) -> bool:
         return False
 
 
+def npy_shape(path: str | Path) -> tuple[int, ...]:
+    """The shape stored in a ``.npy`` file's header, without reading its data.
+
+    Raises:
+        InputError: missing, unreadable or not a numeric .npy file; LimitError: an array
+            larger than the memory limit.
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            return _check_header(f, str(p))[0]
+    except OSError as e:
+        raise InputError(f"{p}: cannot be read ({e.strerror or e})") from None
+
+
 def read_npy(path: str | Path) -> np.ndarray:
     """Read one numeric array from a ``.npy`` file, header checked first.
 

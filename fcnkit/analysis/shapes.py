@@ -60,6 +60,10 @@ def input_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) 
         if not names:
             raise InputError("the net has no input layer to give a shape to")
         overrides.setdefault(names[0], overrides.pop(None))
+    prepared = getattr(net, "prepared", None)
+    for k in (prepared.dropped_tops if prepared is not None else ()):
+        if k not in names:  # --deploy removed this input (a label): its shape is not needed
+            overrides.pop(k, None)
     unknown = [k for k in overrides if k not in names]
     if unknown:
         raise InputError(f"--input-shape names {', '.join(map(repr, unknown))}, but the net's "
@@ -75,9 +79,15 @@ def input_shapes(net: Net, overrides: Mapping[str | None, Shape] | None = None) 
                 dshape = (batch, *tuple(dshape)[1:])
             shape = overrides.get(tname, dshape)
             if shape is None:
+                readers = net.consumers.get(bid, [])
+                hint = ""
+                if readers and all(r.role in ("loss", "metric") for r in readers):
+                    hint = " (or --deploy: remove the loss/metric layers and the inputs only they read)"
+                source = getattr(node.layer, "shape_source", None)
                 raise node.layer.error(
-                    f"the shape of top '{tname}' is not declared in the prototxt; give it with "
-                    f"--input-shape {tname}=N,C,H,W", ShapeError)
+                    f"the shape of top '{tname}' is not declared in the prototxt"
+                    f"{f' ({source})' if source else ''}; give it with "
+                    f"--input-shape {tname}=N,C,H,W{hint}", ShapeError)
             shapes[bid] = tuple(int(d) for d in shape)
     return shapes
 

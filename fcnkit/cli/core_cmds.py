@@ -11,7 +11,7 @@ from typing import List, Optional
 import numpy as np
 import typer
 
-from fcnkit.cli.common import (InputShapeOpt, LevelOpt, PhaseOpt, StageOpt, console,
+from fcnkit.cli.common import (ClassesOpt, InputShapeOpt, LevelOpt, PhaseOpt, StageOpt, console,
                                default_prototxt, err_console, input_shapes_cli, load_net_cli, print_table)
 from fcnkit.cli.weights_report import AllowMissingWeightsOpt, print_weights_report
 from fcnkit.errors import InputError
@@ -28,6 +28,7 @@ def compile_cmd(
     fmt: str = typer.Option("table", "--format", help="table (terminal), markdown, csv, html or json"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
     allow_missing_weights: bool = AllowMissingWeightsOpt,
+    classes: Optional[int] = ClassesOpt,
 ):
     """Compile a Caffe net to a torch.fx module; print the layer table (shapes, params,
     FLOPs, scale factors, offsets); write it with -o DIR (code, safetensors, prototxt)."""
@@ -43,8 +44,10 @@ def compile_cmd(
         net_path = default_prototxt()
         console.print(f"[dim]no prototxt given: compiling the bundled FCN-8s deploy net ({net_path.name})[/dim]",
                       soft_wrap=True)
-    net = load_net_cli(net_path, phase, stage, level)
-    analysis = analyse(net, input_shapes_cli(input_shape))
+    shapes = input_shapes_cli(input_shape)
+    net = load_net_cli(net_path, phase, stage, level, deploy=deploy, classes=classes,
+                       input_shapes=shapes)
+    analysis = analyse(net, shapes)
     if out is not None:  # free space for the weights (float32) and the small files, before compiling
         check_writable(out, need_bytes=analysis.total_params * 4 + (1 << 20))
     model = caffe.read_caffemodel(weights) if weights else None
@@ -137,6 +140,7 @@ def offsets_cmd(
     fix: bool = typer.Option(False, "--fix", help="write the computed offsets into every Crop layer (needs -o)"),
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="with --fix: the prototxt to write; else: the report file"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
+    classes: Optional[int] = ClassesOpt, input_shape: Optional[List[str]] = InputShapeOpt,
 ):
     """Print the per-layer scale factor / offset table (DIGITS Table 2 layout) and the Crop
     layers' declared vs computed offsets; --check, --fix."""
@@ -150,7 +154,8 @@ def offsets_cmd(
     if fix and out is None:
         raise InputError("--fix needs -o OUT.prototxt (the input file is never overwritten in place)")
     source = caffe.read_prototxt(net_path)
-    net = load_net(source, NetState.make(phase, level, stage or ()), allow_unsupported=True)
+    net = load_net(source, NetState.make(phase, level, stage or ()), allow_unsupported=True,
+                   classes=classes, input_shapes=input_shapes_cli(input_shape))
     coords = analyse_coord_maps(net)
     rows = offset_table(net, coords)
     crops = crop_table(net)
@@ -204,6 +209,7 @@ def run_cmd(
                                                "e.g. 2,1,0 for RGB -> BGR (classify.py's default)"),
     input_scale: Optional[float] = typer.Option(None, "--input-scale", help="images: multiply by this "
                                                 "after the mean"),
+    classes: Optional[int] = ClassesOpt,
 ):
     """Run a forward pass on .npy or image inputs and save the net outputs (keyed by Caffe
     blob name). Images are preprocessed as pycaffe's caffe.io.Transformer does."""
@@ -212,12 +218,10 @@ def run_cmd(
     from fcnkit.atomic import atomic_open
     from fcnkit.compile import to_numpy
     from fcnkit.compile.image_input import Preprocess, image_kind
-    from fcnkit.compile.input_files import load_inputs
     from fcnkit.compile.inputs import compile_for_inputs
 
-    net = load_net_cli(net_path, phase, stage, level)
     pre = Preprocess.from_options(mean, raw_scale, channel_swap, input_scale)
-    arrays = load_inputs(inputs, net, pre)
+    net, arrays = _net_for_arrays(net_path, inputs, phase, stage, level, classes, pre)
     for spec in inputs:
         path = spec if Path(spec).exists() else spec.partition("=")[2]
         if image_kind(path):
@@ -260,18 +264,17 @@ def verify_cmd(
                              "(each layer's own output, OpenCV) or blob (after in-place layers, pycaffe)"),
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
     allow_missing_weights: bool = AllowMissingWeightsOpt,
+    classes: Optional[int] = ClassesOpt,
 ):
     """Compare every layer's output against a reference dump; say which key convention it
     found and how many layers were compared; exit 1 beyond tolerance or when a reference key
     is not computed by the net."""
     import torch
 
-    from fcnkit.compile.input_files import load_inputs
     from fcnkit.compile.inputs import compile_for_inputs, read_reference
     from fcnkit.compile.verify import CONVENTIONS, verify_reference
 
-    net = load_net_cli(net_path, phase, stage, level)
-    arrays = load_inputs(inputs, net)
+    net, arrays = _net_for_arrays(net_path, inputs, phase, stage, level, classes)
     compiled = compile_for_inputs(net, weights, arrays, deploy=True,
                                   allow_missing_weights=allow_missing_weights)
     print_weights_report(compiled.load_report)
@@ -302,6 +305,20 @@ def verify_cmd(
         console.print(f"ok: {counted} within {tolerance:g} (worst {v.worst:.3g})")
     if status in ("FAIL", "missing"):
         raise typer.Exit(1)
+
+
+def _net_for_arrays(net_path: Path, inputs: List[str], phase: str, stage, level: int,
+                    classes: Optional[int], preprocess=None):
+    """The deploy net of ``run``/``verify`` and its {input blob: array}. The .npy headers are
+    read first, so that their shapes can create an input the net leaves to the tool (DIGITS
+    templates' deploy stage; a declared input keeps its declared shape); then every array is
+    read and checked against the net's inputs (:func:`fcnkit.compile.input_files.load_inputs`)."""
+    from fcnkit.compile.input_files import load_inputs, npy_input_shapes
+
+    net = load_net_cli(net_path, phase, stage, level, deploy=True, classes=classes,
+                       input_shapes=npy_input_shapes(inputs))
+    return net, load_inputs(inputs, net, preprocess)
+
 
 
 def layers_cmd():

@@ -9,7 +9,8 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from fcnkit.cli.common import InputShapeOpt, console, err_console, input_shapes_cli
+from fcnkit.cli.common import (ClassesOpt, InputShapeOpt, StageOpt, console, err_console,
+                               input_shapes_cli)
 from fcnkit.cli.weights_report import AllowMissingWeightsOpt
 
 
@@ -32,6 +33,7 @@ def export_cmd(
                                              "that parity means something; the file is then for benchmarks only"),
     no_check: bool = typer.Option(False, "--no-check", help="skip the checker and the parity run (not advised)"),
     allow_missing_weights: bool = AllowMissingWeightsOpt,
+    stage: Optional[List[str]] = StageOpt, classes: Optional[int] = ClassesOpt,
 ):
     """Export MODEL to ONNX, check it (onnx.checker, shape inference) and compare it with torch in
     ONNX Runtime; fail (and write nothing) beyond the tolerance. A warning says when the comparison
@@ -41,7 +43,8 @@ def export_cmd(
     result = export_model(model, out, weights=weights, tile=tile, batch=batch, opset=opset, dtype=dtype,
                           input_shapes=input_shapes_cli(input_shape), fill_untrained=fill_untrained,
                           dynamic_hw=dynamic_hw, tolerance=tolerance, check=not no_check,
-                          allow_missing_weights=allow_missing_weights)
+                          allow_missing_weights=allow_missing_weights,
+                          stages=stage or (), classes=classes)
     for line in result.lines():
         if line.startswith("warning:"):
             # prominent: a parity run that cannot fail is easy to mistake for a passed one

@@ -48,13 +48,15 @@ def surgery_cmd(
         None, "--reinit", help="classifier layer to initialise by its filler instead of from "
         "the caffemodel (e.g. a blob with another element count); repeatable or comma-separated"),
     seed: int = typer.Option(0, "--seed", help="seed of random fillers"),
+    classifier_layer: Optional[str] = typer.Option(
+        None, "--classifier", help="the classifier's scoring layer (e.g. fc8), as named in the "
+        "classifier; default: found by walking back from the net's outputs"),
     force: bool = typer.Option(False, "--force", help="replace OUTDIR even if it is not an earlier fcnkit output"),
     allow_missing_weights: bool = AllowMissingWeightsOpt,
 ):
     """Classifier -> FCN: fc layers become convolutions, an FCN head (score, bilinear upscore,
     skips, computed crops) is added, optionally new classes and input bands; writes
     OUTDIR/net.prototxt, net.caffemodel, weights.safetensors, report.md, report.json."""
-    from fcnkit.analysis import parse_shape
     from fcnkit.atomic import check_output_directory
     from fcnkit.surgery import fcn_surgery, load_classifier, write_outdir
 
@@ -65,9 +67,7 @@ def surgery_cmd(
     if band_map is not None and bands is None:
         raise InputError("--band-map needs --bands (the number of input bands, e.g. 8)")
     param, blobs, desc = load_classifier(classifier, weights)
-    shape = parse_shape(input_shape) if input_shape else None
-    if shape is not None and len(shape) not in (2, 4):
-        raise InputError(f"--input-shape must be H,W or N,C,H,W, got '{input_shape}'")
+    shape = _input_shape(param, input_shape) if input_shape else None
     reinit_names = [n.strip() for r in reinit or () for n in r.split(",") if n.strip()]
     result = fcn_surgery(
         param, blobs, classes=classes, keep_classes=keep_classes, head=head,
@@ -75,7 +75,8 @@ def surgery_cmd(
         pools=[p.strip() for p in pools.split(",") if p.strip()] if pools else None,
         group="classes" if group == "classes" else 1, kernel=kernel, bands=bands,
         band_map=band_map, band_fill=band_fill, source_order=source_order, suffix=suffix,
-        input_shape=shape, reinit=reinit_names, seed=seed, allow_missing_weights=allow_missing_weights)
+        input_shape=shape, reinit=reinit_names, seed=seed, classifier=classifier_layer,
+        allow_missing_weights=allow_missing_weights)
     write_outdir(result, out, source=desc, force=force)
     _print_result(result, out)
 
@@ -101,6 +102,22 @@ def _print_result(result, out: Path) -> None:
         console.print(f"note: {n}", markup=False)
     console.print(f"wrote {out}/ (net.prototxt, net.caffemodel, weights.safetensors, report.md, "
                   "report.json, fcnkit.json)", markup=False)
+
+
+def _input_shape(param, text: str):
+    """``--input-shape`` as H,W, N,C,H,W or name=N,C,H,W (the form of ``compile``; the
+    name must be the classifier's first input blob)."""
+    from fcnkit.analysis import parse_input_shapes
+    from fcnkit.surgery import first_input_name
+
+    (name, shape), = parse_input_shapes([text]).items()
+    if len(shape) not in (2, 4):
+        raise InputError(f"--input-shape must be H,W or N,C,H,W, got '{text}'")
+    if name is not None:
+        first = first_input_name(param)
+        if name != first:
+            raise InputError(f"--input-shape names '{name}', but the classifier's input is '{first}'")
+    return shape
 
 
 def register(app: typer.Typer) -> None:

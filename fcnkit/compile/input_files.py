@@ -18,7 +18,7 @@ import numpy as np
 
 from fcnkit.compile.image_input import Preprocess, image_kind, load_image, preprocess_image
 from fcnkit.errors import InputError
-from fcnkit.npyio import read_npy
+from fcnkit.npyio import is_npy, npy_shape, read_npy
 
 
 def declared_inputs(net) -> dict[str, tuple[int, ...] | None]:
@@ -29,6 +29,19 @@ def declared_inputs(net) -> dict[str, tuple[int, ...] | None]:
         for tname, shape in zip(node.param.top, node.layer.declared_shapes()):
             out[tname] = None if shape is None else tuple(int(d) for d in shape)
     return out
+
+
+def npy_input_shapes(specs: Sequence[str]) -> dict[str | None, tuple[int, ...]]:
+    """{input name (None for an unnamed spec): shape} of the ``.npy`` files among ``--input``
+    specs, read from their headers only; images and missing files are left to
+    :func:`load_inputs`, which reports them. Used to create an input the net leaves to the
+    tool (DIGITS templates' deploy stage)."""
+    shapes: dict[str | None, tuple[int, ...]] = {}
+    for spec in specs:
+        name, path = (None, spec) if Path(spec).exists() or "=" not in spec else spec.split("=", 1)
+        if is_npy(path):
+            shapes[name] = npy_shape(path)
+    return shapes
 
 
 def _split_specs(specs: Sequence[str], input_names: Sequence[str]) -> list[tuple[str, Path]]:

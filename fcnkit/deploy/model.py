@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from fcnkit.errors import InputError
 
@@ -139,7 +139,8 @@ def is_model_path(model: str | Path) -> bool:
 def load_model(model: str | Path, *, weights: str | Path | None = None,
                tile: tuple[int, int] | None = None, batch: int | None = None,
                input_shapes: Mapping[str | None, Shape] | None = None,
-               allow_missing_weights: bool = False) -> ModelSource:
+               allow_missing_weights: bool = False,
+               stages: Sequence[str] = (), classes: int | None = None) -> ModelSource:
     """Load MODEL for deployment and compile it at (batch, tile).
 
     Args:
@@ -154,9 +155,12 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
         batch: batch size to compile for (default: as declared, usually 1).
         input_shapes: explicit input shapes ({blob name or None for the first input:
             (N, C, H, W)}), e.g. for nets whose Data layers declare none; ``tile`` and
-            ``batch`` are applied on top.
+            ``batch`` are applied on top. A prototxt is loaded in phase TEST with
+            ``stages``, without its loss layers and labels, and a named input that no
+            layer produces is created (:mod:`fcnkit.graph.prepare`, DIGITS templates).
         allow_missing_weights: see :func:`fcnkit.compile.compile_net` (``weights`` from which
             no layer loads, or lacking a layer that would be all zeros, is an error without it).
+        classes: num_output of a final classifier the prototxt leaves unset.
 
     Raises:
         InputError: the path does not exist and is no zoo name, or weights are given for a
@@ -188,7 +192,7 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
     if path.is_file():
         from fcnkit.graph import load_net
 
-        net = load_net(path)
+        net = load_net(path, stages=stages, deploy=True, classes=classes, input_shapes=input_shapes)
         shapes = deploy_shapes(declared_input_shapes(net, input_shapes), tile, batch)
         compiled = compile_net(net, weights, shapes, deploy=True,
                                allow_missing_weights=allow_missing_weights)

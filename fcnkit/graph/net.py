@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import networkx as nx
 
@@ -88,11 +88,23 @@ class Net:
         outputs: ids of blob versions no layer consumes (Caffe's net outputs).
         final: Caffe blob name -> id of its last version.
         source: the NetSource it was loaded from (for layer lines), or None.
+        prepared: what ``deploy``/``classes``/``input_shapes`` changed
+            (:class:`fcnkit.graph.prepare.Prepared`), or None; ``param`` is then the
+            prepared copy.
     """
 
     def __init__(self, param, state: NetState | None = None, path: str | None = None,
                  layer_lines: list[int | None] | None = None, source: Any = None,
-                 allow_unsupported: bool = False):
+                 allow_unsupported: bool = False, *, deploy: bool = False,
+                 classes: int | None = None, input_shapes: Mapping[str | None, Any] | None = None):
+        self.prepared = None
+        if deploy or classes is not None or input_shapes:
+            from fcnkit.graph.prepare import prepare
+
+            self.prepared = prepare(param, layer_lines or [], state or NetState(),
+                                    f"{path}: " if path else "", deploy=deploy, classes=classes,
+                                    input_shapes=input_shapes)
+            param, layer_lines = self.prepared.param, self.prepared.lines
         self.param = param
         self.name = param.name
         self.path = path
@@ -122,11 +134,13 @@ class Net:
             if layer_included(self.state, lp, self._where()):
                 kept.append((i, lp, lines[i]))
 
-        unsupported = [(lp, line) for _, lp, line in kept if registry.lookup(lp.type) is None]
-        self.unsupported = [lp.name for lp, _ in unsupported]
+        unsupported = [(lp, line, _unsupported(lp)) for _, lp, line in kept]
+        unsupported = [u for u in unsupported if u[2] is not False]
+        self.unsupported = [lp.name for lp, _, _ in unsupported]
         if unsupported and not self.allow_unsupported:
             rows = "\n".join(f"  - layer '{lp.name}' of type '{lp.type}'"
-                             + (f" (line {line})" if line else "") for lp, line in unsupported)
+                             + (f" (line {line})" if line else "") + (f": {why}" if why else "")
+                             for lp, line, why in unsupported)
             known = ", ".join(registry.registered_types())
             raise UnsupportedLayerError(
                 f"{self._where()}{len(unsupported)} layer(s) of unsupported type:\n{rows}\n"
@@ -140,13 +154,11 @@ class Net:
             if not lp.name:
                 raise NetDefinitionError(f"{self._where()}a layer of type '{lp.type}'{loc} has no name")
             if lp.name in seen_names:
-                first = seen_names[lp.name]
-                raise NetDefinitionError(
-                    f"{self._where()}layer name '{lp.name}'{loc} is used twice "
-                    f"(first{f' at line {first}' if first else ''}); fcnkit names modules and "
-                    "weights after layers, so names must be unique in a phase")
+                self._duplicate_name(lp, line, seen_names[lp.name], kept)
             seen_names[lp.name] = line
             cls = registry.lookup(lp.type)
+            if cls is not None and cls.unsupported_reason(lp) is not None:
+                cls = None  # allow_unsupported: analysed as an opaque layer
             layer = (cls or OpaqueLayer)(lp, line, self.path)
             lo, hi = layer.bottoms
             if len(lp.bottom) < lo or (hi is not None and len(lp.bottom) > hi):
@@ -161,6 +173,19 @@ class Net:
 
         self.inputs = [t for n in self.layers if n.role == "input" for t in n.tops]
         self.outputs = [b for n in self.layers for b in n.tops if not self.consumers.get(b)]
+
+    def _duplicate_name(self, lp, line, first, kept) -> None:
+        """Two layers of the filtered net share a name (duplicates in other phases or
+        stages were filtered out before): an error naming both lines."""
+        loc = f", line {line}" if line else ""
+        same = [k for _, k, _ in kept if k.name == lp.name]
+        hint = ""
+        if all((registry.lookup(k.type) or registry.Layer).role in ("loss", "metric") for k in same):
+            hint = "; they are loss/metric layers: --deploy removes them"
+        raise NetDefinitionError(
+            f"{self._where()}layer name '{lp.name}'{loc} is used twice in phase "
+            f"{self.state.phase_name} (first{f' at line {first}' if first else ''}); fcnkit names "
+            f"modules and weights after layers, so names must be unique in a phase{hint}")
 
     def _connect(self, node: LayerNode, kept) -> None:
         g = self.graph
@@ -216,7 +241,9 @@ class Net:
                 "requires layers in order: move the layer below its producer")
         known = ", ".join(sorted(self.final)) or "none"
         raise node.layer.error(f"bottom '{bname}' is not produced by any earlier layer "
-                              f"(in phase {self.state.phase_name}); known blobs: {known}")
+                              f"(in phase {self.state.phase_name}); known blobs: {known}. If it is "
+                              "the net's input (a DIGITS template's deploy stage leaves the input "
+                              f"to the tool), give --input-shape {bname}=N,C,H,W")
 
     # ------------------------------------------------------------------ queries
 
@@ -260,6 +287,15 @@ class Net:
                 f"inputs {self.inputs}, outputs {self.outputs})")
 
 
+def _unsupported(lp) -> str | None | bool:
+    """False for a layer fcnkit can use; else the reason (None: its type is not registered)."""
+    cls = registry.lookup(lp.type)
+    if cls is None:
+        return None
+    reason = cls.unsupported_reason(lp)
+    return False if reason is None else reason
+
+
 def _count(lo: int, hi: int | None) -> str:
     if hi is None:
         return f"at least {lo}"
@@ -282,7 +318,9 @@ def is_prototxt_text(source: str) -> bool:
 
 
 def load_net(source: Any, state: NetState | None = None, *, phase: str | None = None,
-             stages: Iterable[str] = (), level: int = 0, allow_unsupported: bool = False) -> Net:
+             stages: Iterable[str] = (), level: int = 0, allow_unsupported: bool = False,
+             deploy: bool = False, classes: int | None = None,
+             input_shapes: Mapping[str | None, Any] | None = None) -> Net:
     """Load and check a net.
 
     Args:
@@ -294,6 +332,11 @@ def load_net(source: Any, state: NetState | None = None, *, phase: str | None = 
         state: the NetState; or give ``phase``/``stages``/``level``. Default: TEST.
         allow_unsupported: stand unsupported layer types in by :class:`OpaqueLayer`
             instead of refusing the net (for shape-free analyses such as offsets).
+        deploy: remove loss/metric layers and the input tops only they read (labels)
+            before the net is built (:mod:`fcnkit.graph.prepare`).
+        classes: num_output for a final classifier that has none (DIGITS templates).
+        input_shapes: {blob name (None: the only one): (N, C, H, W)}; a bottom that no
+            layer produces gets an Input layer of that shape (DIGITS deploy stage).
 
     Raises:
         CaffeFormatError: the file cannot be read.
@@ -309,5 +352,7 @@ def load_net(source: Any, state: NetState | None = None, *, phase: str | None = 
         source = caffe.read_prototxt(source)
     if isinstance(source, caffe.NetSource):
         return Net(source.param, state, source.path, source.layer_lines, source,
-                   allow_unsupported=allow_unsupported)
-    return Net(source, state, allow_unsupported=allow_unsupported)
+                   allow_unsupported=allow_unsupported, deploy=deploy, classes=classes,
+                   input_shapes=input_shapes)
+    return Net(source, state, allow_unsupported=allow_unsupported, deploy=deploy,
+               classes=classes, input_shapes=input_shapes)

@@ -325,6 +325,18 @@ class Layer:
     #: Declares its tops' shapes in ``input_param.shape`` (Caffe's Input), so surgery can
     #: rewrite an input's N, C, H, W.
     declares_input_shape: ClassVar[bool] = False
+    #: The field of the LayerParameter (a message) whose ``num_output`` sets this layer's
+    #: output channels ("convolution_param", "inner_product_param"), or None. A net's final
+    #: classifier is the last layer that has one; DIGITS templates leave its num_output
+    #: unset for the tool to fill from the dataset (``--classes``).
+    num_output_param: ClassVar[str | None] = None
+
+    @classmethod
+    def unsupported_reason(cls, param: Any) -> str | None:
+        """Why the LayerParameter ``param`` cannot be compiled although its type is
+        registered (a Python layer inside a net), or None. Such a layer is listed with the
+        unsupported types when a net is loaded."""
+        return None
 
     @classmethod
     def scores_classes(cls) -> bool:

@@ -20,6 +20,8 @@ def _opt(msg, field):
 class ConvolutionBase(Layer):
     """Parameters shared by Convolution and Deconvolution (``convolution_param``)."""
 
+    num_output_param = "convolution_param"
+
     def setup(self) -> None:
         p = self.param.convolution_param
         if not p.HasField("num_output") or p.num_output <= 0:

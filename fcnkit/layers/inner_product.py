@@ -25,6 +25,7 @@ class InnerProduct(Layer):
 
     type = "InnerProduct"
     fully_connected = True
+    num_output_param = "inner_product_param"
 
     @classmethod
     def stores_transposed(cls, param):

@@ -18,12 +18,14 @@ from fcnkit.surgery.bands import BAND_PRESETS, WV3_BANDS, adapt_input_bands, ban
 from fcnkit.surgery.classes import find_score_layers, set_num_classes
 from fcnkit.surgery.convolutionalize import convolutionalize
 from fcnkit.surgery.heads import add_fcn_head, upsampling_kernels
-from fcnkit.surgery.pipeline import (HEADS, fcn_surgery, load_classifier, set_input_shape,
-                                     torch_state, write_outdir)
+from fcnkit.surgery.global_pool import localise_global_pooling
+from fcnkit.surgery.pipeline import (HEADS, fcn_surgery, first_input_name, load_classifier,
+                                     set_input_shape, torch_state, write_outdir)
 from fcnkit.surgery.report import LayerEntry, SurgeryReport, SurgeryResult
 from fcnkit.surgery.transplant import transplant
 
 __all__ = ["convolutionalize", "transplant", "add_fcn_head", "adapt_input_bands", "set_num_classes",
            "fcn_surgery", "write_outdir", "load_classifier", "set_input_shape", "torch_state",
            "SurgeryResult", "SurgeryReport", "LayerEntry", "BAND_PRESETS", "WV3_BANDS",
-           "parse_band_map", "band_matrix", "find_score_layers", "upsampling_kernels", "HEADS"]
+           "parse_band_map", "band_matrix", "find_score_layers", "upsampling_kernels", "HEADS",
+           "localise_global_pooling", "first_input_name"]

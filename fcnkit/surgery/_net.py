@@ -278,11 +278,11 @@ def classifier_layer(built: AnalysedNet, what: str) -> str:
     if not found:
         raise SurgeryError(f"{what}: no layer with weights computes the net's outputs "
                            f"({', '.join(net.blob_name[o] for o in net.outputs)}); name the "
-                           "classifier layer explicitly")
+                           "classifier layer explicitly (--classifier LAYER, classifier=...)")
     if len(found) > 1:
         listing = "; ".join(f"'{k}' (outputs {', '.join(v)})" for k, v in found.items())
         raise SurgeryError(f"{what}: the net's outputs come from several scoring layers: {listing}; "
-                           "name the classifier layer explicitly")
+                           "name the classifier layer explicitly (--classifier LAYER, classifier=...)")
     return next(iter(found))
 
 

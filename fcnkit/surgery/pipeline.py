@@ -33,7 +33,9 @@ from fcnkit.surgery.classes import set_num_classes
 from fcnkit.surgery.convolutionalize import convolutionalize
 from fcnkit.surgery.heads import add_fcn_head
 from fcnkit.surgery.report import SurgeryReport, SurgeryResult
+from fcnkit.surgery.global_pool import localise_global_pooling
 from fcnkit.surgery.transplant import INITIALISED_BY, prune_blobs, transplant
+from fcnkit.surgery.untrained import fill_untrained_weights
 
 HEADS = ("fcn32s", "fcn16s", "fcn8s", "none")
 
@@ -92,19 +94,33 @@ def set_input_shape(net: Any, shape: Sequence[int]) -> Any:
                        "a 4-D shape")
 
 
+def first_input_name(net: Any) -> str:
+    """The Caffe name of the first input blob of ``net`` (NetParameter, NetSource, Net or
+    path), for ``--input-shape name=N,C,H,W``.
+
+    Raises:
+        SurgeryError: the net is invalid or has no input layer.
+    """
+    from fcnkit.surgery._net import first_input_blob
+
+    return first_input_blob(build(as_param(net), shapes=False, what="fcn_surgery"))
+
+
 def _chain(report: SurgeryReport, step: SurgeryResult) -> SurgeryReport:
     return report.merge(step.report, step.renamed)
 
 
 def _undeclared_input(param) -> tuple[str, str] | None:
-    """(blob, layer) of the net's first input when its layer declares no shape (a Data
-    layer, whose channels come from the database; an Input without a shape), else None."""
+    """(blob, layer) of the net's first input when its layer is a data source other than a
+    shaped Input layer (a Data layer, whose channels come from the database; MemoryData,
+    ImageData, whose shapes surgery cannot rewrite; an Input without a shape), else None."""
     net = build(param, shapes=False, what="fcn_surgery").net
     if not net.inputs:
         return None
     blob = net.inputs[0]
     node = net.producer[blob]
-    if node.layer.declared_shapes()[list(node.tops).index(blob)] is not None:
+    if node.layer.declares_input_shape and \
+            node.layer.declared_shapes()[list(node.tops).index(blob)] is not None:
         return None
     return net.blob_name[blob], node.layer.where()
 
@@ -142,6 +158,7 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
                 band_map: Any = None, band_fill: str = "mean", source_order: str = "BGR",
                 suffix: str = "", input_shape: Sequence[int] | None = None,
                 reinit: Sequence[str] = (), names: Mapping[str, str] | None = None,
+                classifier: str | None = None,
                 score_filler: Any = None, fill_missing: bool = True, seed: int = 0,
                 allow_missing_weights: bool = False) -> SurgeryResult:
     """Classifier -> FCN (see the module docstring for the order of the steps).
@@ -169,7 +186,9 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
         reinit: classifier layers (names before ``suffix``, or after) whose weights are
             not used: they are initialised by their fillers (e.g. a caffemodel whose
             layer has another element count).
-        fill_missing: initialise layers that have no weights by their fillers.
+        classifier: the scoring layer, as named in the classifier (default: found).
+        fill_missing: initialise layers that have no weights by their fillers; without
+            ``weights``, filterless weights get ``msra``, not zeros (:mod:`.untrained`).
         seed: seed of random fillers.
         allow_missing_weights: else WeightsError when no classifier layer loads from ``weights``
             or one without a weight filler is missing (report: ``result.weights_report``).
@@ -183,24 +202,23 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
     if head not in HEADS:
         raise SurgeryError(f"unknown head {head!r}; use one of {', '.join(HEADS)}")
     st = _Surgery(as_param(net), as_blobs(weights), SurgeryReport())
-    if st.blobs is None and fill_missing:
+    untrained = st.blobs is None and fill_missing
+    if untrained:
         st.blobs = {}
     input_shape = _undeclared_input_shape(st, input_shape)
     weights_report = None if weights is None else _classifier_weights_report(
         st, getattr(weights, "path", None), allow_missing_weights)
     _start_from_weights(st, _reinit_names(st.param, reinit, suffix))
-    renamed = st.apply(convolutionalize(st.param, st.blobs, suffix=suffix, input_shapes=st.shapes))
-    if st.blobs:
-        # Every blob against its layer, before any step builds on it: Caffe refuses another
-        # element count; the same count in another shape (legacy 4-D) is coerced.
-        st.apply(transplant(st.param, st.blobs, st.param, input_shapes=st.shapes,
-                            fill_missing=False, step=""))
+    renamed = _convolutional(st, classifier, suffix)
+    if classifier is not None:
+        classifier = renamed.get(classifier, classifier)
     if head != "none":
         _add_head(st, head, classes, keep_classes, dict(pad=pad, pools=pools, group=group,
-                  kernel=kernel, names=names, score_filler=score_filler, seed=seed))
+                  kernel=kernel, names=names, score_filler=score_filler, seed=seed), classifier)
     elif classes is not None:
         st.apply(set_num_classes(st.param, classes, weights=st.blobs, keep=bool(keep_classes),
-                                 input_shapes=st.shapes, seed=seed))
+                                 input_shapes=st.shapes, seed=seed,
+                                 layers=[classifier] if classifier else None))
     if bands is not None:
         _adapt_bands(st, bands, band_map, source_order, band_fill)
     if input_shape is not None:
@@ -210,6 +228,8 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
         if any(n.layer.param_names() and n.name not in st.blobs for n in built.net.layers):
             st.apply(transplant(st.param, st.blobs, st.param, input_shapes=st.shapes, seed=seed + 1,
                                 step=""))
+    if untrained:
+        fill_untrained_weights(st.param, st.blobs, st.report, seed=seed + 2)
     _finish_report(st.report, st.param, renamed)
     return SurgeryResult(st.param, st.blobs, st.report, input_shapes=st.shapes,
                          weights_report=weights_report)
@@ -251,6 +271,20 @@ class _Surgery:
         return step.renamed
 
 
+def _convolutional(st: _Surgery, classifier: str | None, suffix: str) -> dict:
+    """Global pooling before the classifier localised, fc -> conv, every weight checked;
+    returns the layers convolutionalize renamed."""
+    st.apply(localise_global_pooling(st.param, st.blobs, classifier=classifier,
+                                     input_shapes=st.shapes))
+    renamed = st.apply(convolutionalize(st.param, st.blobs, suffix=suffix, input_shapes=st.shapes))
+    if st.blobs:
+        # Every blob against its layer, before any step builds on it: Caffe refuses another
+        # element count; the same count in another shape (legacy 4-D) is coerced.
+        st.apply(transplant(st.param, st.blobs, st.param, input_shapes=st.shapes,
+                            fill_missing=False, step=""))
+    return renamed
+
+
 def _undeclared_input_shape(st: _Surgery, input_shape):
     """For a classifier whose input declares no shape (Data layers): ``input_shape`` is
     the shape every step uses (``st.shapes``) and nothing is re-declared after the head
@@ -267,8 +301,8 @@ def _undeclared_input_shape(st: _Surgery, input_shape):
                            f"the whole input shape N,C,H,W (--input-shape 1,3,H,W), not "
                            f"{list(input_shape)}")
     st.shapes = {blob: tuple(int(d) for d in input_shape)}
-    st.report.steps.append(f"input shape {list(input_shape)} given for '{blob}' ({where}, which "
-                           "declares none), used by every step")
+    st.report.steps.append(f"input shape {list(input_shape)} given for '{blob}' ({where}, a data "
+                           "layer without an Input shape), used by every step")
     return None
 
 
@@ -286,12 +320,18 @@ def _start_from_weights(st: _Surgery, reinit: Sequence[str]) -> None:
             st.report.record(lp.name, "transplanted", shapes=[a.shape for a in st.blobs[lp.name]])
 
 
-def _add_head(st: _Surgery, head: str, classes, keep_classes, options: dict) -> None:
-    """The FCN head on the classifier layer, for ``classes`` (default: the classifier's)."""
+def _add_head(st: _Surgery, head: str, classes, keep_classes, options: dict,
+              classifier: str | None = None) -> None:
+    """The FCN head on the classifier layer (``classifier``, or found), for ``classes``
+    (default: the classifier's)."""
     from fcnkit.surgery._net import classifier_layer
 
     built = build(st.param, shapes=False, what="surgery")
-    cls = classifier_layer(built, f"add_fcn_head({head})")
+    cls = classifier or classifier_layer(built, f"add_fcn_head({head})")
+    if not built.net.has_layer(cls):
+        raise SurgeryError(f"add_fcn_head({head}): --classifier names '{cls}', which is no layer "
+                           f"of the net; its layers with weights: "
+                           f"{', '.join(n.name for n in built.net.layers if n.layer.param_names())}")
     k_old = built.net.layer(cls).layer.num_output
     k = int(classes) if classes is not None else k_old
     keep = (classes is None) if keep_classes is None else bool(keep_classes)

@@ -99,7 +99,7 @@ def is_data_layer(layer: caffe_pb2.LayerParameter) -> bool:
     from fcnkit.layers import lookup
 
     cls = lookup(layer.type)
-    return cls.role == "input" if cls is not None else layer.type == "Python"
+    return cls is not None and cls.role == "input"  # Python: registered, role "input"
 
 
 def feed_data_layers(param: caffe_pb2.NetParameter, shapes: Mapping[str, tuple]) -> caffe_pb2.NetParameter:

@@ -9,14 +9,14 @@ import torch
 from fcnkit import caffe
 from fcnkit.analysis import analyse
 from fcnkit.compile import compile_net
-from fcnkit.errors import UnsupportedLayerError
+from fcnkit.errors import ShapeError
 from fcnkit.graph import NetState, load_net
 from tests.conftest import DATA
 
 PROTOTXTS = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*.prototxt"))
 
 # Nets whose data come from a Python layer (fcn.berkeleyvision.org's voc_layers): they load,
-# but do not compile (Python layers are refused, as they should be).
+# and compile only with --input-shape for the Python layer's tops.
 PYTHON_LAYER_NETS = {p for p in PROTOTXTS if "fcn_berkeleyvision" in p and not p.endswith("deploy.prototxt")}
 # Data-layer nets need an explicit input shape (Caffe reads it from the LMDB).
 NEEDS_SHAPE = {
@@ -59,13 +59,16 @@ def test_bvlc_only_nets_compile_and_run(rel):
         assert torch.isfinite(t).all(), name
 
 
-def test_python_layer_nets_are_refused_with_every_layer_listed():
+def test_python_data_layer_nets_ask_for_the_input_shape():
+    """A Python layer without bottoms is a data source (issue 13 item 5): the net loads;
+    its shapes come from --input-shape (tests/nets/test_nets_python_data.py compiles them)."""
     rel = "fcn_berkeleyvision/voc-fcn8s/train.prototxt"
-    with pytest.raises(UnsupportedLayerError) as e:
-        load_net(DATA / rel, NetState.make("TRAIN"))
+    net = load_net(DATA / rel, NetState.make("TRAIN"))
+    with pytest.raises(ShapeError) as e:
+        analyse(net)
     msg = str(e.value)
-    assert "'data' of type 'Python'" in msg and "line" in msg
-    assert "fcnkit.layers.register" in msg
+    assert "layer 'data' (Python, line 1)" in msg and "--input-shape data=N,C,H,W" in msg
+    assert "module 'voc_layers', class 'SBDDSegDataLayer'" in msg
 
 
 def test_fcn8s_deploy_shapes_equal_caffe():

@@ -446,12 +446,14 @@ def export_model(model: str | Path, path: str | Path, *, weights: str | Path | N
                  tile: tuple[int, int] | str | None = None, batch: int | str | None = "dynamic",
                  input_shapes: Mapping[str | None, Sequence[int]] | None = None,
                  fill_untrained: bool = False, allow_missing_weights: bool = False,
+                 stages: Sequence[str] = (), classes: int | None = None,
                  **kwargs) -> ExportResult:
     """:func:`export_onnx` for a MODEL argument: a prototxt or zoo model name (with
     ``weights``, a caffemodel), or a compiled model directory (see
     :func:`fcnkit.deploy.model.load_model`; a zoo name without ``weights`` takes its
     bundled weight set and preprocess JSON, :mod:`fcnkit.zoo.bundled`); ``input_shapes`` overrides the declared input
-    shapes (``--input-shape``).
+    shapes (``--input-shape``); ``stages`` and ``classes`` prepare a prototxt as
+    :func:`fcnkit.deploy.model.load_model` says (DIGITS templates).
 
     ``fill_untrained`` gives every all-zero weight tensor seeded He-normal values first
     (:func:`fcnkit.deploy.model.fill_untrained`), so that an untrained net computes
@@ -472,7 +474,7 @@ def export_model(model: str | Path, path: str | Path, *, weights: str | Path | N
     fixed = parse_batch(batch)
     weights = default_weights(model, weights)  # a zoo name: its bundled weight set, if any
     src = load_model(model, weights=weights, tile=tile, batch=fixed, input_shapes=input_shapes,
-                     allow_missing_weights=allow_missing_weights)
+                     allow_missing_weights=allow_missing_weights, stages=stages, classes=classes)
     changed = fill(src.compiled) if fill_untrained else None
     from fcnkit.deploy.tiling_info import PREPROCESS_META, preprocess_for
 
