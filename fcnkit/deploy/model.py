@@ -167,28 +167,11 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
             compiled directory (which carries its own).
         CaffeFormatError, NetDefinitionError, ShapeError, WeightsError: from loading/compiling.
     """
-    from fcnkit.compile import compile_net, is_compiled_dir, load
-    from fcnkit.compile.store import read_meta
+    from fcnkit.compile import compile_net
 
     path = Path(model)
     if path.is_dir():
-        if not is_compiled_dir(path):
-            raise InputError(f"{path} is a directory but not a compiled fcnkit model (no fcnkit.json); "
-                             "create one with `fcnkit compile NET -o DIR`")
-        if weights is not None:
-            raise InputError(f"{path} is a compiled model directory with its own weights; "
-                             "--weights applies to a prototxt or a zoo model name only")
-        compiled = load(path)
-        source = read_meta(path).get("source")  # validated by load() above
-        src = Path(source if isinstance(source, str) and source else path.name).name
-        base = dict(compiled.input_shapes)
-        for k, v in (input_shapes or {}).items():
-            key = compiled.inputs[0] if k is None else k
-            if key not in base:
-                raise InputError(f"--input-shape names '{key}', but the model's inputs are {list(base)}")
-            base[key] = tuple(v)
-        compiled = reshape(compiled, deploy_shapes(base, tile, batch))
-        return ModelSource(compiled, "compiled", path.name, src)
+        return _load_compiled_dir(path, weights, tile, batch, input_shapes)
     if path.is_file():
         from fcnkit.graph import load_net
 
@@ -217,6 +200,30 @@ def load_model(model: str | Path, *, weights: str | Path | None = None,
     hint = f"; zoo models: {', '.join(names)}" if names else ""
     raise InputError(f"MODEL '{model}' is neither a prototxt, a compiled model directory nor a "
                      f"zoo model name{hint}")
+
+
+def _load_compiled_dir(path: Path, weights, tile, batch, input_shapes) -> ModelSource:
+    """:func:`load_model` for a compiled-model directory, reshaped to (batch, tile)."""
+    from fcnkit.compile import is_compiled_dir, load
+    from fcnkit.compile.store import read_meta
+
+    if not is_compiled_dir(path):
+        raise InputError(f"{path} is a directory but not a compiled fcnkit model (no fcnkit.json); "
+                         "create one with `fcnkit compile NET -o DIR`")
+    if weights is not None:
+        raise InputError(f"{path} is a compiled model directory with its own weights; "
+                         "--weights applies to a prototxt or a zoo model name only")
+    compiled = load(path)
+    source = read_meta(path).get("source")  # validated by load() above
+    src = Path(source if isinstance(source, str) and source else path.name).name
+    base = dict(compiled.input_shapes)
+    for k, v in (input_shapes or {}).items():
+        key = compiled.inputs[0] if k is None else k
+        if key not in base:
+            raise InputError(f"--input-shape names '{key}', but the model's inputs are {list(base)}")
+        base[key] = tuple(v)
+    compiled = reshape(compiled, deploy_shapes(base, tile, batch))
+    return ModelSource(compiled, "compiled", path.name, src)
 
 
 def fill_untrained(compiled, seed: int = 0) -> list[str]:

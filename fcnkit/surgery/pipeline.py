@@ -223,6 +223,15 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
         _adapt_bands(st, bands, band_map, source_order, band_fill)
     if input_shape is not None:
         _declare_input_shape(st, input_shape, bands)
+    _fill_new_layers(st, untrained, seed)
+    _finish_report(st.report, st.param, renamed)
+    return SurgeryResult(st.param, st.blobs, st.report, input_shapes=st.shapes,
+                         weights_report=weights_report)
+
+
+def _fill_new_layers(st: "_Surgery", untrained: bool, seed: int) -> None:
+    """Layers the steps added without weights get their fillers; without a caffemodel,
+    filler-less weights get msra instead of zeros (:mod:`.untrained`)."""
     if st.blobs is not None:
         built = build(st.param, st.shapes, what="surgery")
         if any(n.layer.param_names() and n.name not in st.blobs for n in built.net.layers):
@@ -230,10 +239,6 @@ def fcn_surgery(net: Any, weights: Any = None, *, classes: int | None = None,
                                 step=""))
     if untrained:
         fill_untrained_weights(st.param, st.blobs, st.report, seed=seed + 2)
-    _finish_report(st.report, st.param, renamed)
-    return SurgeryResult(st.param, st.blobs, st.report, input_shapes=st.shapes,
-                         weights_report=weights_report)
-
 
 def _classifier_weights_report(st: "_Surgery", source, allow_missing_weights: bool):
     """The classifier's weights load report (:mod:`fcnkit.compile.load_report`), checked.
