@@ -66,7 +66,25 @@ class CompiledNet:
                 if self.net.blob_name[b] in self.inputs}
 
     def __call__(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
+        """``module(*args)`` in train mode; in eval mode the same outputs through
+        :meth:`inference_module` (fused layers, channels-last), built on the first call and
+        rebuilt when a submodule of ``module`` or its graph is replaced."""
+        if self.module.training:
+            return self.module(*args, **kwargs)
+        key = (id(self.module), id(self.module.graph), tuple(map(id, self.module._modules.values())))
+        cached = self.__dict__.get("_inference")
+        if cached is None or cached[0] != key:
+            cached = (key, self.inference_module())
+            self.__dict__["_inference"] = cached
+        return cached[1](*args, **kwargs)
+
+    def inference_module(self, *, fuse: bool | None = None, channels_last: bool | None = None):
+        """A new eval-mode module computing the same outputs faster (BatchNorm + Scale +
+        ReLU fused, in-place activations, channels-last; it shares this module's weights):
+        :func:`fcnkit.compile.inference.inference_module`."""
+        from fcnkit.compile.inference import inference_module
+
+        return inference_module(self, fuse=fuse, channels_last=channels_last)
 
     def run_all(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run forward and return every blob version (blob id -> tensor), in-place
