@@ -135,8 +135,11 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
         input_shapes: overrides of the input shapes ({blob name or None: (N, C, H, W)}).
         deploy: drop loss/metric layers and the inputs only they use (labels).
         seed: seed of the random fillers.
-        fill_missing: run the fillers of layers without weights (False: leave them as torch
-            built them, for a caller that loads every tensor next).
+        fill_missing: run the fillers of layers without weights (False: leave their tensors
+            on the meta device, without storage, for a caller that assigns every tensor
+            next, e.g. ``load_state_dict(..., assign=True)``). Fillers never run for layers
+            with stored weights, nor does torch's default initialisation for any layer
+            with parameters (they are built on the meta device, then assigned).
 
     Returns:
         A :class:`CompiledNet`; its module maps one (N, C, H, W) float32 tensor per net
@@ -151,7 +154,8 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     """
     from fcnkit import caffe
 
-    if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__"):
+    owned = isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__")
+    if owned:  # read here: its arrays may become the tensors (no copy)
         weights = caffe.read_caffemodel(weights)
     blobs = weights.blobs if hasattr(weights, "blobs") else (weights or {})
 
@@ -173,7 +177,7 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     out_names = _emit_outputs(graph, net, layers, value, deploy)
 
     report = initialise(net, layers, modules, shapes, blobs, seed, getattr(weights, "path", None),
-                        fill_missing)
+                        fill_missing, share=owned)
     gm = torch.fx.GraphModule(root, graph, class_name=safe_identifier(net.name or "CaffeNet", "net_"))
     gm.train(net.state.phase == TRAIN)
     audit_code(gm.code, out_names)
@@ -202,7 +206,7 @@ def _emit_layers(graph: torch.fx.Graph, root: torch.nn.Module, layers, shapes, v
                 value[t] = args[0]
             continue
         bshapes = [shapes[b] for b in node.bottoms]
-        mod = node.layer.build_module(bshapes)
+        mod = _build_module(node.layer, bshapes)
         name = _claim_module_name(node, taken)
         root.add_module(name, mod)
         modules[node.name] = mod
@@ -216,6 +220,23 @@ def _emit_layers(graph: torch.fx.Graph, root: torch.nn.Module, layers, shapes, v
                 value[t] = item
                 blob_of_node[item.name] = t
     return modules, taken
+
+
+def _build_module(layer, bottom_shapes) -> torch.nn.Module:
+    """``layer.build_module(bottom_shapes)``; a layer with parameters is built on the meta
+    device (no storage; torch's default initialisation, e.g. Conv2d's
+    ``kaiming_uniform_``, does nothing there), since :func:`initialise` or ``load`` assigns
+    every one of its Caffe blobs afterwards. A module holding another tensor (one no weights
+    file gives) is built for real instead."""
+    names = set(layer.param_names())
+    if not names:
+        return layer.build_module(bottom_shapes)
+    with torch.device("meta"):
+        mod = layer.build_module(bottom_shapes)
+    tensors = list(mod.named_parameters()) + list(mod.named_buffers())
+    if all(name in names or not t.is_meta for name, t in tensors):
+        return mod
+    return layer.build_module(bottom_shapes)
 
 
 def _emit_outputs(graph: torch.fx.Graph, net: Net, layers, value: dict, deploy: bool) -> list[str]:
