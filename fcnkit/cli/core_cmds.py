@@ -238,8 +238,8 @@ def run_cmd(
         values = compiled.run_all(*tensors)
         result = {bid: v for bid, v in values.items()}
     else:
-        with torch.no_grad():
-            result = compiled.module(*tensors)
+        with torch.no_grad():  # eval mode: fused, channels-last (docs/performance.md)
+            result = compiled(*tensors)
     result = to_numpy(result)
     with atomic_open(out, "wb") as f:
         if out.suffix.lower() == ".npy":

@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     usage (``error: ...`` on stderr, never a traceback for these); 70: an internal error (a
     bug in fcnkit; the message asks for a report); 130: interrupted (Ctrl-C).
     """
+    from fcnkit.runtime import tune_for_inference
+
+    tune_for_inference()  # glibc heap thresholds, intra-op threads (docs/performance.md)
     try:
         _load_plugins()
         rv = app(args=argv, standalone_mode=False, prog_name="fcnkit")

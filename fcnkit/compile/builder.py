@@ -70,7 +70,25 @@ class CompiledNet:
                 if self.net.blob_name[b] in self.inputs}
 
     def __call__(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
+        """``module(*args)`` in train mode; in eval mode the same outputs through
+        :meth:`inference_module` (fused layers, channels-last), built on the first call and
+        rebuilt when a submodule of ``module`` or its graph is replaced."""
+        if self.module.training:
+            return self.module(*args, **kwargs)
+        key = (id(self.module), id(self.module.graph), tuple(map(id, self.module._modules.values())))
+        cached = self.__dict__.get("_inference")
+        if cached is None or cached[0] != key:
+            cached = (key, self.inference_module())
+            self.__dict__["_inference"] = cached
+        return cached[1](*args, **kwargs)
+
+    def inference_module(self, *, fuse: bool | None = None, channels_last: bool | None = None):
+        """A new eval-mode module computing the same outputs faster (BatchNorm + Scale +
+        ReLU fused, in-place activations, channels-last; it shares this module's weights):
+        :func:`fcnkit.compile.inference.inference_module`."""
+        from fcnkit.compile.inference import inference_module
+
+        return inference_module(self, fuse=fuse, channels_last=channels_last)
 
     def run_all(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run forward and return every blob version (blob id -> tensor), in-place
@@ -121,8 +139,11 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
         input_shapes: overrides of the input shapes ({blob name or None: (N, C, H, W)}).
         deploy: drop loss/metric layers and the inputs only they use (labels).
         seed: seed of the random fillers.
-        fill_missing: run the fillers of layers without weights (False: leave them as torch
-            built them, for a caller that loads every tensor next).
+        fill_missing: run the fillers of layers without weights (False: leave their tensors
+            on the meta device, without storage, for a caller that assigns every tensor
+            next, e.g. ``load_state_dict(..., assign=True)``). Fillers never run for layers
+            with stored weights, nor does torch's default initialisation for any layer
+            with parameters (they are built on the meta device, then assigned).
         allow_missing_weights: with ``weights``, accept a load where no layer loads or a
             layer without a weight filler (all zeros) is missing from the weights
             (:func:`fcnkit.compile.load_report.check_weights_report`).
@@ -142,7 +163,8 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     """
     from fcnkit import caffe
 
-    if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__"):
+    owned = isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__")
+    if owned:  # read here: its arrays may become the tensors (no copy)
         weights = caffe.read_caffemodel(weights)
     blobs = weights.blobs if hasattr(weights, "blobs") else (weights or {})
 
@@ -168,7 +190,7 @@ def compile_net(net: Net, weights: Any = None, input_shapes: Mapping[str | None,
     out_names = _emit_outputs(graph, net, layers, value, deploy)
 
     report = initialise(net, layers, modules, shapes, blobs, seed, getattr(weights, "path", None),
-                        fill_missing)
+                        fill_missing, share=owned)
     gm = torch.fx.GraphModule(root, graph, class_name=safe_identifier(net.name or "CaffeNet", "net_"))
     gm.train(net.state.phase == TRAIN)
     audit_code(gm.code, out_names)
@@ -198,7 +220,7 @@ def _emit_layers(graph: torch.fx.Graph, root: torch.nn.Module, layers, shapes, v
                 value[t] = args[0]
             continue
         bshapes = [shapes[b] for b in node.bottoms]
-        mod = node.layer.build_module(bshapes)
+        mod = _build_module(node.layer, bshapes)
         name = _claim_module_name(node, taken)
         root.add_module(name, mod)
         modules[node.name] = mod
@@ -212,6 +234,23 @@ def _emit_layers(graph: torch.fx.Graph, root: torch.nn.Module, layers, shapes, v
                 value[t] = item
                 blob_of_node[item.name] = t
     return modules, taken
+
+
+def _build_module(layer, bottom_shapes) -> torch.nn.Module:
+    """``layer.build_module(bottom_shapes)``; a layer with parameters is built on the meta
+    device (no storage; torch's default initialisation, e.g. Conv2d's
+    ``kaiming_uniform_``, does nothing there), since :func:`initialise` or ``load`` assigns
+    every one of its Caffe blobs afterwards. A module holding another tensor (one no weights
+    file gives) is built for real instead."""
+    names = set(layer.param_names())
+    if not names:
+        return layer.build_module(bottom_shapes)
+    with torch.device("meta"):
+        mod = layer.build_module(bottom_shapes)
+    tensors = list(mod.named_parameters()) + list(mod.named_buffers())
+    if all(name in names or not t.is_meta for name, t in tensors):
+        return mod
+    return layer.build_module(bottom_shapes)
 
 
 def _emit_outputs(graph: torch.fx.Graph, net: Net, layers, value: dict, deploy: bool) -> list[str]:

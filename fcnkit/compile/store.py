@@ -183,7 +183,9 @@ def load(directory: str | Path):
         raise WeightsError(f"{weights}: cannot be read as safetensors ({e}); recompile with "
                            "`fcnkit compile NET -o DIR`") from None
     try:
-        missing, unexpected = compiled.module.load_state_dict(state_dict, strict=False)
+        # assign: the file's tensors become the parameters (no copy into the meta-device
+        # placeholders compile_net built)
+        missing, unexpected = compiled.module.load_state_dict(state_dict, strict=False, assign=True)
     except RuntimeError as e:  # shapes that differ from net.prototxt's
         raise WeightsError(f"{weights}: does not fit net.prototxt ({_first_line(e)}); "
                            "recompile with `fcnkit compile NET -o DIR`") from None

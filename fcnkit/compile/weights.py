@@ -43,8 +43,14 @@ class WeightReport:
         return "; ".join(parts)
 
 
-def assign(module: torch.nn.Module, arrays: Mapping[str, np.ndarray], where: str) -> None:
-    """Copy arrays into the module's parameters/buffers of the same names.
+def assign(module: torch.nn.Module, arrays: Mapping[str, np.ndarray], where: str,
+           share: bool = False) -> None:
+    """Set the module's parameters/buffers of the same names from ``arrays``.
+
+    A tensor still on the meta device (built without storage by :func:`compile_net`) is
+    replaced by a new CPU tensor holding the array, without a copy when ``share`` is true
+    and the array is float32, C-contiguous, aligned and writable (the caller owns it);
+    any other tensor is overwritten in place (its identity stays: shared params stay tied).
 
     Raises:
         WeightsError: a name is missing on the module or the element counts differ.
@@ -57,18 +63,31 @@ def assign(module: torch.nn.Module, arrays: Mapping[str, np.ndarray], where: str
         if t.numel() != arr.size:
             raise WeightsError(f"{where}: '{name}' needs {tuple(t.shape)} ({t.numel()} values), "
                                f"got {arr.shape} ({arr.size} values)")
+        if t.is_meta:
+            data = (np.require(arr, np.float32, ["C", "A", "W"]) if share
+                    else np.array(arr, dtype=np.float32, order="C"))
+            value = torch.from_numpy(data).reshape(t.shape)
+            if name in module._parameters:
+                module._parameters[name] = torch.nn.Parameter(value, requires_grad=t.requires_grad)
+            else:
+                module._buffers[name] = value
+            continue
         with torch.no_grad():
             t.copy_(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).reshape(t.shape))
 
 
 def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapping[str, Shape],
                blobs: Mapping[str, list[np.ndarray]], seed: int = 0,
-               source: str | None = None, fill_missing: bool = True) -> WeightReport:
+               source: str | None = None, fill_missing: bool = True,
+               share: bool = False) -> WeightReport:
     """Load or fill the weights of every compiled layer; see the module docstring.
 
-    ``source`` names the weights file in messages. ``fill_missing=False`` leaves layers
-    without stored blobs as torch built them (no filler runs: for a caller that loads
-    every tensor afterwards, as ``fcnkit.load`` does; a bad unused filler is then no error).
+    Fillers run only for layers without stored blobs. ``source`` names the weights file
+    in messages. ``fill_missing=False`` leaves layers without stored blobs as
+    :func:`compile_net` built them (on the meta device: no storage, no filler run; for a
+    caller that assigns every tensor afterwards, as ``fcnkit.load`` does; a bad unused
+    filler is then no error). ``share``: stored arrays may become the tensors' storage
+    (:func:`assign`; true when fcnkit read the weights file itself).
 
     Raises:
         WeightsError: a blob does not fit (message names the weights file, the layer, the
@@ -90,7 +109,7 @@ def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapp
         if stored:
             try:
                 arrays = node.layer.params_to_torch(list(stored), bshapes)
-                assign(mod, arrays, node.where())
+                assign(mod, arrays, node.where(), share)
             except WeightsError as e:
                 if source is None:
                     raise
@@ -103,7 +122,7 @@ def initialise(net, layers, modules: Mapping[str, torch.nn.Module], shapes: Mapp
         fillers = node.layer.fillers()
         filled = [fill(f, s, rng, node.where())
                   for f, s in zip(fillers, node.layer.param_shapes(bshapes))]
-        assign(mod, node.layer.params_to_torch(filled, bshapes), node.where())
+        assign(mod, node.layer.params_to_torch(filled, bshapes), node.where(), share=True)
         report.initialised[node.name] = [(f.type or "constant") if f is not None else "constant 0"
                                          for f in fillers]
     report.unused = [name for name, b in blobs.items() if name not in compiled and len(b)]

@@ -172,12 +172,11 @@ class _TorchBackend:
             shape = compiled.input_shapes[self.info.input]
             if tuple(shape[2:]) != hw:
                 compiled = reshape(compiled, {self.info.input: (shape[0], shape[1], *hw)})
-            mod = compiled.module
+            mod = compiled.inference_module()  # fused, channels-last; shares the weights
             if self.dtype != torch.float32 or self.device.type != "cpu":
                 import copy
 
-                mod = copy.deepcopy(mod) if mod is self.src.compiled.module else mod
-                mod = mod.to(self.device, self.dtype)
+                mod = copy.deepcopy(mod).to(self.device, self.dtype)
             mod.eval()
             if self.compile:
                 mod = torch.compile(mod)

@@ -58,6 +58,9 @@ class Predictor:
 
     def __init__(self, impl, *, device: str, dtype: str, output: str | None = None,
                  batch_size: int | None = None, probabilities: bool | None = None):
+        from fcnkit.runtime import tune_for_inference
+
+        tune_for_inference()  # glibc heap thresholds, intra-op threads (docs/performance.md)
         self._impl = impl
         self.backend = impl.name
         self.device = device

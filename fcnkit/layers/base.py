@@ -442,6 +442,20 @@ class Layer:
         :meth:`static_hw_reason` is None."""
         return None
 
+    def inference_fused(self, module: "torch.nn.Module", after: "Layer",
+                        after_module: "torch.nn.Module") -> "torch.nn.Module | None":
+        """One module computing this layer followed by ``after`` (its top's only reader,
+        one bottom) exactly, for inference (eval mode, where no intermediate blob is
+        kept), or None when they do not fuse (the default). ``module`` may be what an
+        earlier call returned for this layer (a chain of fusions)."""
+        return None
+
+    def inplace_activation(self, module: "torch.nn.Module") -> "torch.nn.Module | None":
+        """A module applying this element-wise layer in place on its input (the caller
+        owns that tensor: a layer fusing it holds the only reference), or None when it has
+        no in-place form (the default)."""
+        return None
+
     def static_hw_reason(self, module: "torch.nn.Module") -> str | None:
         """Why the compiled ``module`` cannot be exported with dynamic H and W (a phrase
         that follows the layer's description), or None when it can (the default)."""

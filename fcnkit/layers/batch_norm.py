@@ -97,6 +97,32 @@ class BatchNorm(ElementwiseLayer):
 
         return BatchNormScaleExport(module, *affine)
 
+    def inference_fused(self, module, after, after_module):
+        """With stored statistics on an (N, C, ...) blob: the BatchNorm, its per-channel
+        Scale and an in-place activation (ReLU) after them, as one ``F.batch_norm`` call
+        and the activation on its output
+        (:class:`fcnkit.layers._inference_ops.ops().BatchNormAffine`); built up one
+        following layer at a time. None otherwise (batch statistics, a 1-D blob, a Scale
+        that is not per channel, any other layer after it)."""
+        from fcnkit.layers._inference_ops import ops
+        from fcnkit.layers.scale import Scale
+
+        fused = ops().BatchNormAffine
+        if isinstance(module, _torch().CaffeBatchNorm):
+            if module.use_global_stats is False or module.one_axis:
+                return None
+            module = fused(module)
+        if not isinstance(module, fused) or module.act is not None:
+            return None
+        bn = module.bn
+        if isinstance(after, Scale):
+            if module.scale is not None or after.per_channel_affine(
+                    after_module, bn.channels, bn.view) is None:
+                return None
+            return fused(bn, after_module)
+        act = after.inplace_activation(after_module)
+        return None if act is None else fused(bn, module.scale, act)
+
 
 @lazy
 def _torch():

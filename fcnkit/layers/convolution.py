@@ -143,6 +143,19 @@ class Convolution(ConvolutionBase):
         return cls(bottom_shapes[0][1], self.num_output, self.kernel, self.stride, self.pad,
                    self.dilation, self.group, self.bias_term)
 
+    def inference_fused(self, module, after, after_module):
+        """A one-bottom convolution and the in-place form of the activation after it
+        (:meth:`Layer.inplace_activation`: ReLU), which overwrites the convolution's new
+        output instead of allocating another blob; None otherwise."""
+        import torch
+
+        act = after.inplace_activation(after_module)
+        if act is None or type(module) is not torch.nn.Conv2d:
+            return None
+        from fcnkit.layers._inference_ops import ops
+
+        return ops().ConvAct(module, act)
+
 
 def _multi(base):
     """A subclass of ``base`` applied to each of several bottoms with the same weights

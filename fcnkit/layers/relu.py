@@ -25,3 +25,14 @@ class ReLU(ElementwiseLayer):
         if self.negative_slope == 0:
             return torch.nn.ReLU()
         return torch.nn.LeakyReLU(self.negative_slope)
+
+    def inplace_activation(self, module):
+        """``ReLU(inplace=True)`` or ``LeakyReLU(negative_slope, inplace=True)``: the same
+        formula, written into its input."""
+        import torch
+
+        if isinstance(module, torch.nn.LeakyReLU):
+            return torch.nn.LeakyReLU(module.negative_slope, inplace=True)
+        if isinstance(module, torch.nn.ReLU):
+            return torch.nn.ReLU(inplace=True)
+        return None
