@@ -147,6 +147,7 @@ class Net:
             seen_names[lp.name] = line
             cls = registry.lookup(lp.type)
             layer = (cls or OpaqueLayer)(lp, line, self.path)
+            _check_extra_params(layer, lp)
             lo, hi = layer.bottoms
             if len(lp.bottom) < lo or (hi is not None and len(lp.bottom) > hi):
                 raise layer.error(f"takes {_count(lo, hi)} bottom(s), got {len(lp.bottom)}")
@@ -289,3 +290,17 @@ def load_net(source: Any, state: NetState | None = None, *, phase: str | None = 
         return Net(source.param, state, source.path, source.layer_lines, source,
                    allow_unsupported=allow_unsupported)
     return Net(source, state, allow_unsupported=allow_unsupported)
+
+
+def _check_extra_params(layer, lp) -> None:
+    """Refuse an ``xxx_param`` block that no schema defines (kept by the prototxt reader for
+    plugin layer types) on a layer whose type is built into fcnkit, which would ignore it."""
+    from fcnkit.caffe.forks import extra_param_names
+
+    names = extra_param_names(lp)
+    if names and type(layer).__module__.startswith("fcnkit.") and not isinstance(layer, OpaqueLayer):
+        raise layer.error(
+            f"unknown field '{names[0]}': neither BVLC Caffe, the Caffe forks fcnkit knows "
+            f"(schemas/caffe_forks.proto) nor the {layer.type} layer define it; remove it, or "
+            "register a layer type that reads it (fcnkit.caffe.forks.extra_param)")
+

@@ -135,16 +135,19 @@ class Pooling(Layer):
     def build_module(self, bottom_shapes):
         import torch
 
-        if len(self.param.top) == 2:
-            raise self.error("the MAX pooling mask top cannot be compiled; remove the second top")
         kernel, out = self.geometry(bottom_shapes[0])
         hw = bottom_shapes[0][2:]
-        if self.global_pooling:
-            return _torch().GlobalPool(self.pool)
         native = (self.pool != STOCHASTIC
                   and all(2 * p <= k for p, k in zip(self.pad, kernel))
                   and all(torch_pooled_size(i, k, s, p, self.ceil) == o
                           for i, k, s, p, o in zip(hw, kernel, self.stride, self.pad, out)))
+        if len(self.param.top) == 2:  # SegNet's mask top, for an Upsample (unpooling)
+            if not native:
+                raise self.error("the MAX pooling mask top is compiled only where torch's "
+                                 "max_pool2d has Caffe's output size (here it does not)")
+            return _torch().MaxPoolMask(kernel, self.stride, self.pad, self.ceil)
+        if self.global_pooling:
+            return _torch().GlobalPool(self.pool)
         if native and self.pool == MAX:
             return torch.nn.MaxPool2d(kernel, self.stride, self.pad, ceil_mode=self.ceil)
         if native and self.pool == AVE:
@@ -182,7 +185,7 @@ class Pooling(Layer):
             return (f"rounds its output size up (Caffe CEIL rounding, stride {self.stride[0]}x"
                     f"{self.stride[1]}): the ceil-and-clip size was resolved for the "
                     "compile-time input size")
-        if not isinstance(module, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)):
+        if not isinstance(module, (torch.nn.MaxPool2d, torch.nn.AvgPool2d, _torch().MaxPoolMask)):
             return ("is computed with explicit padding and a divisor map sized for the "
                     "compile-time input")
         return None
@@ -278,4 +281,18 @@ def _torch():
             den = F.avg_pool2d(xp, self.kernel, self.stride)
             return (num / den)[:, :, : self.out[0], : self.out[1]]
 
-    return types.SimpleNamespace(GlobalPool=GlobalPool, PaddedPool=PaddedPool)
+    class MaxPoolMask(torch.nn.Module):
+        """MAX pooling and its mask top: the flat index ``h * W + w`` of each maximum in its
+        input plane, as float (Caffe's PoolingLayer top[1]; first maximum on ties)."""
+
+        def __init__(self, kernel, stride, pad, ceil):
+            super().__init__()
+            self.kernel, self.stride, self.pad, self.ceil = tuple(kernel), tuple(stride), tuple(pad), ceil
+
+        def forward(self, x):
+            y, index = F.max_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=self.ceil,
+                                    return_indices=True)
+            return y, index.to(x.dtype)
+
+    return types.SimpleNamespace(GlobalPool=GlobalPool, PaddedPool=PaddedPool,
+                                 MaxPoolMask=MaxPoolMask)
