@@ -47,6 +47,11 @@ _TEXT_NAMES = {
 #: Fields that only SegNet's BNParameter has; a ``bn_param`` block using one is SegNet's.
 _BN_FORKS = ("bn_mode", "scale_filler", "shift_filler")
 EXTRA = "extra_param"
+#: Similarity (difflib ratio) above which an unknown ``xxx_param`` is taken for a misspelt
+#: BVLC field and left to protobuf's error ("did you mean"): convolutoin_param 0.94 is a
+#: typo, tripler_param ~ tile_param 0.87 is not. (relu6_param ~ relu_param, 0.95, counts as
+#: a typo: a plugin for such a name has to be registered under another parameter name.)
+_TYPO = 0.9
 
 
 def extension(name: str) -> Any:
@@ -96,7 +101,7 @@ def to_protobuf_text(text: str) -> str:
         elif name in _TEXT_NAMES:
             edits.append((start, start + len(name), f"[caffe.{_TEXT_NAMES[name]}]"))
         elif name.endswith("_param") and not difflib.get_close_matches(
-                name, _LAYER_FIELDS, n=1, cutoff=0.8):
+                name, _LAYER_FIELDS, n=1, cutoff=_TYPO):
             body = text[body_start:body_end]
             kept = (f'[caffe.{EXTRA}] {{ name: "{name}" text: {json.dumps(body)} '
                     f"line: {line} }}")

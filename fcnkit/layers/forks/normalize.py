@@ -61,7 +61,7 @@ class Normalize(ElementwiseLayer):
 
     def build_module(self, bottom_shapes):
         shape = self.param_shapes(bottom_shapes)[0]
-        return _torch().Normalize(shape, self.across_spatial, self.eps)
+        return _torch().Normalize(shape, self.across_spatial, self.eps, len(bottom_shapes[0]))
 
 
 @lazy
@@ -73,14 +73,16 @@ def _torch():
     class Normalize(torch.nn.Module):
         """``x / sqrt(sum x^2 + eps) * weight`` (sum over C, H, W or over C)."""
 
-        def __init__(self, shape, across_spatial, eps):
+        def __init__(self, shape, across_spatial, eps, rank):
             super().__init__()
             self.weight = torch.nn.Parameter(torch.ones(shape))
-            self.dims = None if not across_spatial else "all"
-            self.eps = float(eps)
+            self.across_spatial = across_spatial
+            # a 1-element buffer of the bottom's rank, not a scalar: onnxscript's optimizer
+            # rewrites `x + c` with a scalar c close to 0 (1e-10) into Identity (add_0 rule)
+            self.register_buffer("eps", torch.full((1,) * rank, float(eps)), persistent=False)
 
         def forward(self, x):
-            dims = tuple(range(1, x.dim())) if self.dims == "all" else (1,)
+            dims = tuple(range(1, x.dim())) if self.across_spatial else (1,)
             norm = torch.sqrt((x * x).sum(dim=dims, keepdim=True) + self.eps)
             w = self.weight.reshape((1, -1) + (1,) * (x.dim() - 2)) if self.weight.dim() else self.weight
             return x / norm * w
