@@ -84,7 +84,12 @@ class Interp(Layer):
         return "resizes to an output size resolved for the compile-time input size"
 
     def build_module(self, bottom_shapes):
-        return _torch().Interp(self.out_hw(bottom_shapes[0]), self.pad)
+        h, w = bottom_shapes[0][2:4]
+        crop = (-self.pad[0], h + self.pad[1], -self.pad[0], w + self.pad[1])
+        size = self.out_hw(bottom_shapes[0])
+        # caffe_cpu_interp2 copies when the sizes agree (bilinear would too, up to rounding)
+        same = size == (crop[1] - crop[0], crop[3] - crop[2])
+        return _torch().Interp(size, None if self.pad == (0, 0) else crop, same)
 
 
 @lazy
@@ -95,14 +100,17 @@ def _torch():
     import torch.nn.functional as F
 
     class Interp(torch.nn.Module):
-        def __init__(self, size, pad):
+        """Crop (pad_beg/pad_end), then bilinear resize with aligned corners."""
+
+        def __init__(self, size, crop, same):
             super().__init__()
-            self.size, self.pad = tuple(size), tuple(pad)
+            self.size, self.crop, self.same = tuple(size), crop, same
 
         def forward(self, x):
-            if self.pad != (0, 0):
-                x = x[:, :, -self.pad[0]: x.shape[2] + self.pad[1], -self.pad[0]: x.shape[3] + self.pad[1]]
-            if tuple(x.shape[2:]) == self.size:
+            if self.crop is not None:
+                y0, y1, x0, x1 = self.crop
+                x = x[:, :, y0:y1, x0:x1]
+            if self.same:
                 return x
             return F.interpolate(x, size=self.size, mode="bilinear", align_corners=True)
 

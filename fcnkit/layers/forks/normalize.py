@@ -76,15 +76,15 @@ def _torch():
         def __init__(self, shape, across_spatial, eps, rank):
             super().__init__()
             self.weight = torch.nn.Parameter(torch.ones(shape))
-            self.across_spatial = across_spatial
+            # axes and the scale's view fixed here (from the rank), so torch.fx can trace
+            self.dims = tuple(range(1, rank)) if across_spatial else (1,)
+            self.view = (1, -1) + (1,) * (rank - 2) if len(shape) else ()
             # a 1-element buffer of the bottom's rank, not a scalar: onnxscript's optimizer
             # rewrites `x + c` with a scalar c close to 0 (1e-10) into Identity (add_0 rule)
             self.register_buffer("eps", torch.full((1,) * rank, float(eps)), persistent=False)
 
         def forward(self, x):
-            dims = tuple(range(1, x.dim())) if self.across_spatial else (1,)
-            norm = torch.sqrt((x * x).sum(dim=dims, keepdim=True) + self.eps)
-            w = self.weight.reshape((1, -1) + (1,) * (x.dim() - 2)) if self.weight.dim() else self.weight
-            return x / norm * w
+            norm = torch.sqrt((x * x).sum(dim=self.dims, keepdim=True) + self.eps)
+            return x / norm * self.weight.reshape(self.view)
 
     return types.SimpleNamespace(Normalize=Normalize)

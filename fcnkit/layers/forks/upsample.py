@@ -103,15 +103,16 @@ def _torch():
             self.size, self.scale, self.pad_out = size, scale, pad_out
 
         def forward(self, x, mask):
-            n, c, h, w = x.shape
+            # shapes read one by one (not unpacked): torch.fx can trace this
+            n, c, h, w = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
             if self.size is not None:
                 oh, ow = self.size
             else:
                 oh = h * self.scale[0] - int(self.pad_out[0])
                 ow = w * self.scale[1] - int(self.pad_out[1])
-            index = mask.reshape(n, c, h * w).to(torch.int64)
-            out = torch.zeros((n, c, oh * ow), dtype=x.dtype, device=x.device)
-            out = out.scatter(2, index, x.reshape(n, c, h * w))
+            index = mask.reshape(n, c, -1).to(torch.int64)
+            out = x.new_zeros((n, c, oh * ow))
+            out = out.scatter(2, index, x.reshape(n, c, -1))
             return out.reshape(n, c, oh, ow)
 
     return types.SimpleNamespace(Unpool=Unpool)
