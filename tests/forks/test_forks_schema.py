@@ -175,3 +175,16 @@ def test_caffemodel_reader_decodes_fork_numbers(tmp_path):
     model = read_caffemodel(path)
     (lp,) = [lp for lp in model.net.layer if lp.name == "l"]
     assert forks.fork_param(lp, "upsample_param") == up
+
+
+def test_cli_lists_fork_layers_and_explains_detection_output(capsys):
+    from fcnkit.cli.main import main
+
+    assert main(["layers"]) == 0
+    out = capsys.readouterr().out
+    assert "Normalize (SSD (weiliu89/caffe))" in out and "Upsample (SegNet" in out
+    ssd = str(DATA / "ssd_like.prototxt")
+    assert main(["compile", ssd]) == 2
+    assert "non-maximum suppression" in capsys.readouterr().err
+    assert main(["compile", ssd, "--deploy"]) == 0
+    assert "mbox_priorbox" in capsys.readouterr().out
