@@ -30,6 +30,8 @@ import json
 import re
 from typing import Any
 
+from google.protobuf import text_format
+
 from fcnkit.caffe import caffe_forks_pb2, caffe_pb2
 from fcnkit.caffe.linescan import _skip_string
 from fcnkit.caffe.wire import WireError, read_key, read_length, skip_value
@@ -195,8 +197,6 @@ def to_fork_text(text: str) -> str:
         while lines[j] != f"{indent}}}":
             j += 1
         msg = caffe_forks_pb2.ExtraLayerParameter()
-        from google.protobuf import text_format
-
         text_format.Parse("\n".join(lines[i + 1:j]), msg)
         out.append(f"{indent}{msg.name} {{{msg.text}}}")
         i = j + 1
@@ -264,4 +264,4 @@ def _length_delimited_fields(raw: bytes) -> dict[int, bytes]:
 
 
 __all__ = ["to_protobuf_text", "to_fork_text", "resolve_binary", "fork_param", "extra_param",
-           "extra_param_names", "extension", "BINARY_NUMBERS", "WireError"]
+           "extra_param_names", "extension", "BINARY_NUMBERS"]

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 import networkx as nx
 
 from fcnkit import layers as registry
+from fcnkit.caffe.forks import extra_param_names
 from fcnkit.errors import NetDefinitionError, UnsupportedLayerError
 from fcnkit.graph.state import NetState, layer_included
 
@@ -295,8 +296,6 @@ def load_net(source: Any, state: NetState | None = None, *, phase: str | None = 
 def _check_extra_params(layer, lp) -> None:
     """Refuse an ``xxx_param`` block that no schema defines (kept by the prototxt reader for
     plugin layer types) on a layer whose type is built into fcnkit, which would ignore it."""
-    from fcnkit.caffe.forks import extra_param_names
-
     names = extra_param_names(lp)
     if names and type(layer).__module__.startswith("fcnkit.") and not isinstance(layer, OpaqueLayer):
         raise layer.error(

@@ -47,9 +47,6 @@ class Permute(Layer):
             return IDENTITY
         raise NoCoordMap(f"Permute moves the spatial axes (order {full})")
 
-    def static_hw_reason(self, module):
-        return None
-
     def build_module(self, bottom_shapes):
         return _torch().Permute(self.order(len(bottom_shapes[0])))
 
