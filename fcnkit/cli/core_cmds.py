@@ -240,7 +240,6 @@ def verify_cmd(
 def layers_cmd():
     """List the supported Caffe layer types (and how to register a custom one)."""
     from fcnkit import layers
-
     from fcnkit.layers.forks import fork_layers
 
     console.print(", ".join(layers.registered_types()))

@@ -302,4 +302,3 @@ def _check_extra_params(layer, lp) -> None:
             f"unknown field '{names[0]}': neither BVLC Caffe, the Caffe forks fcnkit knows "
             f"(schemas/caffe_forks.proto) nor the {layer.type} layer define it; remove it, or "
             "register a layer type that reads it (fcnkit.caffe.forks.extra_param)")
-

@@ -9,6 +9,10 @@ padding counts, the ceil overhang does not. STOCHASTIC is computed with Caffe's 
 rule (``sum(x^2) / sum(x)`` over the window) in both phases.
 
 Coordinate map: ``F = 1/s``, ``O = (p - (k - 1)/2) / s``; global pooling has none.
+
+MAX pooling may have a second top, the mask: the flat index ``h * W + w`` of each maximum in
+its input plane, stored as float (PoolingLayer::Forward_cpu ``top_mask``). SegNet and ENet
+feed it to their Upsample layer (fcnkit.layers.forks.upsample).
 """
 
 from __future__ import annotations
