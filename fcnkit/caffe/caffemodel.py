@@ -34,6 +34,7 @@ from fcnkit.caffe.caffemodel_blob import BlobDecoder
 from fcnkit.caffe.caffemodel_fields import (LAYER_BLOBS_V1, LAYER_BLOBS_V2, NET_LAYER_V2,
                                             NET_LAYERS_V1, V0_BLOBS, V1_V0_LAYER, is_repeated)
 from fcnkit.caffe.caffemodel_writer import write_caffemodel  # noqa: F401 - public, re-exported
+from fcnkit.caffe.forks import resolve_binary
 from fcnkit.caffe.sniff import describe_non_caffemodel
 from fcnkit.caffe.upgrade import detect_format, upgrade_net
 from fcnkit.caffe.wire import (LENGTH_DELIMITED, WireError, encode_length_delimited, read_key,
@@ -206,6 +207,7 @@ class _Reader(BlobDecoder):
             pass
         else:
             self._check_text(net)
+            self._resolve_forks(net, records)
             return net
         # Find the culprit to name it.
         try:
@@ -224,6 +226,18 @@ class _Reader(BlobDecoder):
                     f"{cls.DESCRIPTOR.name} ({exc}); the file is corrupt or comes from a Caffe "
                     "fork with an incompatible schema", self.path) from None
         raise CaffeFormatError("the net does not decode as a Caffe NetParameter", self.path)
+
+    def _resolve_forks(self, net: caffe_pb2.NetParameter, records: list[_LayerRecord]) -> None:
+        """Decode fork layer parameters stored at the forks' own field numbers (SegNet's
+        upsample_param is 137, BVLC's embed_param), by layer type (forks.resolve_binary)."""
+        for layer, r in zip(net.layer, (r for r in records if r.generation == "V2")):
+            try:
+                resolve_binary(layer, r.meta)
+            except (DecodeError, WireError, RuntimeError, ValueError) as exc:
+                raise CaffeFormatError(
+                    f"layer '{layer.name}' ({layer.type}, at byte {r.start}): its fork "
+                    f"parameters do not decode ({exc}); the file is corrupt or comes from a "
+                    "fork whose schema fcnkit does not know", self.path) from None
 
     def _check_text(self, net: caffe_pb2.NetParameter) -> None:
         """Refuse string fields that are not UTF-8 now, naming the layer and the field.

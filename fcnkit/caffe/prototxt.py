@@ -14,6 +14,7 @@ from google.protobuf import text_format
 
 from fcnkit.atomic import write_text
 from fcnkit.caffe import caffe_pb2
+from fcnkit.caffe.forks import to_fork_text, to_protobuf_text
 from fcnkit.caffe.linescan import layer_lines as _scan_layer_lines
 from fcnkit.caffe.linescan import scan_blocks
 from fcnkit.caffe.textformat import parse_text, read_text_file
@@ -76,7 +77,8 @@ def parse_prototxt(text: str, path: str | Path | None = None, *,
     path_str = None if path is None else str(path)
     net = caffe_pb2.NetParameter()
     try:
-        parse_text(text, net, path_str)
+        # Fork layer parameters are schema extensions: spell them as protobuf expects.
+        parse_text(to_protobuf_text(text), net, path_str)
     except CaffeFormatError:
         from fcnkit.caffe.sniff import describe_solver
 
@@ -129,7 +131,7 @@ def format_prototxt(param: caffe_pb2.NetParameter, header: str | None = None) ->
     if header:
         for line in header.splitlines():
             out.append(f"# {line}".rstrip() + "\n")
-    body = text_format.MessageToString(param)
+    body = to_fork_text(text_format.MessageToString(param))
     out.append(body if body.endswith("\n") or not body else body + "\n")
     return "".join(out)
 

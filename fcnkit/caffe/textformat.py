@@ -113,8 +113,9 @@ def _explain(msg: str, src: str | None) -> tuple[str, str | None]:
         if close:
             return reason, f"did you mean '{close[0]}'?"
         if short == "LayerParameter" and field.endswith("_param"):
-            return reason, ("BVLC Caffe has no such layer parameter; layer types from Caffe "
-                            "forks are not supported by this schema (schemas/caffe.proto)")
+            return reason, ("BVLC Caffe has no such layer parameter; the Caffe-fork parameters "
+                            "fcnkit knows are in schemas/caffe_forks.proto, and other `*_param` "
+                            "blocks are kept for plugin layer types only in V2 `layer { }` blocks")
         if len(names) <= 25:
             return reason, f"{short} has the fields: {', '.join(sorted(names))}"
         return reason, f"see message {short} in schemas/caffe.proto for the valid fields"

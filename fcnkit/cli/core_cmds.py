@@ -324,8 +324,11 @@ def _net_for_arrays(net_path: Path, inputs: List[str], phase: str, stage, level:
 def layers_cmd():
     """List the supported Caffe layer types (and how to register a custom one)."""
     from fcnkit import layers
+    from fcnkit.layers.forks import fork_layers
 
     console.print(", ".join(layers.registered_types()))
+    console.print("Caffe-fork layer types (schemas/caffe_forks.proto): " + "; ".join(
+        f"{name} ({fork})" for name, fork in fork_layers().items()), markup=False)
     console.print("Custom types: subclass fcnkit.layers.Layer and decorate it with "
                   "@fcnkit.layers.register (see `help(fcnkit.layers)`), then import the module "
                   "before loading the net, or name it in FCNKIT_PLUGINS=module1,module2.")

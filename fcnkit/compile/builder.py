@@ -118,10 +118,10 @@ class CompiledNet:
 
 
 def _kept_layers(net: Net, deploy: bool):
-    """Layers to compile: all, or without loss/metric layers (deploy)."""
+    """Layers to compile: all, or without loss/metric/postprocess layers (deploy)."""
     if not deploy:
         return list(net.layers)
-    kept = [n for n in net.layers if n.role not in ("loss", "metric")]
+    kept = [n for n in net.layers if n.role not in ("loss", "metric", "postprocess")]
     used = {b for n in kept if n.role != "input" for b in n.bottoms}
     # Keep an input layer's top only if something still uses it (drops 'label').
     return [n for n in kept if n.role != "input" or any(t in used for t in n.tops)]

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping
 import networkx as nx
 
 from fcnkit import layers as registry
+from fcnkit.caffe.forks import extra_param_names
 from fcnkit.errors import NetDefinitionError, UnsupportedLayerError
 from fcnkit.graph.state import NetState, layer_included
 
@@ -160,6 +161,7 @@ class Net:
             if cls is not None and cls.unsupported_reason(lp) is not None:
                 cls = None  # allow_unsupported: analysed as an opaque layer
             layer = (cls or OpaqueLayer)(lp, line, self.path)
+            _check_extra_params(layer, lp)
             lo, hi = layer.bottoms
             if len(lp.bottom) < lo or (hi is not None and len(lp.bottom) > hi):
                 raise layer.error(f"takes {_count(lo, hi)} bottom(s), got {len(lp.bottom)}")
@@ -356,3 +358,14 @@ def load_net(source: Any, state: NetState | None = None, *, phase: str | None = 
                    input_shapes=input_shapes)
     return Net(source, state, allow_unsupported=allow_unsupported, deploy=deploy,
                classes=classes, input_shapes=input_shapes)
+
+
+def _check_extra_params(layer, lp) -> None:
+    """Refuse an ``xxx_param`` block that no schema defines (kept by the prototxt reader for
+    plugin layer types) on a layer whose type is built into fcnkit, which would ignore it."""
+    names = extra_param_names(lp)
+    if names and type(layer).__module__.startswith("fcnkit.") and not isinstance(layer, OpaqueLayer):
+        raise layer.error(
+            f"unknown field '{names[0]}': neither BVLC Caffe, the Caffe forks fcnkit knows "
+            f"(schemas/caffe_forks.proto) nor the {layer.type} layer define it; remove it, or "
+            "register a layer type that reads it (fcnkit.caffe.forks.extra_param)")

@@ -9,6 +9,10 @@ padding counts, the ceil overhang does not. STOCHASTIC is computed with Caffe's 
 rule (``sum(x^2) / sum(x)`` over the window) in both phases.
 
 Coordinate map: ``F = 1/s``, ``O = (p - (k - 1)/2) / s``; global pooling has none.
+
+MAX pooling may have a second top, the mask: the flat index ``h * W + w`` of each maximum in
+its input plane, stored as float (PoolingLayer::Forward_cpu ``top_mask``). SegNet and ENet
+feed it to their Upsample layer (fcnkit.layers.forks.upsample).
 """
 
 from __future__ import annotations
@@ -135,16 +139,19 @@ class Pooling(Layer):
     def build_module(self, bottom_shapes):
         import torch
 
-        if len(self.param.top) == 2:
-            raise self.error("the MAX pooling mask top cannot be compiled; remove the second top")
         kernel, out = self.geometry(bottom_shapes[0])
         hw = bottom_shapes[0][2:]
-        if self.global_pooling:
-            return _torch().GlobalPool(self.pool)
         native = (self.pool != STOCHASTIC
                   and all(2 * p <= k for p, k in zip(self.pad, kernel))
                   and all(torch_pooled_size(i, k, s, p, self.ceil) == o
                           for i, k, s, p, o in zip(hw, kernel, self.stride, self.pad, out)))
+        if len(self.param.top) == 2:  # SegNet's mask top, for an Upsample (unpooling)
+            if not native:
+                raise self.error("the MAX pooling mask top is compiled only where torch's "
+                                 "max_pool2d has Caffe's output size (here it does not)")
+            return _torch().MaxPoolMask(kernel, self.stride, self.pad, self.ceil)
+        if self.global_pooling:
+            return _torch().GlobalPool(self.pool)
         if native and self.pool == MAX:
             return torch.nn.MaxPool2d(kernel, self.stride, self.pad, ceil_mode=self.ceil)
         if native and self.pool == AVE:
@@ -171,7 +178,11 @@ class Pooling(Layer):
 
 
     def static_hw_reason(self, module):
-        """None: every pooling form has a dynamic export form (:meth:`dynamic_export_module`)."""
+        """None: every pooling form has a dynamic export form (:meth:`dynamic_export_module`),
+        except MAX pooling with its mask top (SegNet), whose indices are not re-derived here."""
+        if isinstance(module, _torch().MaxPoolMask):
+            return ("computes MAX pooling with its argmax mask top (SegNet), which fcnkit exports "
+                    "for the compile-time input size only")
         return None
 
     def dynamic_export_module(self, module, bottom_shapes):
@@ -285,7 +296,21 @@ def _torch():
             den = F.avg_pool2d(xp, self.kernel, self.stride)
             return (num / den)[:, :, : self.out[0], : self.out[1]]
 
-    return types.SimpleNamespace(GlobalPool=GlobalPool, PaddedPool=PaddedPool)
+    class MaxPoolMask(torch.nn.Module):
+        """MAX pooling and its mask top: the flat index ``h * W + w`` of each maximum in its
+        input plane, as float (Caffe's PoolingLayer top[1]; first maximum on ties)."""
+
+        def __init__(self, kernel, stride, pad, ceil):
+            super().__init__()
+            self.kernel, self.stride, self.pad, self.ceil = tuple(kernel), tuple(stride), tuple(pad), ceil
+
+        def forward(self, x):
+            y, index = F.max_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=self.ceil,
+                                    return_indices=True)
+            return y, index.to(x.dtype)
+
+    return types.SimpleNamespace(GlobalPool=GlobalPool, PaddedPool=PaddedPool,
+                                 MaxPoolMask=MaxPoolMask)
 
 
 @lazy

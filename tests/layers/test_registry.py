@@ -66,7 +66,26 @@ CASES = [
     ('type: "SigmoidCrossEntropyLoss" loss_param { ignore_label: 0 }', [X, X], "fl2"),
     ('type: "EuclideanLoss"', [X, X], "ff"),
     ('type: "Accuracy" top: "per_class" accuracy_param { top_k: 2 }', [X, (2, 6, 6)], "fl4"),
+    # Caffe-fork types (fcnkit/layers/forks): their *_param are extensions, [caffe.name] in
+    # protobuf's own text syntax
+    ('type: "Pooling" top: "mask" pooling_param { pool: MAX kernel_size: 2 stride: 2 }', [X], "f"),
+    ('type: "Normalize" [caffe.norm_param] { across_spatial: false channel_shared: false }', [X], "f"),
+    ('type: "Normalize"', [X], "f"),
+    ('type: "Permute" [caffe.permute_param] { order: 0 order: 2 order: 3 order: 1 }', [X], "f"),
+    ('type: "PriorBox" [caffe.prior_box_param] { min_size: 4 max_size: 8 aspect_ratio: 2 }',
+     [X, (2, 3, 24, 24)], "ff"),
+    ('type: "BN" [caffe.segnet_bn_param] { bn_mode: INFERENCE }', [X], "f"),
+    ('type: "BN" [caffe.bn_param] { frozen: true }', [X], "f"),
+    ('type: "Upsample" [caffe.upsample_param] { scale: 2 }', [X, X], "fl144"),
+    ('type: "Interp" [caffe.interp_param] { zoom_factor: 2 pad_beg: -1 }', [X], "f"),
+    ('type: "Interp" [caffe.interp_param] { height: 5 width: 9 }', [X], "f"),
+    ('type: "SpatialDropout"', [X], "f"),
+    ('type: "ROIPooling" [caffe.roi_pooling_param] { pooled_h: 2 pooled_w: 2 spatial_scale: 0.5 }',
+     [X, (3, 5)], "ff"),
 ]
+#: Compiled (eager) and called as a leaf module by compiled nets, but neither traced by
+#: torch.fx nor exported: a loop over a data-dependent number of regions.
+NOT_TRACED = {"ROIPooling"}
 
 
 def _kinds(spec):
@@ -109,7 +128,9 @@ def test_every_type_is_covered_and_documented():
     # Python: a data source without bottoms (fcn.berkeleyvision.org's data layers)
     assert inputs == {"Input", "Data", "ImageData", "MemoryData", "HDF5Data", "DummyData", "WindowData",
                       "Python"}
-    assert types - inputs - {"Split", "Silence"} == tested
+    postprocess = {t for t in types if L.get(t).role == "postprocess"}
+    assert postprocess == {"DetectionOutput"}  # not compiled: SSD's NMS
+    assert types - inputs - postprocess - {"Split", "Silence"} == tested
     for t in types:
         cls = L.get(t)
         doc = __import__(cls.__module__, fromlist=["_"]).__doc__
@@ -122,6 +143,8 @@ def test_fx_trace_matches_eager(text, shapes, kinds):
     import torch.fx
 
     layer, arrays = _build(text, shapes, kinds)
+    if layer.type in NOT_TRACED:
+        pytest.skip(f"{layer.type} loops over data-dependent regions (a leaf module)")
     tops = layer.output_shapes(shapes)
     mod = layer.build_module(shapes).eval()
     xs = [torch.from_numpy(a) for a in arrays]
@@ -192,6 +215,8 @@ def test_onnx_export_of_all_modules():
     mods, inputs, slots = torch.nn.ModuleList(), [], []
     for text, shapes, kinds in CASES:
         layer, arrays = _build(text, shapes, kinds)
+        if layer.type in NOT_TRACED:
+            continue
         mods.append(layer.build_module(shapes))
         slots.append((len(inputs), len(arrays)))
         inputs += arrays
