@@ -29,6 +29,9 @@ def export_cmd(
                                         help="give all-zero (untrained) weights seeded random values first, so "
                                              "that parity means something; the file is then for benchmarks only"),
     no_check: bool = typer.Option(False, "--no-check", help="skip the checker and the parity run (not advised)"),
+    exporter: str = typer.Option("auto", "--exporter",
+                                 help="auto: torch's TorchScript exporter where it applies (fp32, static H and W, "
+                                      "no custom ops; much faster), else dynamo; dynamo: always torch.export"),
 ):
     """Export MODEL to ONNX, check it (onnx.checker, shape inference) and compare it with torch in
     ONNX Runtime; fail (and write nothing) beyond the tolerance. A warning says when the comparison
@@ -37,7 +40,8 @@ def export_cmd(
 
     result = export_model(model, out, weights=weights, tile=tile, batch=batch, opset=opset, dtype=dtype,
                           input_shapes=input_shapes_cli(input_shape), fill_untrained=fill_untrained,
-                          dynamic_hw=dynamic_hw, tolerance=tolerance, check=not no_check)
+                          dynamic_hw=dynamic_hw, tolerance=tolerance, check=not no_check,
+                          exporter=exporter)
     for line in result.lines():
         if line.startswith("warning:"):
             # prominent: a parity run that cannot fail is easy to mistake for a passed one
