@@ -144,6 +144,7 @@ def test_session_options_use_the_cores_this_process_may_run_on():
     so = session_options(ort, ["CPUExecutionProvider"])
     assert so.intra_op_num_threads == available_cores() >= 1
     assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL and so.enable_cpu_mem_arena
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_torchscript_fast_path_and_its_fallback(tmp_path, monkeypatch):
