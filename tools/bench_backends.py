@@ -48,6 +48,25 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/benchlib.py
+from benchlib import conv_ceiling, load_line, machine_line  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The real Caffe files (../shared/data/caffe, see its README.md).
+DATA = ROOT.parent / "shared" / "data" / "caffe"
+#: Real nets with trained weights, benchmarked at their declared input shape:
+#: name -> (prototxt, caffemodel) relative to :data:`DATA`.
+REAL_NETS = {
+    "lenet": ("lenet_ahmdtaha/mnist_deploy.prototxt", "lenet_ahmdtaha/lenet_iter_10000.caffemodel"),
+    "cifar10_quick": ("bvlc_caffe/v2/examples/cifar10/cifar10_quick.prototxt",
+                      "cifar10quick_ikkichung/cifar10_quick_iter_5000.caffemodel"),
+    "fsrcnn": ("fsrcnn_espcn_wangxuewen99/FSRCNN_mat.prototxt",
+               "fsrcnn_espcn_wangxuewen99/fsrcnn_snapshot_iter_2546000.caffemodel"),
+    "resnet50_stem": ("resnet50_stem_htshinichi/test.prototxt", "resnet50_stem_htshinichi/test.caffemodel"),
+}
+#: The zoo models of the CPU targets (issue 16), at 1 x 8 x 512 x 512.
+CPU_ZOO = ("fcn8s_8band", "fcn_alexnet_8band", "tiramisu56_8band")
+
 #: Dense (no sparsity) tensor-core peaks in TFLOP/s: (fp16/bf16 with fp32 accumulate, tf32).
 #: Vendor datasheets (NVIDIA H100/H200/A100/L4/L40S/A10/T4/V100/RTX 4090 specifications).
 GPU_PEAKS = {
@@ -59,6 +78,8 @@ GPU_PEAKS = {
 
 #: What ``--preset target`` runs: the configuration the issue's targets name.
 TARGET_PRESET = {"models": "fcn8s_8band", "tiles": "512", "batch": 8, "dtypes": "fp32,fp16"}
+#: What ``--preset cpu`` runs: the CPU targets of issue 16 (zoo at 1x8x512x512 + the real nets).
+CPU_PRESET = {"models": ",".join(CPU_ZOO) + ",real", "tiles": "512", "batch": 1, "dtypes": "fp32"}
 DEFAULTS = {"models": "fcn8s_8band,tiramisu56_8band", "tiles": "256", "batch": 4, "dtypes": "fp32,fp16"}
 TARGET_MODEL, TARGET_TILE = "fcn8s_8band", (512, 512)
 ALL_BACKENDS = ("torch", "onnxruntime", "tensorrt", "opencv")
@@ -76,6 +97,8 @@ class Row:
     gflop_tile: float = math.nan
     peak: float | None = None
     note: str = ""
+    iqr: tuple[float, float] | None = None  # (q1, q3) ms of the interleaved CPU rounds
+    ceiling: float | None = None  # the machine's measured conv ceiling, GFLOP/s (CPU rows)
 
     @property
     def measured(self) -> bool:
@@ -92,6 +115,11 @@ class Row:
     @property
     def tflops(self) -> float:
         return self.tiles_s * self.gflop_tile / 1e3
+
+    @property
+    def frac_ceiling(self) -> float | None:
+        """Achieved GFLOP/s over the measured conv ceiling (CPU rows)."""
+        return self.tflops * 1e3 / self.ceiling if self.ceiling and self.measured else None
 
     @property
     def frac_peak(self) -> float | None:
@@ -127,9 +155,13 @@ def _gpu_peak(dtype: str) -> float | None:
 
 
 def _load(model: str, tile, batch):
+    """The model compiled at (batch, tile) (tile None: as declared), with its caffemodel when
+    it is one of :data:`REAL_NETS`, else with seeded weights where untrained."""
     from fcnkit.deploy.model import fill_untrained, load_model
 
-    src = load_model(model, tile=tile, batch=batch)
+    real = REAL_NETS.get(model)
+    src = load_model(DATA / real[0] if real else model, weights=DATA / real[1] if real else None,
+                     tile=None if real else tile, batch=batch)
     fill_untrained(src.compiled)
     return src
 
@@ -150,6 +182,7 @@ def bench_model(model: str, tile: tuple[int, int], args, workdir: Path, gpu: str
     compiled = src.compiled
     name = compiled.inputs[0]
     shape = compiled.input_shapes[name]
+    tile = tuple(shape[2:4]) if len(shape) == 4 else (1, 1)
     out_name = compiled.outputs[0]
     out_shape = tuple(compiled.analysis.shapes[compiled.net.final[out_name]])
     gflop = compiled.analysis.total_flops / shape[0] / 1e9
@@ -158,8 +191,8 @@ def bench_model(model: str, tile: tuple[int, int], args, workdir: Path, gpu: str
     backends = args.backends
     print(f"\n{model} at {tile[0]}x{tile[1]}, batch {B}: {gflop:.2f} GFLOP per tile", flush=True)
 
-    def add(backend, dtype, ms=math.nan, peak=None, note=""):
-        r = Row(model, tile, backend, dtype, B, ms, gflop, peak, note)
+    def add(backend, dtype, ms=math.nan, peak=None, note="", iqr=None):
+        r = Row(model, tile, backend, dtype, B, ms, gflop, peak, note, iqr, args.ceiling if peak is None else None)
         rows.append(r)
         print("  " + _fmt_row(r), flush=True)
 
@@ -178,28 +211,8 @@ def bench_model(model: str, tile: tuple[int, int], args, workdir: Path, gpu: str
             except Exception as e:  # noqa: BLE001 - report and go on
                 print(f"  export {dt} failed: {e}", flush=True)
 
-    # CPU backends: always ---------------------------------------------------------------------
-    if "torch" in backends:
-        xt = torch.from_numpy(x)
-        with torch.inference_mode():
-            add("torch-cpu", "fp32", _time(lambda: mod(xt)[out_name].numpy(), args.warmup, args.repeat,
-                                           args.seconds))
-    if "onnxruntime" in backends:
-        import onnxruntime as ort
-
-        if "fp32" in onnx_files:
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            if args.threads:
-                so.intra_op_num_threads = args.threads
-            sess = ort.InferenceSession(str(onnx_files["fp32"]), so, providers=["CPUExecutionProvider"])
-            add("onnxruntime-cpu", "fp32", _time(lambda: sess.run(None, {name: x}), args.warmup, args.repeat,
-                                                 args.seconds))
-            del sess
-        else:
-            add("onnxruntime-cpu", "fp32", note="not evaluated (the fp32 export failed)")
-    if "opencv" in backends:
-        _bench_opencv(compiled, shape, x, out_name, workdir / Path(model).stem, args, add)
+    # CPU backends: always, interleaved in random order (tools/benchlib.py) -----------------------
+    _bench_cpu(compiled, shape, x, name, out_name, onnx_files, workdir / Path(model).stem, args, add)
 
     # GPU backends: when a CUDA device is there ---------------------------------------------------
     if gpu is not None:
@@ -290,37 +303,102 @@ def _bench_ort_gpu(onnx_files, name, out_name, out_shape, x, args, add) -> None:
                 add(label, dt, note=f"not evaluated ({_short(e)})")
 
 
-def _bench_opencv(compiled, shape, x, out_name, stem: Path, args, add) -> None:
+def _bench_cpu(compiled, shape, x, name, out_name, onnx_files, stem: Path, args, add) -> None:
+    """torch eager, ONNX Runtime (fcnkit's session options) and OpenCV dnn (a child process,
+    :func:`_opencv_peer`) on the CPU, interleaved: ``args.rounds`` rounds in random order
+    with gaps (:func:`benchlib.interleaved`); one row each with the median and the IQR."""
     import torch
 
-    try:
-        import cv2
-    except ImportError:
-        add("opencv-dnn", "fp32", note=f"not evaluated ({OPENCV_INSTALL})")
-        return
-    try:
-        major = int(cv2.__version__.split(".")[0])
-        if major >= 5:
-            raise RuntimeError(f"OpenCV {cv2.__version__} no longer reads Caffe files (need < 5)")
-        proto, weights = _write_caffe(compiled, shape, stem)
-        net = cv2.dnn.readNetFromCaffe(str(proto), str(weights))
-        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        if args.threads:
-            cv2.setNumThreads(args.threads)
+    from benchlib import interleaved
 
-        def run_cv():
-            net.setInput(x)
-            return net.forward(out_name)
+    fns, notes, closers = {}, {}, []
+    xt = torch.from_numpy(x)
+    if "torch" in args.backends:
+        def run_torch():
+            with torch.inference_mode():
+                return compiled.module(xt)[out_name].numpy()
+        fns["torch-cpu"] = run_torch
+    if "onnxruntime" in args.backends:
+        if "fp32" in onnx_files:
+            import onnxruntime as ort
 
-        with torch.no_grad():
-            ref = compiled.module(torch.from_numpy(x))[out_name].numpy()
-        got = run_cv()
-        err = float(np.abs(got - ref).max() / max(1e-12, np.abs(ref).max()))
-        add("opencv-dnn", "fp32", _time(run_cv, args.warmup, args.repeat, args.seconds),
-            note=f"OpenCV {cv2.__version__}, rel. err vs torch {err:.1e}")
-    except Exception as e:  # noqa: BLE001
-        add("opencv-dnn", "fp32", note=f"not evaluated ({_short(e)})")
+            from fcnkit.deploy.backends import session_options
+
+            so = session_options(ort, ["CPUExecutionProvider"])
+            if args.threads:
+                so.intra_op_num_threads = args.threads
+            sess = ort.InferenceSession(str(onnx_files["fp32"]), so, providers=["CPUExecutionProvider"])
+            fns["onnxruntime-cpu"] = lambda: sess.run([out_name], {name: x})
+        else:
+            notes["onnxruntime-cpu"] = "not evaluated (the fp32 export failed)"
+    if "opencv" in args.backends:
+        with torch.inference_mode():
+            ref = compiled.module(xt)[out_name].numpy()
+        try:
+            fn, close, note = _opencv_peer(compiled, shape, x, ref, out_name, stem, args)
+            fns["opencv-dnn"], notes["opencv-dnn"] = fn, note
+            closers.append(close)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            notes["opencv-dnn"] = f"not evaluated ({_short(e)})"
+    try:
+        stats = interleaved(fns, rounds=args.rounds, warmup=args.warmup, gap_s=args.gap,
+                            min_round_s=args.min_round) if fns else {}
+    finally:
+        for close in closers:
+            close()
+    for backend in ("torch-cpu", "onnxruntime-cpu", "opencv-dnn"):
+        if backend in stats:
+            st = stats[backend]
+            add(backend, "fp32", st.median, note=notes.get(backend, ""), iqr=(st.q1, st.q3))
+        elif backend in notes:
+            add(backend, "fp32", note=notes[backend])
+
+
+def _opencv_peer(compiled, shape, x, ref, out_name, stem: Path, args):
+    """(timed call, closer, note): OpenCV 4.x dnn on the same prototxt + caffemodel (written
+    by :func:`_write_caffe`) in a child process of ``args.opencv_python``
+    (tools/opencv_peer.py); its output is compared with torch's first.
+
+    Raises:
+        RuntimeError: the interpreter has no OpenCV 4.x, or the net does not load there.
+    """
+    import subprocess
+
+    proto, weights = _write_caffe(compiled, shape, stem)
+    inp = stem.with_suffix(".input.npy")
+    np.save(inp, x)
+    child = subprocess.Popen([args.opencv_python, str(Path(__file__).with_name("opencv_peer.py")), str(proto),
+                              str(weights), str(inp), out_name, str(args.threads)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def ask(cmd: str) -> str:
+        child.stdin.write(cmd + "\n")
+        child.stdin.flush()
+        return child.stdout.readline().strip()
+
+    def close():
+        if child.poll() is None:
+            child.stdin.write("quit\n")
+            child.stdin.close()
+            child.wait(timeout=30)
+
+    first = child.stdout.readline().strip()
+    if not first.startswith("ready"):
+        err = child.stderr.read()
+        child.wait()
+        last = [ln for ln in err.splitlines() if ln.strip()][-1:] or ["no output"]
+        raise RuntimeError(f"{args.opencv_python}: {last[0]} ({OPENCV_INSTALL}, --opencv-python)")
+    version = first.split(" ", 1)[1]
+    if int(version.split(".")[0]) >= 5:
+        close()
+        raise RuntimeError(f"OpenCV {version} no longer reads Caffe files (need < 5; --opencv-python)")
+    out = stem.with_suffix(".opencv.npy")
+    if ask(f"out {out}") != "ok":
+        close()
+        raise RuntimeError("the OpenCV peer failed to run the net")
+    got = np.load(out)
+    err = float(np.abs(got - ref).max() / max(1e-12, np.abs(ref).max())) if got.shape == ref.shape else math.inf
+    return (lambda: float(ask("run"))), close, f"OpenCV {version}, rel. err vs torch {err:.1e}"
 
 
 #: Layer types that feed a net from files or memory: replaced by one Input layer.
@@ -372,27 +450,74 @@ def _write_caffe(compiled, shape, stem: Path):
     return proto, weights
 
 
+def _spread(r: Row) -> str:
+    return f"{r.iqr[0]:.2f}-{r.iqr[1]:.2f}" if r.iqr else "-"
+
+
 def _fmt_row(r: Row) -> str:
     if not r.measured:
         return f"{r.backend:<20} {r.dtype:<5} {r.note}"
-    peak = f"{100 * r.frac_peak:5.1f}%" if r.frac_peak is not None else "    -"
-    return (f"{r.backend:<20} {r.dtype:<5} {r.ms:9.2f} ms/batch {r.tiles_s:9.2f} tiles/s "
-            f"{r.mpix_s:8.2f} MP/s {r.tflops:8.3f} TFLOP/s peak {peak}" + (f"  ({r.note})" if r.note else ""))
+    if r.frac_ceiling is not None:
+        frac = f"ceiling {100 * r.frac_ceiling:5.1f}%"
+    else:
+        frac = "peak " + (f"{100 * r.frac_peak:5.1f}%" if r.frac_peak is not None else "    -")
+    return (f"{r.backend:<20} {r.dtype:<5} {r.ms:9.2f} ms/batch (IQR {_spread(r)}) {r.tiles_s:9.2f} tiles/s "
+            f"{r.mpix_s:8.2f} MP/s {r.tflops * 1e3:8.1f} GFLOP/s {frac}" + (f"  ({r.note})" if r.note else ""))
 
 
 def _summary(rows: list[Row]) -> None:
-    print("\n| model | tile | backend | dtype | batch | ms/batch | tiles/s | MP/s | GFLOP/tile | TFLOP/s | % peak | note |")
+    print("\n| model | tile | backend | dtype | batch | ms/batch | IQR ms | GFLOP/tile | GFLOP/s | % conv ceiling "
+          "| % GPU peak | note |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         if not r.measured:
-            print(f"| {r.model} | {r.tile[0]}x{r.tile[1]} | {r.backend} | {r.dtype} | {r.batch} | - | - | - | "
-                  f"{r.gflop_tile:.2f} | - | - | {r.note} |")
+            print(f"| {r.model} | {r.tile[0]}x{r.tile[1]} | {r.backend} | {r.dtype} | {r.batch} | - | - | "
+                  f"{r.gflop_tile:.3g} | - | - | - | {r.note} |")
             continue
+        ceil = f"{100 * r.frac_ceiling:.1f}" if r.frac_ceiling is not None else "-"
         peak = f"{100 * r.frac_peak:.1f}" if r.frac_peak is not None else "-"
         print(f"| {r.model} | {r.tile[0]}x{r.tile[1]} | {r.backend} | {r.dtype} | {r.batch} | {r.ms:.2f} | "
-              f"{r.tiles_s:.2f} | {r.mpix_s:.2f} | {r.gflop_tile:.2f} | {r.tflops:.3f} | {peak} | {r.note} |")
-    for line in target_lines(rows):
+              f"{_spread(r)} | {r.gflop_tile:.3g} | {r.tflops * 1e3:.1f} | {ceil} | {peak} | {r.note} |")
+    for line in cpu_target_lines(rows) + target_lines(rows):
         print(line)
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def cpu_target_lines(rows: list[Row]) -> list[str]:
+    """Issue 16's CPU targets, one line each, for every model measured on the CPU: the
+    fastest fcnkit CPU path (torch-cpu or onnxruntime-cpu) >= 80 % of the conv ceiling
+    (stated for FCN-8s and FC-DenseNet56) and >= 1.8x OpenCV dnn (zoo models), no slower than
+    OpenCV dnn (real nets), torch within 1.15x of ONNX Runtime (zoo models)."""
+    out = ["\nCPU targets (issue 16; ratios measured side by side in this run):"]
+    cpu = [r for r in rows if r.backend in ("torch-cpu", "onnxruntime-cpu", "opencv-dnn") and r.measured]
+    configs = list(dict.fromkeys((r.model, r.tile) for r in cpu))
+    if not configs:
+        return out + ["  not evaluated (no CPU row was measured)"]
+    by = {(r.model, r.tile, r.backend): r for r in cpu}
+    for model, tile in configs:
+        where = f"  {model} {tile[0]}x{tile[1]}:"
+        torch_row, ort, cv = (by.get((model, tile, b)) for b in ("torch-cpu", "onnxruntime-cpu", "opencv-dnn"))
+        best = min((r for r in (torch_row, ort) if r), key=lambda r: r.ms, default=None)
+        if best is None:
+            out.append(f"{where} not evaluated (no fcnkit CPU row)")
+            continue
+        zoo = model in CPU_ZOO or model.startswith(("fcn", "tiramisu"))
+        if model in ("fcn8s_8band", "tiramisu56_8band") and best.frac_ceiling is not None:
+            out.append(f"{where} fastest fcnkit CPU path ({best.backend}) at {100 * best.frac_ceiling:.1f}% of the conv "
+                       f"ceiling (target >= 80%: {_verdict(best.frac_ceiling >= 0.8)})")
+        if cv is None:
+            out.append(f"{where} fcnkit vs OpenCV dnn: not evaluated (OpenCV dnn not measured)")
+        else:
+            ratio, want = cv.ms / best.ms, (1.8 if zoo else 1.0)
+            out.append(f"{where} OpenCV dnn / fastest fcnkit ({best.backend}) = {ratio:.2f}x "
+                       f"(target >= {want:g}x: {_verdict(ratio >= want)})")
+        if zoo and torch_row and ort:
+            ratio = torch_row.ms / ort.ms
+            out.append(f"{where} torch / ONNX Runtime = {ratio:.2f}x (target <= 1.15x: {_verdict(ratio <= 1.15)})")
+    return out
 
 
 def _reason(row: Row | None, default: str) -> str:
@@ -455,9 +580,10 @@ def target_lines(rows: list[Row]) -> list[str]:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=("target",), default=None,
+    ap.add_argument("--preset", choices=("target", "cpu"), default=None,
                     help="target: the targets' configuration (FCN-8s 8-band, 512x512 tiles, batch 8, fp32+fp16); "
-                         "options given explicitly still win")
+                         "cpu: issue 16's CPU targets (zoo FCN-8s, FCN-AlexNet, FC-DenseNet56 at 1x8x512x512 and "
+                         "the real nets); options given explicitly still win")
     ap.add_argument("--models", default=None, help=f"comma-separated zoo names or prototxt paths "
                                                    f"(default {DEFAULTS['models']})")
     ap.add_argument("--tiles", default=None, help=f"comma-separated square tile sizes, or HxW (default {DEFAULTS['tiles']})")
@@ -466,13 +592,21 @@ def parse_args(argv=None):
     ap.add_argument("--backends", default=",".join(ALL_BACKENDS))
     ap.add_argument("--dtypes", default=None, help="GPU precisions (CPU rows are fp32; default fp32,fp16)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile on CUDA")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved CPU rounds (random order each round)")
+    ap.add_argument("--gap", type=float, default=0.2, help="seconds of sleep between two timed CPU calls")
+    ap.add_argument("--min-round", type=float, default=0.2,
+                    help="a CPU call shorter than this is repeated within its round (mean of the calls)")
+    ap.add_argument("--opencv-python", default=None,
+                    help="Python with OpenCV 4.x (opencv-python-headless<5) for the OpenCV dnn peer; default "
+                         "/tmp/cv410/bin/python when it exists, else this one")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip measuring the conv ceiling")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=5.0, help="keep timing up to this long per row")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch / ONNX Runtime / OpenCV (0: all)")
     ap.add_argument("--opt-level", type=int, default=None, help="TensorRT builder optimisation level")
     args = ap.parse_args(argv)
-    preset = TARGET_PRESET if args.preset == "target" else {}
+    preset = {"target": TARGET_PRESET, "cpu": CPU_PRESET}.get(args.preset, {})
     for key, default in DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, preset.get(key, default))
@@ -481,6 +615,9 @@ def parse_args(argv=None):
     if unknown:
         ap.error(f"unknown backend(s) {unknown}; choose from {', '.join(ALL_BACKENDS)}")
     args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if args.opencv_python is None:
+        args.opencv_python = "/tmp/cv410/bin/python" if Path("/tmp/cv410/bin/python").exists() else sys.executable
+    args.ceiling = None
     args.tile_list = []
     for t in args.tiles.split(","):
         h, _, w = t.lower().partition("x")
@@ -505,14 +642,25 @@ def main(argv=None) -> int:
     print(f"fcnkit backend benchmark on {dev}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch threads; batch {args.batch}"
           + (f"; GPU backends not evaluated: {gpu}" if gpu else ""))
+    print(machine_line())
+    print(f"at start: {load_line()}")
+    if not args.no_ceiling:
+        args.ceiling, line = conv_ceiling()
+        print(line)
+    print(f"CPU rows: {args.rounds} interleaved rounds in random order, {args.gap:g} s gaps, median (IQR); "
+          f"OpenCV peer: {args.opencv_python}", flush=True)
     rows: list[Row] = []
+    models = []
+    for m in (m.strip() for m in args.models.split(",") if m.strip()):
+        models += list(REAL_NETS) if m == "real" else [m]
     with tempfile.TemporaryDirectory(prefix="fcnkit-bench-") as d:
-        for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-            for tile in args.tile_list:
+        for model in models:
+            for tile in args.tile_list[:1] if model in REAL_NETS else args.tile_list:
                 try:
                     rows += bench_model(model, tile, args, Path(d), gpu)
                 except Exception as e:  # noqa: BLE001 - keep benchmarking the others
                     print(f"{model} {tile}: failed: {type(e).__name__}: {e}", flush=True)
+    print(f"\nat end: {load_line()}")
     _summary(rows)
     return 0
 

@@ -3,7 +3,8 @@
 
 1. Forward time of the fcnkit-compiled FCN-AlexNet (DIGITS deploy prototxt, 8-band input)
    against an equivalent hand-written torch module with the same weights, CPU, measured
-   side by side in one run (interleaved repetitions, median). Target: ratio <= 1.05.
+   side by side in one run (interleaved rounds in random order with gaps, medians and
+   IQRs, the machine's load and measured conv ceiling printed). Target: ratio <= 1.05.
 2. caffemodel load time and peak RSS for a generated ~500 MB caffemodel, fcnkit's reader
    against protobuf's own ParseFromString (tools/bench_caffemodel_load.py).
    Targets: load time <= protobuf's, peak RSS <= 1.5x the file size.
@@ -14,10 +15,8 @@ Usage: python tools/bench_compile.py [--size 512] [--reps 5] [--skip-load]
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))  # tools/benchlib.py
 FCN_ALEXNET = ROOT.parent / "shared/data/caffe/digits_nvidia/examples/semantic-segmentation/fcn_alexnet.deploy.prototxt"
 
 
@@ -60,10 +60,21 @@ class HandFcnAlexNet(nn.Module):
         return x[:, :, 18:18 + h, 18:18 + w]
 
 
-def bench_forward(size: int, reps: int) -> None:
+def bench_forward(size: int, reps: int, gap: float = 0.2, ceiling: bool = True) -> None:
+    """The compiled module against the hand-written one: ``reps`` interleaved rounds in
+    random order with ``gap`` seconds between calls (tools/benchlib.py), medians and IQRs;
+    each also as a fraction of the machine's measured conv ceiling."""
+    from benchlib import conv_ceiling, interleaved, load_line, machine_line
+
     from fcnkit.compile import compile_net
     from fcnkit.graph import load_net
 
+    print(machine_line())
+    print(f"at start: {load_line()}")
+    ceil = None
+    if ceiling:
+        ceil, line = conv_ceiling()
+        print(line)
     torch.manual_seed(0)
     shape = (1, 8, size, size)
     compiled = compile_net(load_net(FCN_ALEXNET), None, {None: shape})
@@ -71,34 +82,35 @@ def bench_forward(size: int, reps: int) -> None:
     own = compiled.module.state_dict()
     hand.load_state_dict({k: v for k, v in own.items() if k in hand.state_dict()})
     x = torch.rand(shape) * 255
-    with torch.no_grad():
+    with torch.inference_mode():
         a, b = compiled.module(x)["score"], hand(x)
         diff = (a - b).abs().max().item()
-        times = {"fcnkit": [], "hand": []}
-        for _ in range(2):  # warm-up
-            compiled.module(x), hand(x)
-        for _ in range(reps):
-            for name, fn in (("fcnkit", lambda: compiled.module(x)), ("hand", lambda: hand(x))):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-    mf, mh = statistics.median(times["fcnkit"]), statistics.median(times["hand"])
+        stats = interleaved({"fcnkit": lambda: compiled.module(x), "hand": lambda: hand(x)},
+                            rounds=reps, warmup=2, gap_s=gap)
     gflop = compiled.analysis.total_flops / 1e9
-    print(f"FCN-AlexNet forward, input {shape}, CPU threads {torch.get_num_threads()}, {reps} reps (median)")
-    print(f"  {'module':<22}{'time (s)':>10}{'GFLOP/s':>10}")
-    print(f"  {'fcnkit (torch.fx)':<22}{mf:>10.3f}{gflop / mf:>10.1f}")
-    print(f"  {'hand-written torch':<22}{mh:>10.3f}{gflop / mh:>10.1f}")
-    print(f"  ratio fcnkit / hand = {mf / mh:.3f} (target <= 1.05); outputs differ by {diff:.2e}; "
+    print(f"FCN-AlexNet forward, input {shape}, CPU threads {torch.get_num_threads()}, {reps} interleaved "
+          f"rounds in random order, {gap:g} s gaps (median, IQR)")
+    print(f"  {'module':<22}{'median ms':>10}{'IQR ms':>18}{'GFLOP/s':>10}{'% ceiling':>10}")
+    for label, key in (("fcnkit (torch.fx)", "fcnkit"), ("hand-written torch", "hand")):
+        st = stats[key]
+        rate = gflop / (st.median / 1e3)
+        frac = f"{100 * rate / ceil:.1f}" if ceil else "-"
+        print(f"  {label:<22}{st.median:>10.1f}{f'{st.q1:.1f}-{st.q3:.1f}':>18}{rate:>10.1f}{frac:>10}")
+    ratio = stats["fcnkit"].median / stats["hand"].median
+    print(f"  ratio fcnkit / hand = {ratio:.3f} (target <= 1.05); outputs differ by {diff:.2e}; "
           f"{gflop:.1f} GFLOP per forward")
+    print(f"at end: {load_line()}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--gap", type=float, default=0.2, help="seconds of sleep between two timed calls")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip measuring the conv ceiling")
     ap.add_argument("--skip-load", action="store_true")
     args = ap.parse_args()
-    bench_forward(args.size, args.reps)
+    bench_forward(args.size, args.reps, args.gap, not args.no_ceiling)
     if not args.skip_load:
         print()
         subprocess.run([sys.executable, str(ROOT / "tools" / "bench_caffemodel_load.py")], check=True)

@@ -34,6 +34,9 @@ def export_cmd(
     no_check: bool = typer.Option(False, "--no-check", help="skip the checker and the parity run (not advised)"),
     allow_missing_weights: bool = AllowMissingWeightsOpt,
     stage: Optional[List[str]] = StageOpt, classes: Optional[int] = ClassesOpt,
+    exporter: str = typer.Option("auto", "--exporter",
+                                 help="auto: torch's TorchScript exporter where it applies (fp32, static H and W, "
+                                      "no custom ops; much faster), else dynamo; dynamo: always torch.export"),
 ):
     """Export MODEL to ONNX, check it (onnx.checker, shape inference) and compare it with torch in
     ONNX Runtime; fail (and write nothing) beyond the tolerance. A warning says when the comparison
@@ -44,7 +47,8 @@ def export_cmd(
                           input_shapes=input_shapes_cli(input_shape), fill_untrained=fill_untrained,
                           dynamic_hw=dynamic_hw, tolerance=tolerance, check=not no_check,
                           allow_missing_weights=allow_missing_weights,
-                          stages=stage or (), classes=classes)
+                          stages=stage or (), classes=classes,
+                          exporter=exporter)
     for line in result.lines():
         if line.startswith("warning:"):
             # prominent: a parity run that cannot fail is easy to mistake for a passed one

@@ -113,7 +113,11 @@ class Predictor:
             path: a prototxt (with ``weights``), compiled-model directory or zoo name (torch
                 backend), an ``.onnx`` file (onnxruntime) or an ``.engine``/``.plan`` file
                 (tensorrt).
-            backend: ``auto`` (by what ``path`` is), ``torch``, ``onnxruntime`` or ``tensorrt``.
+            backend: ``auto`` (by what ``path`` is: an engine runs in TensorRT, an ONNX file
+                in ONNX Runtime; a Caffe model runs in ONNX Runtime on the CPU in fp32 without
+                ``compile``, through an export cached on disk (:mod:`fcnkit.deploy.auto_backend`,
+                :mod:`fcnkit.deploy.onnx.cache`; torch where it cannot be exported), else
+                in torch), ``torch``, ``onnxruntime`` or ``tensorrt``.
                 A Caffe model with ``onnxruntime``/``tensorrt`` is exported (and parity-checked)
                 to a temporary ONNX file first.
             device: ``cpu``, ``cuda`` or ``cuda:N``; default CUDA when available to the backend.
@@ -148,11 +152,16 @@ class Predictor:
 
             weights = default_weights(path, None)
         kind = "engine" if suffix in ENGINE_SUFFIXES else "onnx" if suffix == ".onnx" else "caffe"
-        if backend == "auto":
+        auto = backend == "auto"
+        if auto:
             backend = {"engine": "tensorrt", "onnx": "onnxruntime", "caffe": "torch"}[kind]
         device = _checked_device(backend, device)
         request = OpenRequest(path, p, kind, device, dtype, weights, tile, batch_size, compile, providers)
-        impl, dt, keep = _OPENERS[backend](request)
+        opener = _OPENERS[backend]
+        if auto and kind == "caffe" and device == "cpu" and not compile and providers is None \
+                and canonical_dtype(dtype or "fp32", option="dtype") == "fp32":
+            opener = _open_auto_cpu
+        impl, dt, keep = opener(request)
         if kind == "caffe" and impl.info.preprocess is None:  # the stretch stored beside the weights
             impl.info.preprocess = preprocess_for(path, weights)
         pred = cls(impl, device=device, dtype=dt, output=output, batch_size=batch_size,
@@ -298,6 +307,22 @@ def _open_torch(req: OpenRequest):
     dt = canonical_dtype(req.dtype or ("fp16" if req.device.startswith("cuda") else "fp32"), option="dtype")
     src = load_model(req.source, weights=req.weights, tile=_tile(req.tile))
     return _TorchBackend(src, req.device, dt, req.compile), dt, None
+
+
+def _open_auto_cpu(req: OpenRequest):
+    """``auto`` for a Caffe model on the CPU in fp32: ONNX Runtime on a cached export
+    (:mod:`fcnkit.deploy.auto_backend`), else, when onnxruntime is missing or the model
+    cannot be exported, the torch backend (the reason logged at debug level)."""
+    import logging
+
+    try:
+        from fcnkit.deploy.auto_backend import CachedOrtBackend
+
+        return CachedOrtBackend.open(req.source, req.weights, _tile(req.tile)), "fp32", None
+    except Exception as e:  # noqa: BLE001 - whatever prevents ONNX Runtime, torch can run it
+        logging.getLogger("fcnkit.deploy.auto_backend").debug(
+            "backend auto: ONNX Runtime not used for %s (%s: %s); using torch", req.source, type(e).__name__, e)
+    return _open_torch(req)
 
 
 @register_backend("onnxruntime")

@@ -141,3 +141,43 @@ def test_write_caffe_of_a_net_with_legacy_inputs(bench, tmp_path):
     text, got, want = _round_trip(bench, src, tmp_path)
     assert text.count('type: "Input"') == 1 and "input_dim" not in text
     np.testing.assert_allclose(got["prob"].numpy(), want["prob"].numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_cpu_targets(bench):
+    # FCN-8s: 136.6 GFLOP per tile in 400 ms = 341.5 GFLOP/s, 85.4% of a 400 GFLOP/s ceiling: met;
+    # OpenCV 800 ms / ONNX Runtime 400 ms = 2.00x >= 1.8x: met; torch 480 / 400 = 1.20x > 1.15x: NOT met.
+    def row(backend, ms, model="fcn8s_8band", tile=(512, 512), gflop=136.6):
+        return bench.Row(model, tile, backend, "fp32", 1, ms, gflop, None, "", (ms - 1, ms + 1), 400.0)
+
+    rows = [row("torch-cpu", 480.0), row("onnxruntime-cpu", 400.0), row("opencv-dnn", 800.0),
+            row("onnxruntime-cpu", 2.0, "lenet", (28, 28), 0.0046), row("opencv-dnn", 1.0, "lenet", (28, 28), 0.0046)]
+    text = "\n".join(bench.cpu_target_lines(rows))
+    assert "fcn8s_8band 512x512: fastest fcnkit CPU path (onnxruntime-cpu) at 85.4% of the conv ceiling " \
+           "(target >= 80%: met)" in text
+    assert "fcn8s_8band 512x512: OpenCV dnn / fastest fcnkit (onnxruntime-cpu) = 2.00x (target >= 1.8x: met)" in text
+    assert "fcn8s_8band 512x512: torch / ONNX Runtime = 1.20x (target <= 1.15x: NOT met)" in text
+    assert "lenet 28x28: OpenCV dnn / fastest fcnkit (onnxruntime-cpu) = 0.50x (target >= 1x: NOT met)" in text
+    assert "lenet 28x28: torch / ONNX Runtime" not in text and "lenet 28x28: fastest" not in text
+    assert "not evaluated (no CPU row was measured)" in "\n".join(bench.cpu_target_lines([]))
+    c = bench.parse_args(["--preset", "cpu"])
+    assert (c.models, c.tile_list, c.batch) == ("fcn8s_8band,fcn_alexnet_8band,tiramisu56_8band,real", [(512, 512)], 1)
+
+
+def test_benchlib_interleaves_in_random_order_and_keeps_spreads():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import benchlib
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    order = []
+    fns = {name: (lambda name=name: order.append(name) or 0.001 * (ord(name) - 96)) for name in "abc"}
+    stats = benchlib.interleaved(fns, rounds=8, warmup=1, gap_s=0.0, seed=3)
+    assert order[:3] == ["a", "b", "c"] and len(order) == 3 + 24  # warm-up in order, then 8 rounds
+    rounds = [tuple(order[3 + 3 * i: 6 + 3 * i]) for i in range(8)]
+    assert all(sorted(r) == ["a", "b", "c"] for r in rounds) and len(set(rounds)) > 1
+    # self-timed calls (a float of seconds) are recorded as they report: 1, 2, 3 ms
+    assert [round(stats[k].median, 6) for k in "abc"] == [1.0, 2.0, 3.0] and stats["a"].iqr == 0
+    s = benchlib.Stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert (s.median, s.q1, s.q3, s.n) == (3.0, 2.0, 4.0, 5)  # quartiles by statistics.quantiles, inclusive

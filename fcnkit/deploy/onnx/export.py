@@ -18,8 +18,12 @@ from fcnkit.deploy.onnx.naming import folded_layers, name_nodes
 from fcnkit.deploy.onnx.parity import (FP16_TOLERANCE, FP32_TOLERANCE, ParityRow,
                                        constant_reference_warning, random_inputs, run_parity)
 from fcnkit.deploy.onnx.rewrite import dynamic_hw_blockers, fused_pairs, module_for_export, rename_values
+from fcnkit.deploy.onnx.torchscript import can_use_torchscript, torchscript_export
 from fcnkit.errors import ExportError, InputError
 
+
+#: What ``export_onnx(exporter=...)`` accepts.
+EXPORTERS = ("dynamo", "auto")
 
 #: Opset written when none is asked for.
 DEFAULT_OPSET = 18
@@ -139,7 +143,7 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
                 tolerance: float | None = None, seed: int = 0, parity_batch: int = 2,
                 source: str | None = None, bands: Sequence[str] | None = None,
                 classes: Sequence[str] | None = None, metadata: Mapping[str, Any] | None = None,
-                extra_outputs: Sequence[str] = (), fuse: bool = True) -> ExportResult:
+                extra_outputs: Sequence[str] = (), fuse: bool = True, exporter: str = "dynamo") -> ExportResult:
     """Export a compiled net to an ONNX file, check it, and compare it with torch.
 
     Args:
@@ -164,6 +168,7 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
         fuse: fuse each BatchNorm followed by its in-place Scale into one
             BatchNormalization node (same values; the parity run compares with the unfused
             torch module).
+        exporter: ``dynamo``, or ``auto`` (TorchScript where it applies: :mod:`~.torchscript`).
 
     Returns:
         :class:`ExportResult` (``.summary()`` for one line). When a torch reference does
@@ -187,7 +192,8 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
     compiled, shapes, want_hw, notes = _prepare(compiled, opts, dynamic_hw)
     dynamic_batch = opts.fixed_batch is None
     module, table, out_names = module_for_export(compiled, opts.half, extra_outputs, fuse, want_hw)
-    model, got = _run_exporter(module, compiled, shapes, opts, table, out_names, dynamic_batch, want_hw, seed)
+    model, got = _run_exporter(module, compiled, shapes, opts, table, out_names, dynamic_batch, want_hw,
+                               exporter, seed)
     _name_values(model, compiled, out_names)
     _name_nodes(model, compiled, fuse)
     meta = onnx_metadata(compiled, source=source, bands=bands, classes=classes, tile=opts.tile,
@@ -311,18 +317,31 @@ def _dynamic_shapes(compiled, shapes, dynamic_batch: bool, want_hw: bool):
 
 
 def _run_exporter(module, compiled, shapes, opts: _Options, table, out_names, dynamic_batch: bool,
-                  want_hw: bool, seed: int):
+                  want_hw: bool, exporter: str, seed: int):
     """(ModelProto, its opset): ``torch.onnx.export(dynamo=True)`` of ``module`` on a seeded
-    example input, its output silenced; the opset asserted to be the one asked for.
+    example input (with ``exporter="auto"``, the TorchScript exporter first where it
+    applies), its output silenced; the opset asserted to be the one asked for.
 
     Raises:
         ExportError: the exporter fails, or writes another opset.
     """
     import torch
 
+    if exporter not in EXPORTERS:
+        raise InputError(f"exporter must be one of {', '.join(EXPORTERS)}, got '{exporter}'")
     example = random_inputs(shapes, seed)
     args = tuple(torch.from_numpy(example[n]).to(torch.float16 if opts.half else torch.float32)
                  for n in compiled.inputs)
+    model = None
+    if exporter == "auto" and can_use_torchscript(opts.half, want_hw, table) is None:
+        with quiet_exporter():
+            try:
+                model = torchscript_export(module, args, opset=opts.opset, input_names=compiled.inputs,
+                                           output_names=out_names, dynamic_batch=dynamic_batch)
+            except Exception:  # noqa: BLE001 - any failure of the trace: the dynamo exporter decides
+                model = None
+    if model is not None and opset_of(model) == opts.opset:
+        return model, opts.opset
     dyn = _dynamic_shapes(compiled, shapes, dynamic_batch, want_hw)
     with quiet_exporter() as log:
         try:
