@@ -48,7 +48,8 @@ def assign(module: torch.nn.Module, arrays: Mapping[str, np.ndarray], where: str
     """Set the module's parameters/buffers of the same names from ``arrays``.
 
     A tensor still on the meta device (built without storage by :func:`compile_net`) is
-    replaced by a new CPU tensor holding the array, without a copy when ``share`` is true
+    replaced by a new tensor holding the array (on the default device: CPU unless the caller
+    builds under ``with torch.device(...)``), without a copy when ``share`` is true
     and the array is float32, C-contiguous, aligned and writable (the caller owns it);
     any other tensor is overwritten in place (its identity stays: shared params stay tied).
 
@@ -67,6 +68,9 @@ def assign(module: torch.nn.Module, arrays: Mapping[str, np.ndarray], where: str
             data = (np.require(arr, np.float32, ["C", "A", "W"]) if share
                     else np.array(arr, dtype=np.float32, order="C"))
             value = torch.from_numpy(data).reshape(t.shape)
+            device = torch.empty(()).device  # the caller's default device (a `with torch.device`)
+            if device.type != "cpu":
+                value = value.to(device)
             if name in module._parameters:
                 module._parameters[name] = torch.nn.Parameter(value, requires_grad=t.requires_grad)
             else:

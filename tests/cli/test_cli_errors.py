@@ -35,14 +35,15 @@ def test_syntax_error_names_file_line_and_column(tmp_path, capsys):
 
 
 def test_unknown_layer_type_lists_every_one(tmp_path, capsys):
-    text = GOOD + """layer { name: "up" type: "Upsample" bottom: "conv1" top: "up" }
+    # ShuffleChannel (ShuffleNet's fork) is a type fcnkit does not know; Upsample now is one
+    text = GOOD + """layer { name: "up" type: "ShuffleChannel" bottom: "conv1" top: "up" }
 layer { name: "py" type: "Python" bottom: "up" top: "py" }
 """
     p = _write(tmp_path, "unknown.prototxt", text)
     code, out = _run(capsys, ["compile", str(p)])
     assert code == 2
     flat = " ".join(out.split())
-    assert "'up' of type 'Upsample' (line 5)" in flat
+    assert "'up' of type 'ShuffleChannel' (line 5)" in flat
     assert "'py' of type 'Python' (line 6)" in flat
     assert "register" in flat
 

@@ -233,7 +233,8 @@ def load_zoo_untrained(name: str, tile: tuple[int, int]):
     shapes = analyse(net, deploy_shapes(declared_input_shapes(net), tile)).shapes
     zeros = {n.name: [np.zeros(s, np.float32) for s in n.layer.param_shapes([shapes[b] for b in n.bottoms])]
              for n in net.layers if n.type in ("Convolution", "InnerProduct")}
-    src = load_model(name, tile=tile, weights=zeros)
+    # the BatchNorm statistics deliberately come from their fillers
+    src = load_model(name, tile=tile, weights=zeros, allow_missing_weights=True)
     fill_untrained(src.compiled)
     return src
 

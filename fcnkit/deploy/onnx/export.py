@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -17,6 +16,7 @@ from fcnkit.deploy.onnx.metadata import onnx_metadata, write_metadata
 from fcnkit.deploy.onnx.naming import folded_layers, name_nodes
 from fcnkit.deploy.onnx.parity import (FP16_TOLERANCE, FP32_TOLERANCE, ParityRow,
                                        constant_reference_warning, random_inputs, run_parity)
+from fcnkit.deploy.onnx.result import ExportResult
 from fcnkit.deploy.onnx.rewrite import dynamic_hw_blockers, fused_pairs, module_for_export, rename_values
 from fcnkit.deploy.onnx.torchscript import can_use_torchscript, torchscript_export
 from fcnkit.errors import ExportError, InputError
@@ -36,88 +36,6 @@ MIN_OPSET = 13
 
 #: Largest ONNX file written as one protobuf (the protobuf limit is 2 GiB).
 MAX_PROTO_BYTES = 2**31 - 1
-
-
-@dataclass
-class ExportResult:
-    """What :func:`export_onnx` wrote and measured.
-
-    Attributes:
-        path: the ONNX file.
-        opset: the file's ``ai.onnx`` opset (equal to the one requested).
-        dtype: ``fp32`` or ``fp16`` (the graph's input/output and weight precision).
-        inputs, outputs: {name: shape}, dynamic axes as strings (``"batch"``).
-        parity: one row per output (and per checked input size).
-        dynamic_batch, dynamic_hw: which axes are dynamic in the file.
-        notes: things the user should know (e.g. why H and W stayed static).
-        warnings: things that make the result doubtful (a parity run that was not
-            meaningful because the torch reference does not vary with the input).
-        metadata: the ``metadata_props`` written into the file.
-        node_types: ONNX op type -> count.
-        size_bytes: file size in bytes.
-        seconds: wall time of export + checks (s).
-    """
-
-    path: Path
-    opset: int
-    dtype: str
-    inputs: dict[str, list]
-    outputs: dict[str, list]
-    parity: list[ParityRow]
-    dynamic_batch: bool
-    dynamic_hw: bool
-    notes: list[str] = field(default_factory=list)
-    metadata: dict[str, str] = field(default_factory=dict)
-    node_types: dict[str, int] = field(default_factory=dict)
-    size_bytes: int = 0
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def max_abs(self) -> float:
-        return max((r.max_abs for r in self.parity), default=0.0)
-
-    @property
-    def relative(self) -> float:
-        return max((r.relative for r in self.parity), default=0.0)
-
-    @property
-    def tolerance(self) -> float:
-        return min((r.tolerance for r in self.parity), default=math.nan)
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.parity)
-
-    @property
-    def meaningful(self) -> bool:
-        """Whether parity was measured and every torch reference varied with the input."""
-        return bool(self.parity) and all(r.varies for r in self.parity)
-
-    def summary(self) -> str:
-        """One line: opset, precision, I/O shapes and the parity measured against torch."""
-        def io(d):
-            return ", ".join(f"{k}({','.join(map(str, v))})" for k, v in d.items())
-
-        text = f"opset {self.opset}, {self.dtype}, {io(self.inputs)} -> {io(self.outputs)}"
-        if self.parity:
-            text += (f"; ONNX Runtime vs torch: max abs {self.max_abs:.3g}, relative "
-                     f"{self.relative:.3g} (tolerance {self.tolerance:g})")
-            if not self.meaningful:
-                text += " NOT MEANINGFUL: the torch output does not vary with the input"
-        else:
-            text += "; parity not checked"
-        return text
-
-    def lines(self) -> list[str]:
-        """Per-output parity lines, then the notes."""
-        out = []
-        for r in self.parity:
-            at = f" at {r.size[0]}x{r.size[1]}" if r.size else ""
-            const = "" if r.varies else ", constant reference"
-            out.append(f"{r.output} ({','.join(map(str, r.shape))}){at}: max abs {r.max_abs:.3g}, relative {r.relative:.3g} "
-                       f"({'ok' if r.ok else 'FAIL'}, tolerance {r.tolerance:g}{const})")
-        return out + [f"note: {n}" for n in self.notes] + [f"warning: {w}" for w in self.warnings]
 
 
 def _check_opset(opset: int) -> int:
@@ -194,17 +112,10 @@ def export_onnx(compiled, path: str | Path, *, opset: int = DEFAULT_OPSET, dtype
     module, table, out_names = module_for_export(compiled, opts.half, extra_outputs, fuse, want_hw)
     model, got = _run_exporter(module, compiled, shapes, opts, table, out_names, dynamic_batch, want_hw,
                                exporter, seed)
-    _name_values(model, compiled, out_names)
-    _name_nodes(model, compiled, fuse)
     meta = onnx_metadata(compiled, source=source, bands=bands, classes=classes, tile=opts.tile,
                          dtype=opts.dtype, opset=opts.opset, dynamic_batch=dynamic_batch,
                          dynamic_hw=want_hw, extra=metadata, outputs=out_names)
-    write_metadata(model, meta)
-    data = _serialise(model)
-    # Read what the result reports off the proto now and drop it: the bytes are all that
-    # is needed from here on, and the proto is one more copy of every weight while the
-    # checker and ONNX Runtime make theirs.
-    info, node_types, out_types = _described(model)
+    data, (info, node_types, out_types) = _finish(model, compiled, out_names, fuse, meta)
     del model
     parity, warnings_ = [], []
     if check:
@@ -366,6 +277,16 @@ def _run_exporter(module, compiled, shapes, opts: _Options, table, out_names, dy
                           + f"; use an opset >= {max(18, MIN_OPSET)} or one it can convert to")
     return model, got
 
+
+def _finish(model, compiled, out_names: Sequence[str], fuse: bool, meta) -> tuple[bytes, tuple]:
+    """Name the graph's values and nodes after Caffe's blobs and layers, write the metadata,
+    serialise; returns the bytes and what the result reports, read off the proto now so that
+    the caller can drop it (the proto is one more copy of every weight while the checker and
+    ONNX Runtime make theirs)."""
+    _name_values(model, compiled, out_names)
+    _name_nodes(model, compiled, fuse)
+    write_metadata(model, meta)
+    return _serialise(model), _described(model)
 
 def _name_values(model, compiled, out_names: Sequence[str]) -> None:
     """Name the graph's inputs and outputs after the Caffe blobs.
