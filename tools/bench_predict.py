@@ -259,7 +259,7 @@ def report(rss_rows, speed_rows, args) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, size, n, plan, e2e, mo, nv in speed_rows:
         mpx = size * size / 1e6
-        print(f"| {label} | {size}² | {plan.tile}/{plan.halo} | {n} | {e2e:.2f} | {mpx / e2e:.3f} | {mpx / mo:.3f} "
+        print(f"| {label} | {size}² | {plan.tile}/{plan.halo} | {n} | {e2e:.2f} | {mpx / e2e:.4f} | {mpx / mo:.4f} "
               f"| {mo / e2e:.2f} | {nv:.2f} | {nv / e2e:.2f} |")
     real = [r for r in speed_rows if r[0] == "real"]
     if real:
