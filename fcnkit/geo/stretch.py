@@ -74,15 +74,18 @@ def stretch(pixels: np.ndarray, lo, hi, out_range=(0.0, 255.0)) -> np.ndarray:
     Raises:
         InputError: lo/hi do not have one value per band.
     """
-    x = np.asarray(pixels, dtype=np.float32)
+    x = np.array(pixels, dtype=np.float32)  # a copy: the steps below work in place (no temporaries)
     lo_a = np.asarray(lo, dtype=np.float32).reshape(-1, 1, 1)
     hi_a = np.asarray(hi, dtype=np.float32).reshape(-1, 1, 1)
     if lo_a.shape[0] != x.shape[0] or hi_a.shape[0] != x.shape[0]:
         raise InputError(f"the stretch has {lo_a.shape[0]} band(s), the pixels {x.shape[0]}")
     span = hi_a - lo_a
     scale = np.where(span > 0, (out_range[1] - out_range[0]) / np.where(span > 0, span, 1), 0).astype(np.float32)
-    out = (np.clip(x, lo_a, hi_a) - lo_a) * scale + np.float32(out_range[0])
-    return out.astype(np.float32, copy=False)
+    np.clip(x, lo_a, hi_a, out=x)
+    x -= lo_a
+    x *= scale
+    x += np.float32(out_range[0])
+    return x
 
 
 def valid_mask(pixels: np.ndarray, nodata) -> np.ndarray:
