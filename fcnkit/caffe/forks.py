@@ -34,7 +34,7 @@ from google.protobuf import text_format
 
 from fcnkit.caffe import caffe_forks_pb2, caffe_pb2
 from fcnkit.caffe.linescan import _skip_string
-from fcnkit.caffe.wire import WireError, read_key, read_length, skip_value
+from fcnkit.caffe.wire import read_key, read_length, skip_value
 
 _WORD = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _LAYER_FIELDS = frozenset(f.name for f in caffe_pb2.LayerParameter.DESCRIPTOR.fields)

@@ -43,7 +43,7 @@ def predict_cmd(
     """Predict road masks for SCENES with MODEL; write georeferenced label GeoTIFFs (and
     optionally probabilities and quicklooks) with a JSON sidecar per scene into OUTDIR."""
     from fcnkit.errors import InputError
-    from fcnkit.geo.batch import expand_scenes, predict_scenes
+    from fcnkit.geo.batch import expand_scenes
     from fcnkit.geo.predict import SceneOptions
     from fcnkit.geo.tiling import BLENDS
 
