@@ -15,7 +15,7 @@ targets, each "met", "NOT met" or "not evaluated (reason)":
   eager fp16 (``--preset target`` runs exactly that configuration).
 
 Backends:
-  CPU: torch-cpu (eager fp32), onnxruntime-cpu (fp32), opencv-dnn (fp32);
+  CPU: torch-cpu (eager fp32, fcnkit's inference module), onnxruntime-cpu (fp32), opencv-dnn (fp32);
   GPU: torch-cuda (eager; ``--compile`` adds torch.compile rows), onnxruntime-cuda and
   onnxruntime-trt (onnxruntime-gpu), tensorrt (engine built with ``fcnkit.deploy.tensorrt``).
 
@@ -314,9 +314,16 @@ def _bench_cpu(compiled, shape, x, name, out_name, onnx_files, stem: Path, args,
     fns, notes, closers = {}, {}, []
     xt = torch.from_numpy(x)
     if "torch" in args.backends:
+        # what fcnkit runs for inference (Predictor, fcnkit run): the fused, channels-last
+        # module, with the heap thresholds fcnkit's entry points set (fcnkit.runtime)
+        from fcnkit.runtime import tune_malloc
+
+        tune_malloc()
+        module = compiled.inference_module()
+
         def run_torch():
             with torch.inference_mode():
-                return compiled.module(xt)[out_name].numpy()
+                return module(xt)[out_name].numpy()
         fns["torch-cpu"] = run_torch
     if "onnxruntime" in args.backends:
         if "fp32" in onnx_files:
