@@ -98,6 +98,47 @@ def _numbers(text: str, option: str, kind):
                          f"file that exists), got '{text}'") from None
 
 
+def _header_size(path: Path, kind: str) -> tuple[int, int, int] | None:
+    """(rows, cols, channels) from a PNG's IHDR or a JPEG's SOF marker, read before decoding
+    (PNG: ISO/IEC 15948 section 11.2.2; JPEG: ITU-T T.81 B.2.2); None when not found."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if kind == "png" and len(head) >= 26 and head[12:16] == b"IHDR":
+        channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(head[25], 4)
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big"), channels
+    i = 2
+    while kind == "jpeg" and i + 9 < len(head) and head[i] == 0xFF:
+        marker, length = head[i + 1], int.from_bytes(head[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return (int.from_bytes(head[i + 5:i + 7], "big"), int.from_bytes(head[i + 7:i + 9], "big"),
+                    head[i + 9])
+        i += 2 + length
+    return None
+
+
+def _check_image_size(path: Path, kind: str) -> None:
+    """The decoded image (8-bit decode, float32 copy and its preprocessing, about 12 bytes a
+    value) against the memory limit, before anything is decoded.
+
+    Raises:
+        LimitError: the image would exceed :func:`fcnkit.limits.memory_limit`.
+    """
+    from fcnkit.limits import check_bytes
+
+    if kind == "tiff":
+        import rasterio
+
+        try:
+            with rasterio.open(path) as src:
+                size = (src.height, src.width, src.count)
+        except rasterio.errors.RasterioError:
+            return  # reported by the read itself
+    else:
+        size = _header_size(path, kind)
+    if size is not None:
+        check_bytes(size[0] * size[1] * max(size[2], 3) * 12, f"{path}: the decoded {size[0]}x{size[1]} image")
+
+
 def load_image(path: str | Path, color: bool = True) -> np.ndarray:
     """An image file as ``caffe.io.load_image`` gives it: (H, W, K) float32 in [0, 1].
 
@@ -105,11 +146,13 @@ def load_image(path: str | Path, color: bool = True) -> np.ndarray:
         color: colour (grey tiled to 3 channels) or intensity (grey kept as 1 channel).
 
     Raises:
-        InputError: the file cannot be decoded.
+        InputError: the file cannot be decoded. LimitError: its header declares an image
+            larger than the memory limit (checked before decoding).
     """
     from skimage.util import img_as_float
 
     path = Path(path)
+    _check_image_size(path, image_kind(path))
     if image_kind(path) == "tiff":
         import warnings
 
