@@ -42,6 +42,15 @@ def _temp_prefix(path: Path) -> str:
 
 
 def _umask() -> int:
+    """The process umask. Linux (>= 4.7) reports it in /proc/self/status, read without
+    changing it; elsewhere it is set and restored at once (briefly visible to other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
