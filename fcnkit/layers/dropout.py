@@ -18,9 +18,13 @@ class Dropout(ElementwiseLayer):
     type = "Dropout"
 
     def setup(self) -> None:
-        self.ratio = float(self.param.dropout_param.dropout_ratio)
+        self.ratio = self.dropout_ratio()
         if not 0 <= self.ratio < 1:
             raise self.error(f"dropout_ratio must be in [0, 1), got {self.ratio}")
+
+    def dropout_ratio(self) -> float:
+        """The probability of dropping a unit, from the layer's parameters."""
+        return float(self.param.dropout_param.dropout_ratio)
 
     @property
     def phase_dependent(self) -> bool:

@@ -9,25 +9,20 @@ from __future__ import annotations
 
 from fcnkit.caffe.forks import fork_param
 from fcnkit.layers import register
-from fcnkit.layers._common import ElementwiseLayer
+from fcnkit.layers.dropout import Dropout
 
 
 @register
-class SpatialDropout(ElementwiseLayer):
-    """ENet ``SpatialDropout`` (``spatial_dropout_param``)."""
+class SpatialDropout(Dropout):
+    """ENet ``SpatialDropout`` (``spatial_dropout_param``): Caffe's Dropout rule and phase
+    dependence, applied to whole channels."""
 
     type = "SpatialDropout"
     fork = "ENet (TimoSaemann/ENet)"
 
-    def setup(self) -> None:
+    def dropout_ratio(self) -> float:
         p = fork_param(self.param, "spatial_dropout_param")
-        self.ratio = 0.5 if p is None else float(p.dropout_ratio)
-        if not 0.0 <= self.ratio < 1.0:
-            raise self.error(f"dropout_ratio must be in [0, 1), got {self.ratio}")
-
-    @property
-    def phase_dependent(self) -> bool:
-        return True
+        return 0.5 if p is None else float(p.dropout_ratio)
 
     def build_module(self, bottom_shapes):
         import torch
