@@ -152,8 +152,9 @@ def load_image(path: str | Path, color: bool = True) -> np.ndarray:
     from skimage.util import img_as_float
 
     path = Path(path)
-    _check_image_size(path, image_kind(path))
-    if image_kind(path) == "tiff":
+    kind = image_kind(path)
+    _check_image_size(path, kind)
+    if kind == "tiff":
         import warnings
 
         import rasterio
