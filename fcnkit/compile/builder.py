@@ -82,13 +82,15 @@ class CompiledNet:
             self.__dict__["_inference"] = cached
         return cached[1](*args, **kwargs)
 
-    def inference_module(self, *, fuse: bool | None = None, channels_last: bool | None = None):
+    def inference_module(self, *, fuse: bool | None = None, channels_last: bool | None = None,
+                         prepack: bool | None = None):
         """A new eval-mode module computing the same outputs faster (BatchNorm + Scale +
-        ReLU fused, in-place activations, channels-last; it shares this module's weights):
+        ReLU fused, in-place activations, channels-last, prepacked convolution weights; it
+        shares this module's weights):
         :func:`fcnkit.compile.inference.inference_module`."""
         from fcnkit.compile.inference import inference_module
 
-        return inference_module(self, fuse=fuse, channels_last=channels_last)
+        return inference_module(self, fuse=fuse, channels_last=channels_last, prepack=prepack)
 
     def run_all(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run forward and return every blob version (blob id -> tensor), in-place

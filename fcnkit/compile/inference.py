@@ -13,13 +13,19 @@ computes the same outputs (same dict keys, values equal to float32 rounding) fas
   ``torch.channels_last`` (NHWC in memory), so convolutions, pooling and the element-wise
   layers between them run on oneDNN's NHWC kernels (torch's NCHW max pooling is 9x
   slower, issue 16); 4-D outputs are returned in the usual (contiguous) layout.
+- Prepacking (``prepack``, with channels-last on a torch built with oneDNN): layers that
+  offer it (:meth:`fcnkit.layers.Layer.inference_packed`: Convolution, alone or fused with
+  its ReLU) run on weights reordered once into oneDNN's layout, with the activation as a
+  oneDNN post-op, instead of a weight copy and reorder on every call (FCN-8s at 512x512:
+  1.4x faster). Costs a second copy of those weights in memory.
 
 The module shares the compiled module's submodules and tensors (no copy; a weight changed
 there is used here) and is for eval mode only (Caffe's TEST phase): a BatchNorm without
 ``use_global_stats`` uses its stored statistics. Training builds its own module
 (``fcnkit.train``) and keeps every layer separate.
 
-Opt-outs: ``FCNKIT_INFERENCE_FUSION=0`` and ``FCNKIT_CHANNELS_LAST=0`` (docs/performance.md).
+Opt-outs: ``FCNKIT_INFERENCE_FUSION=0``, ``FCNKIT_CHANNELS_LAST=0`` and ``FCNKIT_PREPACK=0``
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -49,8 +55,8 @@ def channels_last_pays(compiled) -> bool:
     return False
 
 
-def inference_module(compiled, *, fuse: bool | None = None,
-                     channels_last: bool | None = None) -> torch.fx.GraphModule:
+def inference_module(compiled, *, fuse: bool | None = None, channels_last: bool | None = None,
+                     prepack: bool | None = None) -> torch.fx.GraphModule:
     """A module computing ``compiled``'s outputs for inference (see the module docstring).
 
     Args:
@@ -58,6 +64,10 @@ def inference_module(compiled, *, fuse: bool | None = None,
         fuse: fuse layers (default: unless ``FCNKIT_INFERENCE_FUSION=0``).
         channels_last: run 4-D blobs channels-last (default: unless
             ``FCNKIT_CHANNELS_LAST=0``, when :func:`channels_last_pays`).
+        prepack: run packable layers on prepacked weights (default: with channels-last,
+            unless ``FCNKIT_PREPACK=0``; ignored without channels-last). The packed
+            modules serve float32 CPU inputs outside autograd; a module moved to another
+            device or dtype runs their plain form.
 
     Returns:
         A GraphModule in eval mode: ``module(*inputs)`` with one (N, C, H, W) tensor per
@@ -73,10 +83,15 @@ def inference_module(compiled, *, fuse: bool | None = None,
     for n in gm.graph.nodes:
         env[n] = graph.node_copy(n, lambda a: env[a])
     owners: dict[str, Any] = {}
+    leaders = {module_name(n.name): n.layer for n in compiled.net.layers}
     if fuse:
-        owners.update(_fuse(compiled, graph))
+        fused, fused_leaders = _fuse(compiled, graph)
+        owners.update(fused)
+        leaders.update(fused_leaders)
     if channels_last:
         _channels_last(compiled, graph)
+        if _env_on("FCNKIT_PREPACK") if prepack is None else prepack:
+            _prepack(gm, graph, owners, leaders)
     graph.lint()
     for n in graph.nodes:
         if n.op == "call_module" and n.target not in owners:
@@ -86,11 +101,11 @@ def inference_module(compiled, *, fuse: bool | None = None,
     return torch.fx.GraphModule(owners, graph, class_name=type(gm).__name__).eval()
 
 
-def _fuse(compiled, graph: torch.fx.Graph) -> dict[str, torch.nn.Module]:
+def _fuse(compiled, graph: torch.fx.Graph) -> tuple[dict[str, torch.nn.Module], dict[str, Any]]:
     """Fuse, in ``graph`` (a copy of the compiled module's), each call whose only reader
     is the next call, as long as the first layer accepts
     (:meth:`fcnkit.layers.Layer.inference_fused`); the fused call keeps the second node's
-    name and target. Returns {target: fused module}."""
+    name and target. Returns ({target: fused module}, {target: the layer leading it})."""
     gm = compiled.module
     layer_of = {module_name(n.name): n.layer for n in compiled.net.layers}
     fused: dict[str, torch.nn.Module] = {}
@@ -114,7 +129,20 @@ def _fuse(compiled, graph: torch.fx.Graph) -> dict[str, torch.nn.Module]:
         fused.pop(prev.target, None)
         fused[node.target] = module
         first_layer[node.target] = first
-    return fused
+    return fused, first_layer
+
+
+def _prepack(gm, graph: torch.fx.Graph, owners: dict[str, Any], leaders: dict[str, Any]) -> None:
+    """Replace, in ``owners``, each called module whose leading layer offers a prepacked
+    form (:meth:`fcnkit.layers.Layer.inference_packed`) by that form."""
+    for node in graph.nodes:
+        layer = leaders.get(node.target) if node.op == "call_module" else None
+        if layer is None:
+            continue
+        module = owners.get(node.target) or gm.get_submodule(node.target)
+        packed = layer.inference_packed(module)
+        if packed is not None:
+            owners[node.target] = packed
 
 
 def _channels_last(compiled, graph: torch.fx.Graph) -> None:

@@ -172,8 +172,10 @@ class _TorchBackend:
             shape = compiled.input_shapes[self.info.input]
             if tuple(shape[2:]) != hw:
                 compiled = reshape(compiled, {self.info.input: (shape[0], shape[1], *hw)})
-            mod = compiled.inference_module()  # fused, channels-last; shares the weights
-            if self.dtype != torch.float32 or self.device.type != "cpu":
+            cpu_fp32 = self.device.type == "cpu" and self.dtype == torch.float32
+            # fused, channels-last, prepacked for oneDNN on the CPU; shares the weights
+            mod = compiled.inference_module(prepack=None if cpu_fp32 else False)
+            if not cpu_fp32:
                 import copy
 
                 mod = copy.deepcopy(mod).to(self.device, self.dtype)

@@ -450,6 +450,14 @@ class Layer:
         earlier call returned for this layer (a chain of fusions)."""
         return None
 
+    def inference_packed(self, module: "torch.nn.Module") -> "torch.nn.Module | None":
+        """A drop-in for ``module`` (this layer's inference module, possibly fused with the
+        layers after it by :meth:`inference_fused`) that runs channels-last float32 CPU
+        inputs on weights prepacked once for oneDNN, or None (the default). It must compute
+        the same values and fall back to ``module``'s own computation for any input it
+        cannot serve."""
+        return None
+
     def inplace_activation(self, module: "torch.nn.Module") -> "torch.nn.Module | None":
         """A module applying this element-wise layer in place on its input (the caller
         owns that tensor: a layer fusing it holds the only reference), or None when it has

@@ -156,6 +156,13 @@ class Convolution(ConvolutionBase):
 
         return ops().ConvAct(module, act)
 
+    def inference_packed(self, module):
+        """The convolution (or its fusion with an activation) on a weight prepacked for
+        oneDNN (:class:`fcnkit.layers._inference_ops` ``PackedConv``), or None."""
+        from fcnkit.layers._inference_ops import packed_conv
+
+        return packed_conv(module)
+
 
 def _multi(base):
     """A subclass of ``base`` applied to each of several bottoms with the same weights
