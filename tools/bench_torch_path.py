@@ -68,7 +68,8 @@ def bench_forward(name: str, size: int, rounds: int) -> None:
     x = torch.rand(1, 8, size, size, generator=torch.Generator().manual_seed(0))
     modules = {"unfused": compiled.module,
                "fused": compiled.inference_module(fuse=True, channels_last=False),
-               "fused+CL": compiled.inference_module(fuse=True, channels_last=True)}
+               "fused+CL": compiled.inference_module(fuse=True, channels_last=True, prepack=False),
+               "fused+CL+prepack": compiled.inference_module(fuse=True, channels_last=True, prepack=True)}
     variants = [(m, tuned) for m in modules for tuned in (False, True)]
     times: dict = {v: [] for v in variants}
     with torch.inference_mode():
@@ -91,7 +92,7 @@ def bench_forward(name: str, size: int, rounds: int) -> None:
     for v in sorted(times, key=lambda v: (list(modules).index(v[0]), v[1])):
         med = statistics.median(times[v])
         spread = f"{min(times[v]) * 1e3:.0f}-{max(times[v]) * 1e3:.0f}"
-        print(f"  {v[0]:9s} malloc {'tuned' if v[1] else 'glibc':5s}  median {med * 1e3:8.1f} ms "
+        print(f"  {v[0]:16s} malloc {'tuned' if v[1] else 'glibc':5s}  median {med * 1e3:8.1f} ms "
               f"(range {spread})  speed-up x{base / med:.2f}")
 
 
