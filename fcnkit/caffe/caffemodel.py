@@ -34,7 +34,7 @@ from fcnkit.caffe import caffe_pb2
 from fcnkit.caffe.caffemodel_blob import BlobDecoder
 from fcnkit.caffe.caffemodel_fields import (LAYER_BLOBS_V1, LAYER_BLOBS_V2, NET_LAYER_V2,
                                             NET_LAYERS_V1, V0_BLOBS, V1_V0_LAYER, is_repeated)
-from fcnkit.caffe.caffemodel_source import ModelSource, open_source
+from fcnkit.caffe.caffemodel_source import open_source
 from fcnkit.caffe.caffemodel_writer import write_caffemodel  # noqa: F401 - public, re-exported
 from fcnkit.caffe.forks import resolve_binary
 from fcnkit.caffe.sniff import describe_non_caffemodel

@@ -48,7 +48,7 @@ class ModelSource:
     def __init__(self, buf, path: str, file=None):
         self.buf = buf
         self.path = path
-        self.mapped = isinstance(buf, mmap.mmap)
+        self.mapped = file is not None  # the file stays open only beside its mapping
         self._file = file
 
     def copy_out(self, start: int, stop: int, dtype: str) -> np.ndarray:
@@ -129,12 +129,14 @@ def open_source(path: str) -> ModelSource:
         raise CaffeFormatError(f"cannot read the file: {exc.strerror}", path) from None
     try:
         info = os.fstat(file.fileno())
-        if stat.S_ISREG(info.st_mode) and info.st_size > 0:
+        sized = stat.S_ISREG(info.st_mode) and info.st_size > 0
+        if sized:
             try:
                 return ModelSource(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ), path, file)
             except (OSError, ValueError):
                 pass  # a file system without mmap: read it instead
-        buf = _read_all(file, info.st_size if stat.S_ISREG(info.st_mode) else None, path)
+        # no size to trust (a pipe, a device, an empty or /proc-like file): read to the end
+        buf = _read_all(file, info.st_size if sized else None, path)
     except OSError as exc:
         file.close()
         raise CaffeFormatError(f"cannot read the file: {exc.strerror}", path) from None

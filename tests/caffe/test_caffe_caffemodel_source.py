@@ -179,3 +179,23 @@ def test_compile_from_path_shares_the_read_arrays_and_matches_the_copying_path(d
             # each tensor is one of the arrays the reader made, not a copy of it
             assert sum(np.shares_memory(tensor.numpy(), a) for a in arrays) == 1, key
             assert not any(np.shares_memory(copied[key].numpy(), a) for a in arrays), key
+
+
+def test_file_system_refusing_mmap_falls_back_to_reading(tmp_path, monkeypatch):
+    source = data_file("resnet50_stem_htshinichi/test.caffemodel")
+    mapped = read_caffemodel(source)
+
+    def refuse(*args, **kwargs):
+        raise OSError(19, "No such device")  # ENODEV: what mmap gives on such file systems
+    monkeypatch.setattr("fcnkit.caffe.caffemodel_source.mmap.mmap", refuse)
+    with open_source(str(source)) as opened:
+        assert not opened.mapped and len(opened.buf) == source.stat().st_size
+    _same_bits(read_caffemodel(source), mapped)
+    with pytest.raises(CaffeFormatError, match="empty"):
+        read_caffemodel(_empty(tmp_path))
+
+
+def _empty(tmp_path):
+    path = tmp_path / "empty.caffemodel"
+    path.write_bytes(b"")
+    return path
