@@ -2,9 +2,11 @@
 
 Reading walks the protobuf wire format by hand instead of calling ParseFromString on the whole
 file, because protobuf would hold every float twice (file bytes plus parsed repeated field)
-and cap messages at 2 GB. The whole file is read once into one ``bytearray``; packed float
-data becomes ``np.frombuffer`` views over that buffer (no copy), and only the small non-blob
-fields of each layer are handed to protobuf. Peak memory is about the file size.
+and cap messages at 2 GB. The file is mapped read-only (:mod:`fcnkit.caffe.caffemodel_source`;
+read whole into memory where it cannot be mapped); the walk touches only keys, lengths and
+small fields, each blob's floats are read straight into an array of its own, and only the
+small non-blob fields of each layer are handed to protobuf. Peak memory is about the blobs'
+size: nothing of the file stays resident beside them.
 
 Layouts handled (field numbers: src/caffe/proto/caffe.proto):
 
@@ -22,7 +24,6 @@ BlobProto fields written straight from the arrays' memory. One BlobProto is deco
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from fcnkit.caffe import caffe_pb2
 from fcnkit.caffe.caffemodel_blob import BlobDecoder
 from fcnkit.caffe.caffemodel_fields import (LAYER_BLOBS_V1, LAYER_BLOBS_V2, NET_LAYER_V2,
                                             NET_LAYERS_V1, V0_BLOBS, V1_V0_LAYER, is_repeated)
+from fcnkit.caffe.caffemodel_source import open_source
 from fcnkit.caffe.caffemodel_writer import write_caffemodel  # noqa: F401 - public, re-exported
 from fcnkit.caffe.forks import resolve_binary
 from fcnkit.caffe.sniff import describe_non_caffemodel
@@ -54,10 +56,9 @@ class CaffeModel:
             Caffe shape: ``shape`` when stored, else the legacy 4-D (num, channels, height,
             width) kept as stored (an old InnerProduct weight is (1, 1, N, K); consumers
             compare shapes right-aligned). Only layers holding at least one blob appear.
-            Packed float32 blobs are views into one buffer holding the whole file (no copy):
-            they may be unaligned (numpy and torch.from_numpy accept that), writing to them
-            is safe (nothing else uses the buffer), but any array kept alive keeps the whole
-            buffer alive, so ``np.array(a)`` the few you keep if you drop the rest.
+            Each array owns its memory (aligned, writable, C-contiguous; a legacy shape is a
+            reshaped view of it): keeping one keeps nothing else of the file alive, and
+            writing to it changes nothing else.
         path: the file read, or None.
         source_format: "V0", "V1" or "V2": the generation of the stored net.
         dtypes: layer name -> stored element type of each blob ("float32", "float64",
@@ -78,8 +79,11 @@ class CaffeModel:
 def read_caffemodel(path: str | Path) -> CaffeModel:
     """Read a binary caffemodel (V0/V1 ``layers`` or V2 ``layer``).
 
-    Memory: one buffer of the file's size plus converted copies of non-float32 blobs
-    (double, fp16, unpacked floats). Time: one read of the file plus a walk over its fields.
+    Memory: the blobs' own arrays (float32: the size of their data in the file), plus, while
+    one blob of another encoding (double, fp16, one key per value) is converted, that blob's
+    bytes; a file that cannot be mapped (a pipe) is also held whole during the read
+    (:mod:`fcnkit.caffe.caffemodel_source`). Time: one read of the file plus a walk over its
+    fields.
 
     Args:
         path: the .caffemodel file.
@@ -96,36 +100,11 @@ def read_caffemodel(path: str | Path) -> CaffeModel:
             layers with blobs share a name.
     """
     path_str = str(path)
-    buf = _read_all(path_str)
-    reason = describe_non_caffemodel(bytes(buf[:4096]))
-    if reason is not None:
-        raise CaffeFormatError(reason, path_str)
-    return _Reader(buf, path_str).read()
-
-
-def _read_all(path: str) -> bytearray:
-    """Read the whole file into one bytearray (no intermediate bytes object)."""
-    try:
-        f = open(path, "rb", buffering=0)
-    except FileNotFoundError:
-        raise CaffeFormatError("file not found", path) from None
-    except IsADirectoryError:
-        raise CaffeFormatError("is a directory, not a caffemodel file", path) from None
-    except OSError as exc:
-        raise CaffeFormatError(f"cannot read the file: {exc.strerror}", path) from None
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        buf = bytearray(size)
-        got = 0
-        with memoryview(buf) as view:
-            while got < size:
-                n = f.readinto(view[got:])
-                if not n:
-                    break
-                got += n
-        if got < size:  # the file shrank while being read
-            del buf[got:]
-    return buf
+    with open_source(path_str) as source:
+        reason = describe_non_caffemodel(bytes(source.buf[:4096]))
+        if reason is not None:
+            raise CaffeFormatError(reason, path_str)
+        return _Reader(source).read()
 
 
 @dataclass
@@ -138,7 +117,7 @@ class _LayerRecord:
 
 
 class _Reader(BlobDecoder):
-    """One pass over a caffemodel held in ``buf``."""
+    """One pass over a caffemodel (:class:`ModelSource`)."""
 
     # -- top level --
 
@@ -167,6 +146,7 @@ class _Reader(BlobDecoder):
                 except WireError as exc:
                     raise self._top_error(exc, len(records)) from None
                 header += buf[key_start:pos]
+        self.source.release(0, end)  # the pages the walk touched
 
         net = self._parse_net(header, records)
         names = self._layer_names(net, records)
@@ -184,6 +164,7 @@ class _Reader(BlobDecoder):
             for j, (start, stop) in enumerate(record.blob_ranges):
                 where = f"blob {j} of layer #{index} '{name}'"
                 array, kind = self._parse_blob(start, stop, where)
+                self.source.release(start, stop)
                 arrays.append(array)
                 kinds.append(kind)
             blobs[name] = arrays

@@ -1,8 +1,8 @@
-"""Decode one BlobProto record of a caffemodel held in memory (field numbers:
-src/caffe/proto/caffe.proto, :mod:`fcnkit.caffe.caffemodel_fields`): packed float32 data
-as a view over the file's buffer (no copy), unpacked floats and doubles, legacy 4-D or
-``shape`` dims, and the fork's raw_data_type / raw_data; the base of
-:mod:`fcnkit.caffe.caffemodel`'s reader."""
+"""Decode one BlobProto record of a caffemodel (field numbers: src/caffe/proto/caffe.proto,
+:mod:`fcnkit.caffe.caffemodel_fields`): packed float32 data read straight into an array of
+its own (:meth:`fcnkit.caffe.caffemodel_source.ModelSource.copy_out`), packed and unpacked
+doubles, unpacked floats, legacy 4-D or ``shape`` dims, and the fork's raw_data_type /
+raw_data; the base of :mod:`fcnkit.caffe.caffemodel`'s reader."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 from fcnkit.caffe.blobs import decode_raw, resolve_shape
 from fcnkit.caffe.caffemodel_fields import (BLOB_DATA, BLOB_DOUBLE_DATA, BLOB_NUM, BLOB_RAW_DATA,
                                             BLOB_RAW_TYPE, BLOB_SHAPE, BLOB_WIDTH, SHAPE_DIM)
+from fcnkit.caffe.caffemodel_source import ModelSource
 from fcnkit.caffe.wire import (FIXED32, FIXED64, LENGTH_DELIMITED, VARINT, WireError, read_key,
                                read_length, read_varint, skip_value, to_signed64)
 from fcnkit.errors import CaffeFormatError, WeightsError
@@ -25,13 +26,14 @@ _MAX_AXES = 32  # Caffe's kMaxBlobAxes (include/caffe/blob.hpp)
 
 
 class BlobDecoder:
-    """Decodes the BlobProto records of the caffemodel held in ``buf`` (read from ``path``)."""
+    """Decodes the BlobProto records of the caffemodel in ``source``."""
 
-    def __init__(self, buf: bytearray, path: str):
-        self.buf = buf
-        self.path = path
+    def __init__(self, source: ModelSource):
+        self.source = source
+        self.buf = source.buf  # walked through for keys, lengths and small fields
+        self.path = source.path
         # fp16 raw_data is the densest encoding (2 bytes per value); no blob can hold more.
-        self.max_count = len(buf) // 2
+        self.max_count = len(self.buf) // 2
 
     def _parse_blob(self, start: int, stop: int, where: str) -> tuple[np.ndarray, str]:
         """Decode one BlobProto occupying ``buf[start:stop]``."""
@@ -48,15 +50,15 @@ class BlobDecoder:
                 key_start = pos
                 fnum, wtype, pos = read_key(buf, pos, stop)
                 if fnum == BLOB_DATA and wtype == LENGTH_DELIMITED:
-                    values, pos = _packed(buf, pos, stop, "<f4", "float")
-                    f32.append(values)
+                    s, pos = _packed(buf, pos, stop, 4, "float")
+                    f32.append(self.source.copy_out(s, pos, "<f4"))
                 elif fnum == BLOB_DATA and wtype == FIXED32:
                     values, pos = self._unpacked(key_start, pos, stop, _KEY_DATA_UNPACKED,
                                                  _UNPACKED_F32)
                     f32.append(values)
                 elif fnum == BLOB_DOUBLE_DATA and wtype == LENGTH_DELIMITED:
-                    values, pos = _packed(buf, pos, stop, "<f8", "double")
-                    f64.append(values)
+                    s, pos = _packed(buf, pos, stop, 8, "double")
+                    f64.append(self.source.copy_out(s, pos, "<f8"))
                 elif fnum == BLOB_DOUBLE_DATA and wtype == FIXED64:
                     values, pos = self._unpacked(key_start, pos, stop, _KEY_DOUBLE_UNPACKED,
                                                  _UNPACKED_F64)
@@ -91,9 +93,11 @@ class BlobDecoder:
             kind = "float64"
         elif f32:
             flat = f32[0] if len(f32) == 1 else np.concatenate(f32)
+            flat = flat.astype(np.float32, copy=False)  # a copy only on a big-endian host
             kind = "float32"
         elif raw is not None:
-            flat, kind = decode_raw(memoryview(self.buf)[raw[0]:raw[1]], raw_type, where)
+            raw_bytes = self.source.copy_out(raw[0], raw[1], "u1")  # float32: used as is
+            flat, kind = decode_raw(memoryview(raw_bytes), raw_type, where)
         else:
             flat, kind = np.zeros(0, np.float32), "float32"
         if dims is not None and len(dims) > _MAX_AXES:
@@ -156,15 +160,14 @@ class BlobDecoder:
         return values.astype(value_type.newbyteorder("=")), key_start + count * size
 
 
-def _packed(buf, pos: int, stop: int, dtype: str, what: str) -> tuple[np.ndarray, int]:
-    """A packed repeated float/double field at ``pos``: its values (a view of ``buf``, no
-    copy) and the position after it.
+def _packed(buf, pos: int, stop: int, size: int, what: str) -> tuple[int, int]:
+    """A packed repeated float/double field (``size`` bytes per value) whose length prefix is
+    at ``pos``: (start of its values, position after them).
 
     Raises:
         WireError: the length runs past ``stop`` or is not a multiple of the item size.
     """
     s, e = read_length(buf, pos, stop)
-    size = np.dtype(dtype).itemsize
     if (e - s) % size:
         raise WireError(s, f"packed {what} data of {e - s} bytes is not a multiple of {size}")
-    return np.frombuffer(buf, dtype, count=(e - s) // size, offset=s), e
+    return s, e

@@ -1,8 +1,8 @@
 """Protobuf wire-format primitives for walking large caffemodels by hand.
 
 Only what :mod:`fcnkit.caffe.caffemodel` needs: read a varint, step over one field, encode a
-tag and a length. The walker reads from one ``bytearray`` holding the whole file so that packed
-float data can become ``numpy`` views over it instead of copies.
+tag and a length. ``buf`` is anything indexable by byte offset: the walker reads the file's
+read-only mapping (or, where it cannot be mapped, a ``bytearray`` holding the whole file).
 
 Wire format (https://protobuf.dev/programming-guides/encoding/): every field is a varint key
 ``(field_number << 3) | wire_type`` followed by its value; wire types used by Caffe files are

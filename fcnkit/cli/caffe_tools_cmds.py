@@ -56,13 +56,12 @@ def time_cmd(
     phase: str = PhaseOpt, stage: Optional[List[str]] = StageOpt, level: int = LevelOpt,
 ):
     """Per-layer and total forward times, like `caffe time` (random inputs, warm-up first)."""
-    from fcnkit import caffe
     from fcnkit.compile import compile_net
     from fcnkit.deploy.timing import time_forward
 
     net = load_net_cli(net_path, phase, stage, level)
-    model = caffe.read_caffemodel(weights) if weights else None
-    compiled = compile_net(net, model, input_shapes_cli(input_shape), deploy=True)
+    # the path, not a CaffeModel: compile_net then holds the weights once (no copy)
+    compiled = compile_net(net, weights or None, input_shapes_cli(input_shape), deploy=True)
     result = time_forward(compiled, backend, iterations, warmup, device=device)
     rows = [[r.layer, r.type, f"{r.median_ms:.4f}", f"{r.mean_ms:.4f}"] for r in result.layers]
     shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in result.input_shapes.items())

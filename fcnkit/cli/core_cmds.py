@@ -32,7 +32,6 @@ def compile_cmd(
 ):
     """Compile a Caffe net to a torch.fx module; print the layer table (shapes, params,
     FLOPs, scale factors, offsets); write it with -o DIR (code, safetensors, prototxt)."""
-    from fcnkit import caffe
     from fcnkit.analysis import analyse, crop_table
     from fcnkit.atomic import check_writable
     from fcnkit.compile import compile_net
@@ -50,8 +49,8 @@ def compile_cmd(
     analysis = analyse(net, shapes)
     if out is not None:  # free space for the weights (float32) and the small files, before compiling
         check_writable(out, need_bytes=analysis.total_params * 4 + (1 << 20))
-    model = caffe.read_caffemodel(weights) if weights else None
-    compiled = compile_net(net, model, deploy=deploy, analysis=analysis,
+    # the path, not a CaffeModel: compile_net then holds the weights once (no copy)
+    compiled = compile_net(net, weights or None, deploy=deploy, analysis=analysis,
                            allow_missing_weights=allow_missing_weights)
     print_weights_report(compiled.load_report)
     crops = crop_table(net)

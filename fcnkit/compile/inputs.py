@@ -27,16 +27,15 @@ def compile_for_inputs(net, weights: Any, inputs: dict[str, np.ndarray], deploy:
         WeightsError: see ``allow_missing_weights`` of :func:`fcnkit.compile.compile_net`
         (and what :func:`fcnkit.compile.compile_net` raises)
     """
-    from fcnkit import caffe
     from fcnkit.compile import compile_net
 
     names = [net.blob_name[b] for b in net.inputs]
     missing = [n for n in inputs if n not in names]
     if missing:
         raise InputError(f"--input names {missing}, but the net's inputs are {names}")
-    model = caffe.read_caffemodel(weights) if weights else None
     shapes = {k: tuple(v.shape) for k, v in inputs.items()}
-    compiled = compile_net(net, model, shapes, deploy=deploy,
+    # the path, not a CaffeModel: compile_net then holds the weights once (no copy)
+    compiled = compile_net(net, weights or None, shapes, deploy=deploy,
                            allow_missing_weights=allow_missing_weights)
     absent = [n for n in compiled.inputs if n not in inputs]
     if absent:
