@@ -27,6 +27,7 @@ differences of one run, and look at the load average printed at both ends.
 Usage::
 
     PYTHONPATH=. python tools/bench_startup.py [--rounds 5] [--gap 0.2] [--keep DIR]
+        [--compare DIR]   # another checkout (e.g. `git worktree add DIR COMMIT`), timed alongside
 """
 
 from __future__ import annotations
@@ -84,9 +85,9 @@ print(json.dumps({"s": time.perf_counter() - t}))
 """
 
 
-def _env(pycache: Path) -> dict:
+def _env(pycache: Path, fcnkit_root: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(fcnkit_root) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONPYCACHEPREFIX"] = str(pycache)
     return env
 
@@ -120,21 +121,45 @@ def _self_timed(argv: list[str], env: dict, cwd: Path):
     return run
 
 
-def _versions(env: dict) -> str:
-    code = ("import importlib.metadata as m\n"
-            "print(', '.join(f'{p} {m.version(p)}' for p in ('torch', 'onnx', 'onnxruntime', 'ml_dtypes', "
-            "'numpy', 'typer')))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+def _versions(env: dict, cwd: Path) -> str:
+    code = ("import importlib.metadata as m, fcnkit, ml_dtypes\n"
+            "print(', '.join(f'{p} {m.version(p)}' for p in ('torch', 'onnx', 'onnxruntime', 'numpy', 'typer')),"
+            " f'ml_dtypes {ml_dtypes.__version__}; fcnkit from {fcnkit.__file__}', sep=', ')")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True)
     return out.stdout.strip() or out.stderr.strip()[-300:]
 
 
 def _row(name: str, stats: Stats, base: Stats | None, target: float | None) -> str:
-    line = f"  {name:<34} {stats.median / 1e3:7.3f} s  (IQR {stats.q1 / 1e3:.3f}-{stats.q3 / 1e3:.3f})"
+    line = f"  {name:<38} {stats.median / 1e3:7.3f} s  (IQR {stats.q1 / 1e3:.3f}-{stats.q3 / 1e3:.3f})"
     if base is None:
         return line
     over = (stats.median - base.median) / 1e3
     verdict = "met" if over <= target else "NOT met"
     return line + f"   over its baseline: {over:+.3f} s  (target <= {target:g} s: {verdict})"
+
+
+def _kinds(tag: str, env: dict, work: Path, fcn8s: Path) -> dict:
+    """{name: callable} of the fcnkit runs for one checkout (``env``), names suffixed by ``tag``."""
+    py = sys.executable
+    return {
+        f"fcnkit compile{tag}": _wall([py, "-m", "fcnkit", "compile"], env, work),
+        f"fcnkit export{tag}": _wall([py, "-m", "fcnkit", "export", "two_conv.prototxt", "-o",
+                                      "two_conv.onnx", "--allow-missing-weights"], env, work),
+        f"fcnkit.load{tag}": _self_timed([py, "-c", LOAD_CHILD, "load", str(fcn8s)], env, work),
+    }
+
+
+def _report(res: dict, tags: dict, size: int) -> None:
+    """Print the rows of one run: the baselines, then each checkout's rows against them."""
+    torch_s, read_s = res["import torch"], res["read + touch weights"]
+    print(_row("python -c 'import torch'", torch_s, None, None))
+    print(_row("python -c 'import onnx' (info)", res["import onnx"], None, None))
+    print(_row(f"read FCN-8s weights ({size / 2**20:.0f} MiB)", read_s, None, None))
+    for tag, label in tags.items():
+        print(f"{label}:")
+        print(_row("fcnkit compile (bundled FCN-8s)", res[f"fcnkit compile{tag}"], torch_s, TARGET_S["compile"]))
+        print(_row("fcnkit export (2 convolutions)", res[f"fcnkit export{tag}"], torch_s, TARGET_S["export"]))
+        print(_row("fcnkit.load(FCN-8s dir)", res[f"fcnkit.load{tag}"], read_s, TARGET_S["load"]))
 
 
 def main() -> None:
@@ -143,14 +168,16 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=0.2, help="seconds of sleep between runs")
     ap.add_argument("--keep", type=Path, default=None,
                     help="work folder to keep (and reuse: the FCN-8s directory is made once)")
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="another fcnkit checkout (e.g. an earlier commit) timed in the same rounds")
     args = ap.parse_args()
 
     print(machine_line())
     print(f"{load_line()} (start)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="fcnkit-bench-startup-"))
     work.mkdir(parents=True, exist_ok=True)
-    env = _env(work / "pycache")
-    print(_versions(env))
+    env = _env(work / "pycache", ROOT)
+    print(_versions(env, work))
     py = sys.executable
     (work / "two_conv.prototxt").write_text(TWO_CONV)
     fcn8s = work / "fcn8s"
@@ -158,26 +185,20 @@ def main() -> None:
         t0 = time.perf_counter()
         subprocess.run([py, "-c", PREPARE, str(fcn8s)], env=env, cwd=work, check=True)
         print(f"FCN-8s 8-band directory made in {time.perf_counter() - t0:.1f} s: {fcn8s}")
-    size = (fcn8s / "weights.safetensors").stat().st_size
-    kinds = {
-        "import torch": _wall([py, "-c", "import torch"], env, work),
-        "import onnx": _wall([py, "-c", "import onnx"], env, work),
-        "fcnkit compile": _wall([py, "-m", "fcnkit", "compile"], env, work),
-        "fcnkit export": _wall([py, "-m", "fcnkit", "export", "two_conv.prototxt", "-o", "two_conv.onnx",
-                                "--allow-missing-weights"], env, work),
-        "read + touch weights": _self_timed([py, "-c", LOAD_CHILD, "read", str(fcn8s)], env, work),
-        "fcnkit.load + touch": _self_timed([py, "-c", LOAD_CHILD, "load", str(fcn8s)], env, work),
-    }
+    kinds = {"import torch": _wall([py, "-c", "import torch"], env, work),
+             "import onnx": _wall([py, "-c", "import onnx"], env, work),
+             "read + touch weights": _self_timed([py, "-c", LOAD_CHILD, "read", str(fcn8s)], env, work),
+             **_kinds("", env, work, fcn8s)}
+    tags = {"": f"this checkout ({ROOT})"}
+    if args.compare is not None:
+        other = _env(work / "pycache", args.compare.resolve())
+        print(f"--compare: {_versions(other, work)}")
+        kinds.update(_kinds(" [compare]", other, work, fcn8s))
+        tags[" [compare]"] = f"--compare {args.compare}"
     res = interleaved(kinds, rounds=args.rounds, warmup=1, gap_s=args.gap)
     print(f"{load_line()} (end)")
     print(f"\nmedians of {args.rounds} rounds, each kind in a fresh process:")
-    print(_row("python -c 'import torch'", res["import torch"], None, None))
-    print(_row("python -c 'import onnx' (info)", res["import onnx"], None, None))
-    print(_row("fcnkit compile (bundled FCN-8s)", res["fcnkit compile"], res["import torch"], TARGET_S["compile"]))
-    print(_row("fcnkit export (2 convolutions)", res["fcnkit export"], res["import torch"], TARGET_S["export"]))
-    print(_row(f"read FCN-8s weights ({size / 2**20:.0f} MiB)", res["read + touch weights"], None, None))
-    print(_row("fcnkit.load(FCN-8s dir)", res["fcnkit.load + touch"], res["read + touch weights"],
-               TARGET_S["load"]))
+    _report(res, tags, (fcn8s / "weights.safetensors").stat().st_size)
     print(f"\n(python {platform.python_version()}; work folder {work}"
           f"{'' if args.keep else ', removed'})")
     if not args.keep:
