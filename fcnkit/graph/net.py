@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import networkx as nx
-
 from fcnkit import layers as registry
 from fcnkit.caffe.forks import extra_param_names
 from fcnkit.errors import NetDefinitionError, UnsupportedLayerError
@@ -81,7 +79,9 @@ class Net:
         path: the prototxt it came from, or None.
         state: the NetState it was filtered with.
         layers: layers in prototxt order (a topological order).
-        graph: networkx DiGraph; nodes ("layer", name) and ("blob", id).
+        graph: networkx DiGraph; nodes ("layer", name) and ("blob", id). Built on first
+            use from ``layers`` (compiling and loading a net do not need it, and networkx
+            alone takes ~0.2 s to import).
         blob_name: blob version id -> Caffe blob name.
         producer: blob version id -> producing LayerNode.
         consumers: blob version id -> consuming LayerNodes.
@@ -112,7 +112,7 @@ class Net:
         self.state = state or NetState()
         self.source = source
         self.layers: list[LayerNode] = []
-        self.graph = nx.DiGraph()
+        self._graph = None
         self.blob_name: dict[str, str] = {}
         self.producer: dict[str, LayerNode] = {}
         self.consumers: dict[str, list[LayerNode]] = {}
@@ -190,16 +190,12 @@ class Net:
             f"modules and weights after layers, so names must be unique in a phase{hint}")
 
     def _connect(self, node: LayerNode, kept) -> None:
-        g = self.graph
-        lnode = ("layer", node.name)
-        g.add_node(lnode, kind="layer", layer=node)
         for bname in node.param.bottom:
             if bname not in self.final:
                 self._missing_bottom(node, bname, kept)
             bid = self.final[bname]
             node.bottoms.append(bid)
             self.consumers.setdefault(bid, []).append(node)
-            g.add_edge(("blob", bid), lnode)
         listed: set[str] = set()  # a set: Slice layers may have 10^4 tops (linear, not quadratic)
         for i, tname in enumerate(node.param.top):
             in_place = i < len(node.param.bottom) and node.param.bottom[i] == tname
@@ -217,14 +213,14 @@ class Net:
             self.blob_name[bid] = tname
             self.producer[bid] = node
             self.final[tname] = bid
-            g.add_node(("blob", bid), kind="blob", name=tname)
-            g.add_edge(lnode, ("blob", bid))
 
     def _missing_bottom(self, node: LayerNode, bname: str, kept) -> None:
         later = [lp for _, lp, _ in kept if bname in lp.top]
         if later:
             # Produced later: either a cycle or layers out of order. Look for a cycle among
             # blob-name dependencies to name it.
+            import networkx as nx
+
             dep = nx.DiGraph()
             for _, lp, _ in kept:
                 for b in lp.bottom:
@@ -248,6 +244,26 @@ class Net:
                               f"to the tool), give --input-shape {bname}=N,C,H,W")
 
     # ------------------------------------------------------------------ queries
+
+    @property
+    def graph(self):
+        """The networkx DiGraph of layers and blob versions: node ("layer", name) with
+        attributes ``kind="layer"``, ``layer`` (its LayerNode); node ("blob", id) with
+        ``kind="blob"``, ``name`` (the Caffe blob name); edges blob -> layer for bottoms,
+        layer -> blob for tops. Built once, on first use, in prototxt order."""
+        if self._graph is None:
+            import networkx as nx
+
+            g = nx.DiGraph()
+            for node in self.layers:
+                lnode = ("layer", node.name)
+                g.add_node(lnode, kind="layer", layer=node)
+                g.add_edges_from((("blob", bid), lnode) for bid in node.bottoms)
+                for bid in node.tops:
+                    g.add_node(("blob", bid), kind="blob", name=self.blob_name[bid])
+                    g.add_edge(lnode, ("blob", bid))
+            self._graph = g
+        return self._graph
 
     def layer(self, name: str) -> LayerNode:
         """The layer named ``name``.
@@ -282,6 +298,8 @@ class Net:
 
     def ancestors(self, blob_id: str) -> set[str]:
         """Blob version ids upstream of ``blob_id`` (not including it)."""
+        import networkx as nx
+
         return {n[1] for n in nx.ancestors(self.graph, ("blob", blob_id)) if n[0] == "blob"}
 
     def __repr__(self) -> str:
