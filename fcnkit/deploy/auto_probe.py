@@ -16,10 +16,10 @@ vs ONNX Runtime 1,616; LeNet ONNX Runtime 0.27 ms vs torch 0.76 ms), so no fixed
 it. What is measured: one batch-1 tile of zeros at the tile size being opened, each
 candidate called once to warm up (first-call costs: oneDNN primitive creation, the ORT
 arena), then interleaved rounds (the order rotates each round; a call shorter than
-:data:`MIN_CALL_S` is repeated and averaged) until one candidate is
-clearly ahead (its slowest call faster than every other's fastest, from round
-:data:`MIN_ROUNDS` on), :data:`MAX_ROUNDS` rounds, or :data:`BUDGET_S` seconds of timed
-calls; each candidate's median wins. The result is stored in the export cache entry's
+:data:`MIN_CALL_S` is repeated and averaged; a candidate far behind is dropped after a
+round) until, from round :data:`MIN_ROUNDS` on, one candidate is clearly ahead (its slowest
+call faster than every other's fastest) or :data:`BUDGET_S` seconds of timed calls are
+spent, and at :data:`MAX_ROUNDS` rounds in any case; the smallest median wins. The result is stored in the export cache entry's
 record (:func:`fcnkit.deploy.onnx.cache.update_record`) with the CPU model, the usable cores
 and the fcnkit version; a later process on the same machine reads the choice instead of
 probing (the cache key already covers the model, weights, tile and fcnkit version). A record
@@ -53,6 +53,9 @@ RECORD_VERSION = 1
 MIN_ROUNDS, MAX_ROUNDS = 2, 5
 #: Seconds of timed calls after which no new round starts (the warm-up calls not counted).
 BUDGET_S = 8.0
+#: A candidate whose fastest call is this many times slower than the leader's slowest is
+#: no longer timed (the best two always are).
+DROP_RATIO = 1.5
 #: Seconds a candidate is called for, at least, in each round (tiny nets: many calls).
 MIN_CALL_S = 0.01
 
@@ -157,37 +160,56 @@ def _clearly_ahead(times: dict) -> bool:
     return all(max(times[leader]) < min(v) for k, v in times.items() if k != leader)
 
 
+def _far_behind(times: dict, active: list[str]) -> set[str]:
+    """The active candidates to time no more: those whose fastest call is slower than
+    :data:`DROP_RATIO` times the leader's slowest, keeping the best two by median."""
+    medians = {k: statistics.median(times[k]) for k in active}
+    ranked = sorted(active, key=lambda k: medians[k])
+    worst_of_leader = max(times[ranked[0]])
+    return {k for k in ranked[2:] if min(times[k]) > DROP_RATIO * worst_of_leader}
+
+
+def _timed(call: Callable[[], object], clock: Callable[[], float], min_call_s: float) -> tuple[float, float]:
+    """(mean ms per call, seconds spent): ``call`` repeated until ``min_call_s`` has passed."""
+    elapsed, n = 0.0, 0
+    while elapsed < min_call_s and n < 1000:
+        t0 = clock()
+        call()
+        elapsed, n = elapsed + (clock() - t0), n + 1
+    return 1e3 * elapsed / n, elapsed
+
+
 def time_candidates(calls: dict[str, Callable[[], object]], *, clock: Callable[[], float] = time.perf_counter,
                     min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS,
                     budget_s: float = BUDGET_S, min_call_s: float = MIN_CALL_S) -> tuple[dict, int]:
     """Median milliseconds per call of each of ``calls`` ({name: callable}), timed side by
     side: one warm-up call each, then rounds calling each once, the order rotated every
-    round, until one is clearly ahead (from ``min_rounds`` on), ``max_rounds`` rounds, or
-    ``budget_s`` seconds of timed calls. A call shorter than ``min_call_s`` seconds is
-    repeated within its round and the mean taken (a tiny net's per-call overhead is then
-    measured over many calls). ``clock``: seconds (injected by tests).
+    round. From ``min_rounds`` rounds on it stops when one is clearly ahead (its slowest call
+    faster than every other's fastest) or ``budget_s`` seconds of timed calls are spent; at
+    ``max_rounds`` in any case. After each round, a candidate far behind
+    (:func:`_far_behind`) is no longer called (the best two always are). A call shorter
+    than ``min_call_s`` seconds is repeated within its round and the mean taken (a tiny
+    net's per-call overhead is then measured over many calls). ``clock``: seconds
+    (injected by tests).
 
     Returns:
         ({name: median ms}, rounds run).
     """
-    names = list(calls)
-    for name in names:
+    active = list(calls)
+    for name in active:
         calls[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[float]] = {name: [] for name in active}
     spent, rounds = 0.0, 0
     while rounds < max_rounds:
-        order = names[rounds % len(names):] + names[:rounds % len(names)]
-        for name in order:
-            elapsed, n = 0.0, 0
-            while elapsed < min_call_s and n < 1000:  # a sub-millisecond call: the mean of many
-                t0 = clock()
-                calls[name]()
-                elapsed, n = elapsed + (clock() - t0), n + 1
-            times[name].append(1e3 * elapsed / n)
-            spent += elapsed
+        for name in active[rounds % len(active):] + active[:rounds % len(active)]:
+            ms, seconds = _timed(calls[name], clock, min_call_s)
+            times[name].append(ms)
+            spent += seconds
         rounds += 1
-        if len(names) < 2 or spent >= budget_s or (rounds >= min_rounds and _clearly_ahead(times)):
+        if len(active) < 2 or (rounds >= min_rounds and (spent >= budget_s or _clearly_ahead(times))):
             break
+        dropped = _far_behind(times, active)
+        active = [k for k in active if k not in dropped]
     return {name: statistics.median(ts) for name, ts in times.items()}, rounds
 
 
