@@ -85,13 +85,14 @@ class AutoCpuBackend:
         if not auto_probe.probe_enabled():
             be = _OrtBackend(entry.data, "cpu", None)
             return be.info.tile, be, ("onnxruntime", f"{_WORDS['onnxruntime']}; {auto_probe.PROBE_ENV}=0: no probe")
-        result = auto_probe.ProbeResult.from_record(read_record(entry).get("auto_probe"), auto_probe.this_machine())
-        if result is not None:
+        with auto_probe.probe_lock(entry.path.with_suffix(".lock")):
+            result = auto_probe.ProbeResult.from_record(read_record(entry).get("auto_probe"), auto_probe.this_machine())
+            if result is None:
+                hw, be, result = self._probe(entry)
+        if result.recorded:
             log.debug("backend auto: %s", result.describe())
             be = self._make(result.winner, entry.data)
             hw = be.info.tile or tuple(result.tile)
-        else:
-            hw, be, result = self._probe(entry)
         return hw, be, (result.winner, f"{_WORDS[result.winner]}; chosen by auto: {result.describe()}")
 
     def _make(self, candidate: str, onnx_bytes: bytes):

@@ -30,6 +30,7 @@ with the default session options, as before the probe existed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
@@ -136,9 +137,35 @@ class ProbeResult:
         """One line: the winner and each candidate's median, e.g. ``onnxruntime-1thread
         (probe at 28x28, batch 1: onnxruntime-1thread 0.19 ms, onnxruntime 0.27 ms, torch
         0.76 ms; recorded 2026-12-02)``."""
-        figures = ", ".join(f"{k} {v:.3g} ms" for k, v in sorted(self.ms.items(), key=lambda kv: kv[1]))
+        figures = ", ".join(f"{k} {_ms(v)} ms" for k, v in sorted(self.ms.items(), key=lambda kv: kv[1]))
         when = f"recorded {self.date[:10]}" if self.recorded else f"measured, {self.rounds} rounds"
         return f"{self.winner} (probe at {self.tile[0]}x{self.tile[1]}, batch 1: {figures}; {when})"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+@contextlib.contextmanager
+def probe_lock(path: Path):
+    """Hold an exclusive ``flock`` on ``path`` (created if needed) for the block, so that
+    processes opening the same model at once (Ray actors on one machine) probe one after
+    the other instead of disturbing each other's timings, and the later ones read the first
+    one's record. Without ``fcntl`` (Windows) or where the file cannot be made (a read-only
+    cache), the block runs unlocked."""
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except (ImportError, OSError) as e:
+        log.debug("backend auto: probe not locked (%s)", e)
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def pick_winner(ms: dict) -> str:

@@ -190,3 +190,22 @@ def test_the_probe_can_be_turned_off(probes, tmp_path, monkeypatch):
     monkeypatch.setenv(auto_probe.PROBE_ENV, "1")  # back on: the same entry gets its probe
     probes.ms[(16, 16)] = {"torch": 1.0, "onnxruntime": 2.0, "onnxruntime-1thread": 3.0}
     assert Predictor.from_path(proto, device="cpu").backend == "torch" and probes.runs == [(16, 16)]
+
+
+def test_concurrent_probes_wait_for_each_other(tmp_path):
+    import threading
+
+    entered = threading.Event()
+
+    def second():
+        with auto_probe.probe_lock(tmp_path / "k.lock"):
+            entered.set()
+
+    with auto_probe.probe_lock(tmp_path / "k.lock"):
+        worker = threading.Thread(target=second)
+        worker.start()
+        assert not entered.wait(0.3)  # blocked while the first holds the lock
+    assert entered.wait(10)
+    worker.join(10)
+    with auto_probe.probe_lock(tmp_path / "missing" / "k.lock"):  # cannot be made: runs unlocked
+        pass
