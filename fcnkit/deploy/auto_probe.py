@@ -206,12 +206,33 @@ def _timed(call: Callable[[], object], clock: Callable[[], float], min_call_s: f
     return 1e3 * elapsed / n, elapsed
 
 
+def _warmed_up(calls: dict[str, Callable[[], object]]) -> list[str]:
+    """Call each candidate once (untimed); returns those that ran (a failure is logged at
+    debug level and leaves the candidate out).
+
+    Raises:
+        ValueError: none ran.
+    """
+    ran, errors = [], []
+    for name, call in calls.items():
+        try:
+            call()
+        except Exception as e:  # noqa: BLE001 - the other candidates can still run
+            log.debug("backend auto: candidate %s failed its first call (%s: %s)", name, type(e).__name__, e)
+            errors.append(f"{name}: {e}")
+        else:
+            ran.append(name)
+    if not ran:
+        raise ValueError(f"no candidate ran ({'; '.join(errors)})")
+    return ran
+
+
 def time_candidates(calls: dict[str, Callable[[], object]], *, clock: Callable[[], float] = time.perf_counter,
                     min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS,
                     budget_s: float = BUDGET_S, min_call_s: float = MIN_CALL_S) -> tuple[dict, int]:
     """Median milliseconds per call of each of ``calls`` ({name: callable}), timed side by
-    side: one warm-up call each, then rounds calling each once, the order rotated every
-    round. From ``min_rounds`` rounds on it stops when one is clearly ahead (its slowest call
+    side: one warm-up call each (a candidate whose call raises is left out), then rounds
+    calling each once, the order rotated every round. From ``min_rounds`` rounds on it stops when one is clearly ahead (its slowest call
     faster than every other's fastest) or ``budget_s`` seconds of timed calls are spent; at
     ``max_rounds`` in any case. After each round, a candidate far behind
     (:func:`_far_behind`) is no longer called (the best two always are). A call shorter
@@ -220,11 +241,12 @@ def time_candidates(calls: dict[str, Callable[[], object]], *, clock: Callable[[
     (injected by tests).
 
     Returns:
-        ({name: median ms}, rounds run).
+        ({name: median ms}, rounds run), for the candidates that ran.
+
+    Raises:
+        ValueError: every candidate raised.
     """
-    active = list(calls)
-    for name in active:
-        calls[name]()
+    active = _warmed_up(calls)
     times: dict[str, list[float]] = {name: [] for name in active}
     spent, rounds = 0.0, 0
     while rounds < max_rounds:

@@ -68,6 +68,16 @@ def test_medians_early_stop_and_budget():
     ms, rounds = auto_probe.time_candidates(clock.calls(), clock=clock, min_call_s=20 / 1024)
     assert ms == {"torch": 1000 / 1024, "onnxruntime": 4000 / 1024} and rounds == auto_probe.MIN_ROUNDS
     assert clock.count["torch"] == 1 + 20 * rounds and clock.count["onnxruntime"] == 1 + 5 * rounds
+    # a candidate that fails is left out; all failing is an error
+    clock = FakeClock({"torch": [0.2]})
+
+    def broken():
+        raise RuntimeError("no kernel")
+
+    ms, _ = auto_probe.time_candidates({**clock.calls(), "onnxruntime": broken}, clock=clock)
+    assert ms == pytest.approx({"torch": 200.0})
+    with pytest.raises(ValueError, match="no candidate ran .onnxruntime: no kernel"):
+        auto_probe.time_candidates({"onnxruntime": broken})
     # ties go to the earlier candidate (ONNX Runtime, as before the probe existed)
     assert auto_probe.pick_winner({"torch": 1.0, "onnxruntime-1thread": 1.0, "onnxruntime": 1.0}) == "onnxruntime"
 
