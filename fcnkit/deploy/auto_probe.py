@@ -19,12 +19,13 @@ arena), then interleaved rounds (the order rotates each round; a call shorter th
 :data:`MIN_CALL_S` is repeated and averaged; a candidate far behind is dropped after a
 round) until, from round :data:`MIN_ROUNDS` on, one candidate is clearly ahead (its slowest
 call faster than every other's fastest) or :data:`BUDGET_S` seconds of timed calls are
-spent, and at :data:`MAX_ROUNDS` rounds in any case; the smallest median wins. The result is stored in the export cache entry's
-record (:func:`fcnkit.deploy.onnx.cache.update_record`) with the CPU model, the usable cores
-and the fcnkit version; a later process on the same machine reads the choice instead of
-probing (the cache key already covers the model, weights, tile and fcnkit version). A record
-that does not parse, names an unknown candidate or comes from another CPU / core count is
-ignored and the probe runs again. ``FCNKIT_AUTO_PROBE=0`` skips the probe: ONNX Runtime
+spent, and at :data:`MAX_ROUNDS` rounds in any case; the smallest median wins. The result
+is stored in the export cache entry's record (:func:`fcnkit.deploy.onnx.cache.update_record`)
+with the CPU model, the usable cores and the fcnkit version; a later process on the same
+machine reads the choice instead of probing (the cache key already covers the model,
+weights, tile and fcnkit version). A record that does not parse, names an unknown candidate
+or comes from another CPU / core count is ignored and the probe runs again. Processes that
+open the same model at once probe one after the other (:func:`probe_lock`). ``FCNKIT_AUTO_PROBE=0`` skips the probe: ONNX Runtime
 with the default session options, as before the probe existed.
 """
 
