@@ -6,7 +6,8 @@ Where: ``$FCNKIT_CACHE_DIR/onnx`` when ``FCNKIT_CACHE_DIR`` is set, else
 specification's user cache directory).
 
 An entry is two files named by its key: ``KEY.onnx`` (the checked export) and ``KEY.json``
-(its size and sha256, and what it was made from, for people). The key is the sha256 of
+(its size and sha256, and what it was made from, for people; :func:`update_record` adds
+fields such as ``backend="auto"``'s probe result, :mod:`fcnkit.deploy.auto_probe`). The key is the sha256 of
 everything the exported graph depends on (:func:`cache_key`): the model's definition and
 weights (file bytes hashed, never file names or times), the preprocess JSON stored with
 it, tile (H, W), batch, dtype, opset and the fcnkit version. Both files are written
