@@ -15,7 +15,8 @@ targets, each "met", "NOT met" or "not evaluated (reason)":
   eager fp16 (``--preset target`` runs exactly that configuration).
 
 Backends:
-  CPU: torch-cpu (eager fp32, fcnkit's inference module), onnxruntime-cpu (fp32), opencv-dnn (fp32);
+  CPU: torch-cpu (eager fp32, fcnkit's inference module), onnxruntime-cpu (fp32), opencv-dnn (fp32),
+  auto-cpu (what ``Predictor(backend="auto")`` runs on this machine, with its choice: tools/bench_auto.py);
   GPU: torch-cuda (eager; ``--compile`` adds torch.compile rows), onnxruntime-cuda and
   onnxruntime-trt (onnxruntime-gpu), tensorrt (engine built with ``fcnkit.deploy.tensorrt``).
 
@@ -82,7 +83,7 @@ TARGET_PRESET = {"models": "fcn8s_8band", "tiles": "512", "batch": 8, "dtypes": 
 CPU_PRESET = {"models": ",".join(CPU_ZOO) + ",real", "tiles": "512", "batch": 1, "dtypes": "fp32"}
 DEFAULTS = {"models": "fcn8s_8band,tiramisu56_8band", "tiles": "256", "batch": 4, "dtypes": "fp32,fp16"}
 TARGET_MODEL, TARGET_TILE = "fcn8s_8band", (512, 512)
-ALL_BACKENDS = ("torch", "onnxruntime", "tensorrt", "opencv")
+ALL_BACKENDS = ("torch", "onnxruntime", "tensorrt", "opencv", "auto")
 OPENCV_INSTALL = "OpenCV not installed (pip install 'opencv-python-headless<5')"
 
 
@@ -347,13 +348,20 @@ def _bench_cpu(compiled, shape, x, name, out_name, onnx_files, stem: Path, args,
             closers.append(close)
         except Exception as e:  # noqa: BLE001 - report and go on
             notes["opencv-dnn"] = f"not evaluated ({_short(e)})"
+    if "auto" in args.backends:
+        from bench_auto import auto_call
+
+        try:
+            fns["auto-cpu"], notes["auto-cpu"] = auto_call(_write_caffe, compiled, shape, x, out_name, stem)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            notes["auto-cpu"] = f"not evaluated ({_short(e)})"
     try:
         stats = interleaved(fns, rounds=args.rounds, warmup=args.warmup, gap_s=args.gap,
                             min_round_s=args.min_round) if fns else {}
     finally:
         for close in closers:
             close()
-    for backend in ("torch-cpu", "onnxruntime-cpu", "opencv-dnn"):
+    for backend in ("torch-cpu", "onnxruntime-cpu", "opencv-dnn", "auto-cpu"):
         if backend in stats:
             st = stats[backend]
             add(backend, "fp32", st.median, note=notes.get(backend, ""), iqr=(st.q1, st.q3))
@@ -497,13 +505,15 @@ def cpu_target_lines(rows: list[Row]) -> list[str]:
     """Issue 16's CPU targets, one line each, for every model measured on the CPU: the
     fastest fcnkit CPU path (torch-cpu or onnxruntime-cpu) >= 80 % of the conv ceiling
     (stated for FCN-8s and FC-DenseNet56) and >= 1.8x OpenCV dnn (zoo models), no slower than
-    OpenCV dnn (real nets), torch within 1.15x of ONNX Runtime (zoo models)."""
+    OpenCV dnn (real nets), torch within 1.15x of ONNX Runtime (zoo models); and, where the
+    ``auto-cpu`` row ran, what ``backend="auto"`` chose and its time over the fastest fixed path."""
     out = ["\nCPU targets (issue 16; ratios measured side by side in this run):"]
     cpu = [r for r in rows if r.backend in ("torch-cpu", "onnxruntime-cpu", "opencv-dnn") and r.measured]
     configs = list(dict.fromkeys((r.model, r.tile) for r in cpu))
     if not configs:
         return out + ["  not evaluated (no CPU row was measured)"]
     by = {(r.model, r.tile, r.backend): r for r in cpu}
+    auto_rows = {(r.model, r.tile): r for r in rows if r.backend == "auto-cpu" and r.measured}
     for model, tile in configs:
         where = f"  {model} {tile[0]}x{tile[1]}:"
         torch_row, ort, cv = (by.get((model, tile, b)) for b in ("torch-cpu", "onnxruntime-cpu", "opencv-dnn"))
@@ -524,6 +534,10 @@ def cpu_target_lines(rows: list[Row]) -> list[str]:
         if zoo and torch_row and ort:
             ratio = torch_row.ms / ort.ms
             out.append(f"{where} torch / ONNX Runtime = {ratio:.2f}x (target <= 1.15x: {_verdict(ratio <= 1.15)})")
+        auto = auto_rows.get((model, tile))
+        if auto is not None:
+            out.append(f"{where} backend auto ran {auto.note.split(';')[0]}: {auto.ms:.2f} ms = "
+                       f"{auto.ms / best.ms:.2f}x the fastest fixed path ({best.backend}, {best.ms:.2f} ms)")
     return out
 
 

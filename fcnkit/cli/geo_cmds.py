@@ -128,6 +128,8 @@ def _summary(run) -> None:
     console.print(f"scenes: {len(run.results)} done, {len(run.skipped)} skipped (complete), "
                   f"{len(run.failures)} failed; {mpx:.2f} Mpx in {secs:.1f} s ({rate:.2f} Mpx/s); "
                   f"skipped nodata tiles: {skipped_tiles}", markup=False, soft_wrap=True)
+    for backend in sorted({r.backend for r in run.results if r.backend}):
+        console.print(f"backend: {backend}", markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,90 +1,135 @@
-"""``Predictor(backend="auto")`` on the CPU for a Caffe model: ONNX Runtime on a cached
-export (:mod:`fcnkit.deploy.onnx.cache`), one session per tile size.
+"""``Predictor(backend="auto")`` on the CPU for a Caffe model (fp32): the fastest of
+fcnkit's CPU paths for that model on this machine, per tile size.
 
-Why ONNX Runtime: on the zoo at 8 bands 512x512 it ran FCN-8s 2.0x and FC-DenseNet56 4.2x
-faster than fcnkit's torch CPU path in the measurements of issue 16, and its per-call
-overhead is lower on small nets; the export it needs is paid once, then read from the cache.
-A compiled torch module is built for one input size, and so is the exported graph (static
-H and W): each new tile size gets its own export (cached too). Where an export is
-impossible (a layer without an exact ONNX form, a parity failure, an unwritable cache),
-that tile size runs on the torch backend instead, and the reason is logged at debug level
-(``logging.getLogger("fcnkit.deploy.auto_backend")``).
+Each tile size (H, W) gets the cached ONNX export (:mod:`fcnkit.deploy.onnx.cache`); then a
+timed probe (:mod:`fcnkit.deploy.auto_probe`) compares the torch inference module, ONNX
+Runtime with fcnkit's session options and ONNX Runtime with one intra-op thread on a
+batch-1 tile of zeros, and the winner runs that tile size. The probe's figures and choice
+are stored in the export's cache record, so a later process on the same machine (CPU model,
+usable cores) reads the choice instead of probing. ``FCNKIT_AUTO_PROBE=0``: no probe, ONNX
+Runtime with the default session options.
+
+Where an export is impossible (a layer without an exact ONNX form, a parity failure, an
+unwritable cache), that tile size runs on the torch backend instead. Every choice and its
+reason are logged at debug level (``logging.getLogger("fcnkit.deploy.auto_backend")``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import numpy as np
 
-from fcnkit.deploy.backends import ModelInfo, _OrtBackend, _TorchBackend
+from fcnkit.deploy.backends import _OrtBackend, _TorchBackend
 
 log = logging.getLogger(__name__)
 
-
-def _ort_session(source, weights, tile) -> _OrtBackend:
-    """An ONNX Runtime CPU session on the cached fp32 export of ``source`` at ``tile``.
-
-    Raises:
-        FcnkitError (ExportError, OutputError, ...), OSError or an ONNX Runtime error: no
-        session could be made; the caller falls back to torch.
-    """
-    from fcnkit.deploy.onnx.cache import cached_export
-
-    entry = cached_export(source, weights, tile=tile, dtype="fp32")
-    log.debug("backend auto: %s ONNX export %s (%s)", "made" if entry.exported else "cached",
-              entry.path, source)
-    return _OrtBackend(entry.data, "cpu", None)
+#: What each candidate of the probe is, in words (``Predictor.backend_detail``).
+_WORDS = {"torch": "torch (fcnkit's inference module)",
+          "onnxruntime": "onnxruntime (one intra-op thread per usable core)",
+          "onnxruntime-1thread": "onnxruntime (1 intra-op thread)"}
 
 
-class CachedOrtBackend:
-    """The ``auto`` CPU backend: float32 (N, C, H, W) batches in, the ``_OrtBackend``
-    post-processing out; any tile size (``info.tile`` is None), each size on its own
-    cached export, or on torch where that size cannot be exported.
+class AutoCpuBackend:
+    """The ``auto`` CPU backend: float32 (N, C, H, W) batches in, the chosen backend's
+    post-processed results out; any tile size (``info.tile`` is None), each size on the
+    path its probe chose, or on torch where that size cannot be exported.
 
     Build with :meth:`open`. Attributes: ``info`` (:class:`ModelInfo`), ``sessions``
-    ({(H, W): backend}).
+    ({(H, W): backend}), ``choices`` ({(H, W): (candidate, description)}), ``name`` (the
+    backend that ran last: ``onnxruntime`` or ``torch``), ``detail`` (what ran last and why).
     """
 
-    name = "onnxruntime"
-
-    def __init__(self, source, weights, first_tile: tuple[int, int], first: _OrtBackend):
+    def __init__(self, source, weights):
         self.source, self.weights = source, weights
-        self.sessions: dict[tuple[int, int], Any] = {first_tile: first}
-        info = first.info
-        self.info = ModelInfo(info.input, info.channels, None, list(info.outputs), set(info.probabilities),
-                              info.band_names, info.class_names, None, None, info.receptive_field,
-                              info.output_stride, info.halo, info.preprocess)
+        self.sessions: dict[tuple[int, int], Any] = {}
+        self.choices: dict[tuple[int, int], tuple[str, str]] = {}
         self._torch: _TorchBackend | None = None
+        self._last: tuple[int, int] | None = None
+        self.info = None
 
     @classmethod
-    def open(cls, source, weights=None, tile: tuple[int, int] | None = None) -> "CachedOrtBackend":
-        """The backend with its first session at ``tile`` (None: the declared size).
+    def open(cls, source, weights=None, tile: tuple[int, int] | None = None) -> "AutoCpuBackend":
+        """The backend with its first tile size chosen (``tile``; None: the declared size).
 
         Raises:
-            what :func:`_ort_session` raises; the Predictor then opens the torch backend.
+            what :func:`fcnkit.deploy.onnx.cache.cached_export` raises (the model cannot be
+            exported, the cache cannot be written) or ONNX Runtime's errors; the Predictor
+            then opens the torch backend.
         """
-        first = _ort_session(source, weights, tile)
-        shape = first.info.tile
-        if first.info.fixed_batch is not None or shape is None:
-            raise ValueError("the cached export is not a dynamic-batch, fixed-tile graph")
-        return cls(source, weights, tuple(shape), first)
+        self = cls(source, weights)
+        hw, backend, choice = self._choose(tile)
+        self.sessions[hw], self.choices[hw], self._last = backend, choice, hw
+        self.info = dataclasses.replace(backend.info, tile=None, fixed_batch=None, max_batch=None)
+        return self
 
-    def _backend(self, hw: tuple[int, int]):
-        """The session for tiles of ``hw`` (H, W), exported on first use; torch when the
-        export at that size fails (reason at debug level)."""
-        be = self.sessions.get(hw)
-        if be is not None:
-            return be
-        try:
-            be = _ort_session(self.source, self.weights, hw)
-        except Exception as e:  # noqa: BLE001 - any failure means: run this size on torch
-            log.debug("backend auto: no ONNX Runtime session at %dx%d for %s (%s); using torch",
-                      hw[0], hw[1], self.source, e)
-            be = self._torch_backend()
-        self.sessions[hw] = be
-        return be
+    @property
+    def name(self) -> str:
+        return self.sessions[self._last].name
+
+    @property
+    def detail(self) -> str:
+        return self.choices[self._last][1]
+
+    # ----------------------------------------------------------------------------------
+    def _choose(self, tile: tuple[int, int] | None):
+        """((H, W), backend, (candidate, description)) for ``tile`` (None: declared size)."""
+        from fcnkit.deploy import auto_probe
+        from fcnkit.deploy.onnx.cache import cached_export, read_record
+
+        entry = cached_export(self.source, self.weights, tile=tile, dtype="fp32")
+        log.debug("backend auto: %s ONNX export %s (%s)", "made" if entry.exported else "cached",
+                  entry.path, self.source)
+        if not auto_probe.probe_enabled():
+            be = _OrtBackend(entry.data, "cpu", None)
+            return be.info.tile, be, ("onnxruntime", f"{_WORDS['onnxruntime']}; {auto_probe.PROBE_ENV}=0: no probe")
+        with auto_probe.probe_lock(entry.path.with_suffix(".lock")):
+            result = auto_probe.ProbeResult.from_record(read_record(entry).get("auto_probe"), auto_probe.this_machine())
+            if result is None:
+                hw, be, result = self._probe(entry)
+        if result.recorded:
+            log.debug("backend auto: %s", result.describe())
+            be = self._make(result.winner, entry.data)
+            hw = be.info.tile or tuple(result.tile)
+        return hw, be, (result.winner, f"{_WORDS[result.winner]}; chosen by auto: {result.describe()}")
+
+    def _make(self, candidate: str, onnx_bytes: bytes):
+        """The backend of one probe candidate."""
+        if candidate == "torch":
+            return self._torch_backend()
+        return _OrtBackend(onnx_bytes, "cpu", None, intra_op_threads=1 if candidate == "onnxruntime-1thread" else None)
+
+    def _probe(self, entry):
+        """Build every candidate, time them (:func:`fcnkit.deploy.auto_probe.run_probe`) on
+        one batch-1 tile of zeros, store the result in the entry's record; returns ((H, W),
+        the winner's backend, the :class:`ProbeResult`). A candidate that cannot be built is
+        left out (reason at debug level).
+
+        Raises:
+            ONNX Runtime's error: the default ONNX Runtime session cannot be made.
+        """
+        from fcnkit.deploy import auto_probe
+        from fcnkit.deploy.onnx.cache import update_record
+        from fcnkit.runtime import tune_for_inference
+
+        tune_for_inference()  # torch is timed with the threads and heap it will run with
+        ort_default = self._make("onnxruntime", entry.data)
+        hw = ort_default.info.tile
+        built = {"onnxruntime": ort_default}
+        for candidate in ("onnxruntime-1thread", "torch"):
+            try:
+                built[candidate] = self._make(candidate, entry.data)
+            except Exception as e:  # noqa: BLE001 - the others can still run
+                log.debug("backend auto: candidate %s not available for %s (%s)", candidate, self.source, e)
+        x = np.zeros((1, ort_default.info.channels, *hw), np.float32)
+        calls = {name: _call(be, x) for name, be in built.items()}
+        result = auto_probe.run_probe(calls, hw)
+        update_record(entry, auto_probe=result.to_record())
+        if result.winner != "torch" and self._torch not in self.sessions.values():
+            self._torch = None  # its weights are not kept for nothing
+        return hw, built[result.winner], result
 
     def _torch_backend(self) -> _TorchBackend:
         if self._torch is None:
@@ -92,6 +137,21 @@ class CachedOrtBackend:
 
             self._torch = _TorchBackend(load_model(self.source, weights=self.weights), "cpu", "fp32", False)
         return self._torch
+
+    def _backend(self, hw: tuple[int, int]):
+        """The backend for tiles of ``hw`` (H, W), chosen on first use; torch when the
+        export at that size fails (reason at debug level)."""
+        be = self.sessions.get(hw)
+        if be is not None:
+            return be
+        try:
+            got, be, choice = self._choose(hw)
+        except Exception as e:  # noqa: BLE001 - any failure means: run this size on torch
+            log.debug("backend auto: no ONNX Runtime session at %dx%d for %s (%s); using torch",
+                      hw[0], hw[1], self.source, e)
+            be, choice = self._torch_backend(), ("torch", f"{_WORDS['torch']}; no ONNX export at this tile ({e})")
+        self.sessions[hw], self.choices[hw] = be, choice
+        return be
 
     def run(self, batches, output, softmax, labels):
         """Yield the post-processed result of each batch (all of one tile size, as the
@@ -107,5 +167,18 @@ class CachedOrtBackend:
             yield first
             yield from batches
 
-        be = self._backend(tuple(int(d) for d in first.shape[2:]))
+        hw = tuple(int(d) for d in first.shape[2:])
+        be = self._backend(hw)
+        self._last = hw
         yield from be.run(chain(), output, softmax, labels)
+
+
+def _call(backend, x: np.ndarray):
+    """A call running ``backend`` on ``x`` as the Predictor does (its first output, raw)."""
+    output = backend.info.outputs[0]
+
+    def call():
+        for _ in backend.run(iter([x]), output, False, False):
+            pass
+
+    return call

@@ -233,7 +233,7 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def session_options(ort, providers: Sequence[str]):
+def session_options(ort, providers: Sequence[str], intra_op_threads: int | None = None):
     """ONNX Runtime ``SessionOptions`` for inference: every graph optimisation
     (``ORT_ENABLE_ALL``: constant folding, Conv+BatchNorm/Add/activation fusions, layout
     transforms), the CPU memory arena on (activations reuse one pool instead of a ``malloc``
@@ -243,13 +243,15 @@ def session_options(ort, providers: Sequence[str]):
     instead of spinning (``session.intra_op.allow_spinning=0``: when another process holds a
     core, spinning threads steal its time; measured on a shared 2-core machine, CIFAR-10
     quick at batch 4 took 14.3 ms spinning against 5.9 ms without). Source: ONNX Runtime
-    docs, "Tune performance: threading" and ``SessionOptions``."""
+    docs, "Tune performance: threading" and ``SessionOptions``. ``intra_op_threads``: another
+    count on the CPU provider (``backend="auto"`` also tries 1: no hand-offs between threads,
+    which wins on tiny nets; :mod:`fcnkit.deploy.auto_probe`)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.enable_cpu_mem_arena = True
     if list(providers) == ["CPUExecutionProvider"]:
-        so.intra_op_num_threads = available_cores()
+        so.intra_op_num_threads = intra_op_threads or available_cores()
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
@@ -258,7 +260,7 @@ class _OrtBackend:
     name = "onnxruntime"
 
     def __init__(self, model: bytes | str | Path, device: str, providers: Sequence[str] | None,
-                 band_names=None, class_names=None):
+                 band_names=None, class_names=None, intra_op_threads: int | None = None):
         import onnxruntime as ort
 
         from fcnkit.deploy.onnx import inspect_onnx
@@ -294,7 +296,7 @@ class _OrtBackend:
         name, shape, np_dtype = info.inputs[0]
         if len(shape) != 4 or not isinstance(shape[1], int):
             raise InputError(f"the Predictor takes an N,C,H,W input; '{name}' has shape {shape}")
-        so = session_options(ort, providers)
+        so = session_options(ort, providers, intra_op_threads)
         self.session = ort.InferenceSession(source, so, providers=list(providers))
         self.providers = self.session.get_providers()
         self.in_dtype = np.float16 if np_dtype == "float16" else np.float32

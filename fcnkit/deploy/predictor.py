@@ -52,7 +52,8 @@ DEFAULT_BATCH = 8
 class Predictor:
     """Tiles in, probabilities or labels out, through one of three backends.
 
-    Build with :meth:`from_path`. Attributes: ``backend`` (name), ``device``, ``dtype``,
+    Build with :meth:`from_path`. Attributes: ``backend`` (name), ``backend_detail``
+    (that and, for ``auto``, why), ``device``, ``dtype``,
     ``info`` (:class:`ModelInfo`), ``output`` (the output blob used), ``batch_size``.
     """
 
@@ -62,7 +63,6 @@ class Predictor:
 
         tune_for_inference()  # glibc heap thresholds, intra-op threads (docs/performance.md)
         self._impl = impl
-        self.backend = impl.name
         self.device = device
         self.dtype = dtype
         self.info: ModelInfo = impl.info
@@ -85,6 +85,18 @@ class Predictor:
             raise InputError(f"batch_size {batch_size} is larger than the {self.backend} model accepts ({limit})")
         self.batch_size = int(batch_size)
         self._keep: Any = None  # temporary directory of on-the-fly exports
+
+    @property
+    def backend(self) -> str:
+        """The backend that runs (``auto``'s choice for the last tile size run; before
+        any run, for the first): ``torch``, ``onnxruntime`` or ``tensorrt``."""
+        return self._impl.name
+
+    @property
+    def backend_detail(self) -> str:
+        """:attr:`backend` in words; for ``auto`` on the CPU also how it was chosen (the
+        probe's figures, :mod:`fcnkit.deploy.auto_probe`)."""
+        return getattr(self._impl, "detail", self._impl.name)
 
     @property
     def bands(self) -> int:
@@ -114,10 +126,12 @@ class Predictor:
                 backend), an ``.onnx`` file (onnxruntime) or an ``.engine``/``.plan`` file
                 (tensorrt).
             backend: ``auto`` (by what ``path`` is: an engine runs in TensorRT, an ONNX file
-                in ONNX Runtime; a Caffe model runs in ONNX Runtime on the CPU in fp32 without
-                ``compile``, through an export cached on disk (:mod:`fcnkit.deploy.auto_backend`,
-                :mod:`fcnkit.deploy.onnx.cache`; torch where it cannot be exported), else
-                in torch), ``torch``, ``onnxruntime`` or ``tensorrt``.
+                in ONNX Runtime; a Caffe model on the CPU in fp32 without ``compile`` runs on
+                the faster of torch and ONNX Runtime (on an export cached on disk) for this
+                model and machine, by a timed probe stored with the export
+                (:mod:`fcnkit.deploy.auto_backend`, :mod:`fcnkit.deploy.auto_probe`; torch
+                where it cannot be exported), else in torch), ``torch``, ``onnxruntime`` or
+                ``tensorrt``.
                 A Caffe model with ``onnxruntime``/``tensorrt`` is exported (and parity-checked)
                 to a temporary ONNX file first.
             device: ``cpu``, ``cuda`` or ``cuda:N``; default CUDA when available to the backend.
@@ -310,15 +324,16 @@ def _open_torch(req: OpenRequest):
 
 
 def _open_auto_cpu(req: OpenRequest):
-    """``auto`` for a Caffe model on the CPU in fp32: ONNX Runtime on a cached export
-    (:mod:`fcnkit.deploy.auto_backend`), else, when onnxruntime is missing or the model
-    cannot be exported, the torch backend (the reason logged at debug level)."""
+    """``auto`` for a Caffe model on the CPU in fp32: the fastest of torch and ONNX Runtime
+    on a cached export, by a timed probe (:mod:`fcnkit.deploy.auto_backend`), else, when
+    onnxruntime is missing or the model cannot be exported, the torch backend (the reason
+    logged at debug level)."""
     import logging
 
     try:
-        from fcnkit.deploy.auto_backend import CachedOrtBackend
+        from fcnkit.deploy.auto_backend import AutoCpuBackend
 
-        return CachedOrtBackend.open(req.source, req.weights, _tile(req.tile)), "fp32", None
+        return AutoCpuBackend.open(req.source, req.weights, _tile(req.tile)), "fp32", None
     except Exception as e:  # noqa: BLE001 - whatever prevents ONNX Runtime, torch can run it
         logging.getLogger("fcnkit.deploy.auto_backend").debug(
             "backend auto: ONNX Runtime not used for %s (%s: %s); using torch", req.source, type(e).__name__, e)

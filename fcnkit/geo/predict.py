@@ -76,6 +76,7 @@ class SceneResult:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     resumed: bool = False
+    backend: str = ""  # what ran, in words (Predictor.backend_detail: auto's choice and figures)
 
     @property
     def megapixels(self) -> float:
@@ -202,7 +203,7 @@ def _predict_scene(predictor, scene, outdir, options, model_name, progress) -> S
             with contextlib.suppress(OSError):
                 tmp.unlink()
     return SceneResult(str(scene), [str(paths[k]) for k in paths], sinfo.rows, sinfo.cols, stats.tiles,
-                       stats.skipped, seconds, list(sinfo.warnings))
+                       stats.skipped, seconds, list(sinfo.warnings), backend=_backend_detail(predictor))
 
 
 def _write_rasters(predictor, src, sinfo, bands, stretch, plan, paths, temps, opts, progress):
@@ -239,6 +240,10 @@ def _write_rasters(predictor, src, sinfo, bands, stretch, plan, paths, temps, op
     return stats
 
 
+def _backend_detail(predictor) -> str:
+    return str(getattr(predictor, "backend_detail", predictor.backend))
+
+
 def _class_count(predictor) -> int:
     classes = predictor.info.class_names
     if classes:
@@ -252,7 +257,8 @@ def _sidecar(predictor, model_name, scene, sinfo, bands, stretch, plan, opts, st
     info = predictor.info
     return {
         "fcnkit_predict": 1, "fcnkit_version": __version__, "scene": str(scene), "outputs": outputs,
-        "model": model_name, "backend": predictor.backend, "device": predictor.device, "dtype": predictor.dtype,
+        "model": model_name, "backend": predictor.backend, "backend_detail": _backend_detail(predictor),
+        "device": predictor.device, "dtype": predictor.dtype,
         "classes": info.class_names, "bands": list(bands),
         "preprocess": stretch.to_json(bands, None, sinfo.nodata),
         "stretch_sample_shape": list(stretch.sample_shape) if stretch.sample_shape else None,

@@ -52,7 +52,8 @@ def counted(monkeypatch, tmp_path):
     return calls
 
 
-def test_auto_runs_onnxruntime_from_the_cache_and_matches_torch(counted, tmp_path):
+def test_auto_runs_onnxruntime_from_the_cache_and_matches_torch(counted, tmp_path, monkeypatch):
+    monkeypatch.setenv("FCNKIT_AUTO_PROBE", "0")  # ONNX Runtime whatever is faster (test_deploy_auto_probe)
     proto = write_small_fcn(tmp_path)
     first = Predictor.from_path(proto, device="cpu")
     assert first.backend == "onnxruntime" and counted[0] == 1

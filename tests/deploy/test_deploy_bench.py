@@ -71,10 +71,20 @@ def test_targets_say_when_the_run_was_another_configuration(bench):
     assert "not evaluated (no model was benchmarked)" in "\n".join(bench.target_lines([]))
 
 
+def test_the_auto_row_is_compared_with_the_fastest_fixed_path(bench):
+    note = "onnxruntime (1 intra-op thread); chosen by auto: onnxruntime-1thread (probe ...)"
+    rows = [_row(bench, "torch-cpu", "fp32", 0.80, model="lenet", tile=(28, 28), batch=1),
+            _row(bench, "onnxruntime-cpu", "fp32", 0.40, model="lenet", tile=(28, 28), batch=1),
+            _row(bench, "auto-cpu", "fp32", 0.30, note=note, model="lenet", tile=(28, 28), batch=1)]
+    text = "\n".join(bench.cpu_target_lines(rows))
+    assert ("lenet 28x28: backend auto ran onnxruntime (1 intra-op thread): 0.30 ms = 0.75x the fastest fixed "
+            "path (onnxruntime-cpu, 0.40 ms)") in text
+
+
 def test_preset_target_is_the_targets_configuration(bench):
     a = bench.parse_args(["--preset", "target"])
     assert (a.models, a.tile_list, a.batch, a.dtypes) == ("fcn8s_8band", [(512, 512)], 8, ["fp32", "fp16"])
-    assert a.backends == ["torch", "onnxruntime", "tensorrt", "opencv"]
+    assert a.backends == ["torch", "onnxruntime", "tensorrt", "opencv", "auto"]
     b = bench.parse_args(["--preset", "target", "--batch", "2", "--tiles", "256x128"])
     assert (b.batch, b.tile_list, b.models) == (2, [(256, 128)], "fcn8s_8band")
     c = bench.parse_args([])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -37,6 +38,9 @@ def test_predict_writes_outputs_and_a_summary(setup, tmp_path, capsys):
     assert "scenes: 1 done, 0 skipped (complete), 0 failed; 0.00 Mpx" in stdout
     assert "skipped nodata tiles: 0" in stdout
     assert _outputs(out) == ["good.json", "good_labels.tif", "good_overlay.jpg", "good_probabilities.tif"]
+    sidecar = json.loads((out / "good.json").read_text())  # what ran: backend auto's choice, in words
+    assert sidecar["backend"] in ("torch", "onnxruntime") and sidecar["backend_detail"].startswith(sidecar["backend"])
+    assert f"backend: {sidecar['backend_detail']}" in stdout
     assert main(["predict", str(net), str(d / "good.tif"), "-o", str(out), "--tile", "32", "--resume",
                  "--probabilities", "uint8", "--overlay", "jpg"]) == 0
     assert "0 done, 1 skipped" in _err(capsys)[0]

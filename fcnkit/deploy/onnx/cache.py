@@ -6,7 +6,8 @@ Where: ``$FCNKIT_CACHE_DIR/onnx`` when ``FCNKIT_CACHE_DIR`` is set, else
 specification's user cache directory).
 
 An entry is two files named by its key: ``KEY.onnx`` (the checked export) and ``KEY.json``
-(its size and sha256, and what it was made from, for people). The key is the sha256 of
+(its size and sha256, and what it was made from, for people; :func:`update_record` adds
+fields such as ``backend="auto"``'s probe result, :mod:`fcnkit.deploy.auto_probe`). The key is the sha256 of
 everything the exported graph depends on (:func:`cache_key`): the model's definition and
 weights (file bytes hashed, never file names or times), the preprocess JSON stored with
 it, tile (H, W), batch, dtype, opset and the fcnkit version. Both files are written
@@ -173,6 +174,38 @@ def cached_export(source, weights=None, *, tile: tuple[int, int] | None = None, 
                               "tile": list(tile) if tile else None, "dtype": dtype, "opset": opset}
     write_text(meta_path, json.dumps(record, indent=1) + "\n")
     return CachedExport(data, onnx_path, key, True)
+
+
+def read_record(entry: CachedExport) -> dict:
+    """The JSON record of a cache entry (``KEY.json``), or {} when it cannot be read or is
+    not a JSON object (fields other modules store there, such as ``backend="auto"``'s timed
+    probe, are then simply absent)."""
+    try:
+        record = json.loads(entry.path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def update_record(entry: CachedExport, **fields: Any) -> bool:
+    """Store ``fields`` (JSON values) in the entry's record, rewritten atomically; the size
+    and sha256 of the ``.onnx`` stay as they are. Returns False, with the reason at debug
+    level, when the record cannot be read back as an object or written (a read-only cache):
+    the caller goes on without it."""
+    from fcnkit.atomic import write_text
+    from fcnkit.errors import OutputError
+
+    record = read_record(entry)
+    if "sha256" not in record:
+        log.debug("ONNX cache record of %s unreadable: %s not stored", entry.path.name, ", ".join(fields))
+        return False
+    record.update(fields)
+    try:
+        write_text(entry.path.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
+    except (OSError, OutputError) as e:  # the record is an optimisation: go on without it
+        log.debug("ONNX cache record of %s not written (%s)", entry.path.name, e)
+        return False
+    return True
 
 
 def _make_folder(folder: Path) -> None:
