@@ -179,3 +179,18 @@ def tune_for_inference() -> None:
         tune_threads()
     except (RuntimeError, ValueError):  # torch refuses after its pool started in some builds
         pass
+
+
+def cpu_model() -> str:
+    """The CPU model name (``model name`` of /proc/cpuinfo on Linux, else what
+    :mod:`platform` knows): what a speed figure or a timed choice was measured on."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

@@ -5,18 +5,8 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+from fcnkit.runtime import cpu_model  # noqa: F401 - the benchmarks import it from here
 
 
 def machine_line() -> str:

@@ -36,7 +36,6 @@ import datetime
 import logging
 import math
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -67,23 +66,11 @@ def probe_enabled() -> bool:
     return os.environ.get(PROBE_ENV, "").strip().lower() not in ("0", "false", "no", "off")
 
 
-def cpu_model() -> str:
-    """The CPU model name (``model name`` of /proc/cpuinfo on Linux, else what
-    :mod:`platform` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def this_machine() -> dict:
     """{"cpu": model name, "cores": usable cores (:func:`fcnkit.runtime.available_cpus`),
     "fcnkit": version}: what a stored probe result must match to be reused."""
     from fcnkit import __version__
-    from fcnkit.runtime import available_cpus
+    from fcnkit.runtime import available_cpus, cpu_model
 
     return {"cpu": cpu_model(), "cores": available_cpus(), "fcnkit": __version__}
 

@@ -14,6 +14,7 @@ import pytest
 from fcnkit.deploy import auto_probe
 from fcnkit.deploy.onnx import cache as onnx_cache
 from fcnkit.deploy.predictor import Predictor
+from fcnkit.runtime import cpu_model
 from tests.deploy.deploy_helpers import rand
 from tests.deploy.test_deploy_auto import write_small_fcn
 
@@ -169,7 +170,7 @@ def test_the_choice_is_recorded_and_reused(probes, tmp_path):
     probes.ms[(16, 16)] = {"torch": 1.0, "onnxruntime": 2.0, "onnxruntime-1thread": 3.0}
     third = Predictor.from_path(proto, device="cpu")
     assert probes.runs == [(16, 16)] * 2 and third.backend == "torch" and "torch" in third.backend_detail
-    assert _record(tmp_path / "cache")["auto_probe"]["cpu"] == auto_probe.cpu_model()
+    assert _record(tmp_path / "cache")["auto_probe"]["cpu"] == cpu_model()
     assert np.abs(third.predict(x) - want).max() <= 1e-5
 
 
