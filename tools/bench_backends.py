@@ -16,7 +16,8 @@ targets, each "met", "NOT met" or "not evaluated (reason)":
 
 Backends:
   CPU: torch-cpu (eager fp32, fcnkit's inference module), onnxruntime-cpu (fp32),
-  onnxruntime-1t-cpu (fp32, one intra-op thread: the auto probe's third path), opencv-dnn (fp32),
+  onnxruntime-1t-cpu (fp32, one intra-op thread) and onnxruntime-spin-cpu (fp32, idle threads
+  spin): the auto probe's other paths, opencv-dnn (fp32),
   auto-cpu (what ``Predictor(backend="auto")`` runs on this machine, with its choice: tools/bench_auto.py);
   GPU: torch-cuda (eager; ``--compile`` adds torch.compile rows), onnxruntime-cuda and
   onnxruntime-trt (onnxruntime-gpu), tensorrt (engine built with ``fcnkit.deploy.tensorrt``).
@@ -342,6 +343,11 @@ def _bench_cpu(compiled, shape, x, name, out_name, onnx_files, stem: Path, args,
             so1 = session_options(ort, ["CPUExecutionProvider"], intra_op_threads=1)
             sess1 = ort.InferenceSession(str(onnx_files["fp32"]), so1, providers=["CPUExecutionProvider"])
             fns["onnxruntime-1t-cpu"] = lambda: sess1.run([out_name], {name: x})
+            # and its fourth: idle intra-op threads spin instead of sleeping
+            so_spin = session_options(ort, ["CPUExecutionProvider"], intra_op_threads=args.threads or None,
+                                      spinning=True)
+            sess_spin = ort.InferenceSession(str(onnx_files["fp32"]), so_spin, providers=["CPUExecutionProvider"])
+            fns["onnxruntime-spin-cpu"] = lambda: sess_spin.run([out_name], {name: x})
         else:
             notes["onnxruntime-cpu"] = "not evaluated (the fp32 export failed)"
     if "opencv" in args.backends:
@@ -366,7 +372,8 @@ def _bench_cpu(compiled, shape, x, name, out_name, onnx_files, stem: Path, args,
     finally:
         for close in closers:
             close()
-    for backend in ("torch-cpu", "onnxruntime-cpu", "onnxruntime-1t-cpu", "opencv-dnn", "auto-cpu"):
+    for backend in ("torch-cpu", "onnxruntime-cpu", "onnxruntime-1t-cpu", "onnxruntime-spin-cpu", "opencv-dnn",
+                    "auto-cpu"):
         if backend in stats:
             st = stats[backend]
             add(backend, "fp32", st.median, note=notes.get(backend, ""), iqr=(st.q1, st.q3))
@@ -508,14 +515,15 @@ def _verdict(ok: bool) -> str:
 
 def cpu_target_lines(rows: list[Row]) -> list[str]:
     """Issue 16's CPU targets, one line each, for every model measured on the CPU: the
-    fastest fcnkit CPU path (torch-cpu, onnxruntime-cpu or onnxruntime-1t-cpu: the paths the
-    auto backend chooses from, called directly) >= 80 % of the conv ceiling
+    fastest fcnkit CPU path (torch-cpu, onnxruntime-cpu, onnxruntime-1t-cpu or
+    onnxruntime-spin-cpu: the paths the auto backend chooses from, called directly) >= 80 %
+    of the conv ceiling
     (stated for FCN-8s and FC-DenseNet56) and >= 1.8x OpenCV dnn (zoo models), no slower than
     OpenCV dnn (real nets), torch within 1.15x of ONNX Runtime (zoo models); and, where the
     ``auto-cpu`` row ran, what ``backend="auto"`` chose and its time over the fastest fixed path."""
     out = ["\nCPU targets (issue 16; ratios measured side by side in this run):"]
-    cpu = [r for r in rows if r.backend in ("torch-cpu", "onnxruntime-cpu", "onnxruntime-1t-cpu", "opencv-dnn")
-           and r.measured]
+    paths = ("torch-cpu", "onnxruntime-cpu", "onnxruntime-1t-cpu", "onnxruntime-spin-cpu")
+    cpu = [r for r in rows if r.backend in paths + ("opencv-dnn",) and r.measured]
     configs = list(dict.fromkeys((r.model, r.tile) for r in cpu))
     if not configs:
         return out + ["  not evaluated (no CPU row was measured)"]
@@ -523,9 +531,8 @@ def cpu_target_lines(rows: list[Row]) -> list[str]:
     auto_rows = {(r.model, r.tile): r for r in rows if r.backend == "auto-cpu" and r.measured}
     for model, tile in configs:
         where = f"  {model} {tile[0]}x{tile[1]}:"
-        torch_row, ort, ort1, cv = (by.get((model, tile, b)) for b in
-                                    ("torch-cpu", "onnxruntime-cpu", "onnxruntime-1t-cpu", "opencv-dnn"))
-        best = min((r for r in (torch_row, ort, ort1) if r), key=lambda r: r.ms, default=None)
+        torch_row, ort, cv = (by.get((model, tile, b)) for b in ("torch-cpu", "onnxruntime-cpu", "opencv-dnn"))
+        best = min((by[(model, tile, b)] for b in paths if (model, tile, b) in by), key=lambda r: r.ms, default=None)
         if best is None:
             out.append(f"{where} not evaluated (no fcnkit CPU row)")
             continue

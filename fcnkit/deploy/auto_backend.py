@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 #: What each candidate of the probe is, in words (``Predictor.backend_detail``).
 _WORDS = {"torch": "torch (fcnkit's inference module)",
           "onnxruntime": "onnxruntime (one intra-op thread per usable core)",
-          "onnxruntime-1thread": "onnxruntime (1 intra-op thread)"}
+          "onnxruntime-1thread": "onnxruntime (1 intra-op thread)",
+          "onnxruntime-spin": "onnxruntime (one intra-op thread per usable core, spinning when idle)"}
 
 
 class AutoCpuBackend:
@@ -99,7 +100,8 @@ class AutoCpuBackend:
         """The backend of one probe candidate."""
         if candidate == "torch":
             return self._torch_backend()
-        return _OrtBackend(onnx_bytes, "cpu", None, intra_op_threads=1 if candidate == "onnxruntime-1thread" else None)
+        return _OrtBackend(onnx_bytes, "cpu", None, intra_op_threads=1 if candidate == "onnxruntime-1thread" else None,
+                           spinning=candidate == "onnxruntime-spin")
 
     def _probe(self, entry):
         """Build every candidate, time them (:func:`fcnkit.deploy.auto_probe.run_probe`) on
@@ -118,7 +120,7 @@ class AutoCpuBackend:
         ort_default = self._make("onnxruntime", entry.data)
         hw = ort_default.info.tile
         built = {"onnxruntime": ort_default}
-        for candidate in ("onnxruntime-1thread", "torch"):
+        for candidate in auto_probe.candidates()[1:]:
             try:
                 built[candidate] = self._make(candidate, entry.data)
             except Exception as e:  # noqa: BLE001 - the others can still run

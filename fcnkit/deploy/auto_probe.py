@@ -8,7 +8,14 @@ Candidates (:data:`CANDIDATES`):
 - ``onnxruntime``: ONNX Runtime on the cached export with fcnkit's session options (one
   intra-op thread per usable core; :func:`fcnkit.deploy.backends.session_options`);
 - ``onnxruntime-1thread``: the same with one intra-op thread (no hand-off between threads
-  at each node: on tiny nets the wake-ups cost more than the parallel work saves).
+  at each node: on tiny nets the wake-ups cost more than the parallel work saves);
+- ``onnxruntime-spin``: one intra-op thread per usable core that spin while idle instead of
+  sleeping (``session.intra_op.allow_spinning=1``, ONNX Runtime's own default): on a quiet
+  machine the hand-off at each node of a tiny net is then a spin, not a wake-up (LeNet at
+  batch 1: 117 µs, against 197 µs with one thread and 141 µs for OpenCV 4.10 dnn, one
+  interleaved run); under contention spinning threads steal the cores others need, which
+  the probe sees as a slower median. The two variants are timed only when more than one
+  core is usable.
 
 Why a probe: issue 16 measured the fastest path to depend on the model (on a 2-core Xeon at
 1 x 8 x 512 x 512: FC-DenseNet56 torch 1,453 ms vs ONNX Runtime 2,382 ms; FCN-8s torch 1,962
@@ -45,7 +52,7 @@ from typing import Callable
 log = logging.getLogger("fcnkit.deploy.auto_backend")
 
 #: The CPU paths compared; on equal medians the earlier one wins (ONNX Runtime as before).
-CANDIDATES = ("onnxruntime", "onnxruntime-1thread", "torch")
+CANDIDATES = ("onnxruntime", "onnxruntime-1thread", "torch", "onnxruntime-spin")
 #: Environment variable: ``0`` (or false/no/off) skips the probe (ONNX Runtime, default options).
 PROBE_ENV = "FCNKIT_AUTO_PROBE"
 #: Version of the record's ``auto_probe`` field; another version is probed again.
@@ -59,6 +66,17 @@ BUDGET_S = 8.0
 DROP_RATIO = 1.5
 #: Seconds a candidate is called for, at least, in each round (tiny nets: many calls).
 MIN_CALL_S = 0.01
+
+
+def candidates() -> tuple[str, ...]:
+    """The candidates worth timing in this process: all of :data:`CANDIDATES`, less the
+    one-thread and spinning variants where only one core is usable (they would be the
+    default session again)."""
+    from fcnkit.runtime import available_cpus
+
+    if available_cpus() > 1:
+        return CANDIDATES
+    return tuple(c for c in CANDIDATES if c not in ("onnxruntime-1thread", "onnxruntime-spin"))
 
 
 def probe_enabled() -> bool:

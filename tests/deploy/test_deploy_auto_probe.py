@@ -119,7 +119,8 @@ def probes(monkeypatch, tmp_path):
     def fake_times(calls, **kw):
         for call in calls.values():
             call()
-        return {name: state.ms[state.runs[-1]][name] for name in calls}, 3
+        # a candidate a test does not name is far behind (the spinning session, say)
+        return {name: state.ms[state.runs[-1]].get(name, 99.0) for name in calls}, 3
 
     def run_probe(calls, tile, **kw):
         state.runs.append(tuple(tile))
@@ -147,7 +148,7 @@ def _torch_reference(proto, x):
 
 def test_the_choice_is_recorded_and_reused(probes, tmp_path):
     proto = write_small_fcn(tmp_path)
-    probes.ms[(16, 16)] = {"torch": 3.0, "onnxruntime": 2.0, "onnxruntime-1thread": 1.0}
+    probes.ms[(16, 16)] = {"torch": 3.0, "onnxruntime": 2.0, "onnxruntime-1thread": 1.0, "onnxruntime-spin": 4.0}
     first = Predictor.from_path(proto, device="cpu")
     assert probes.runs == [(16, 16)] and first.backend == "onnxruntime"
     assert first._impl.sessions[(16, 16)].session.get_session_options().intra_op_num_threads == 1
@@ -220,3 +221,23 @@ def test_concurrent_probes_wait_for_each_other(tmp_path):
     worker.join(10)
     with auto_probe.probe_lock(tmp_path / "missing" / "k.lock"):  # cannot be made: runs unlocked
         pass
+
+
+def test_a_spinning_session_wins_when_it_is_fastest(probes, tmp_path):
+    proto = write_small_fcn(tmp_path)
+    probes.ms[(16, 16)] = {"torch": 3.0, "onnxruntime": 2.0, "onnxruntime-1thread": 2.5, "onnxruntime-spin": 1.0}
+    p = Predictor.from_path(proto, device="cpu")
+    options = p._impl.sessions[(16, 16)].session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert "spinning when idle" in p.backend_detail
+    x = rand((2, 4, 16, 16), seed=3)
+    assert np.abs(p.predict(x) - _torch_reference(proto, x)).max() <= 1e-5
+
+
+def test_one_usable_core_times_only_the_distinct_candidates(monkeypatch):
+    import fcnkit.runtime
+
+    monkeypatch.setattr(fcnkit.runtime, "available_cpus", lambda: 1)
+    assert auto_probe.candidates() == ("onnxruntime", "torch")
+    monkeypatch.setattr(fcnkit.runtime, "available_cpus", lambda: 2)
+    assert auto_probe.candidates() == auto_probe.CANDIDATES
