@@ -66,6 +66,10 @@ BUDGET_S = 8.0
 DROP_RATIO = 1.5
 #: Seconds a candidate is called for, at least, in each round (tiny nets: many calls).
 MIN_CALL_S = 0.01
+#: Seconds of sleep before each timed call, not counted: the previous candidate's threads
+#: (ONNX Runtime's spinning pool, torch's OpenMP team, which spin-wait after their work)
+#: go idle first, so that no candidate is timed against another one's leftover spinning.
+SETTLE_S = 0.05
 
 
 def candidates() -> tuple[str, ...]:
@@ -235,7 +239,8 @@ def _warmed_up(calls: dict[str, Callable[[], object]]) -> list[str]:
 
 def time_candidates(calls: dict[str, Callable[[], object]], *, clock: Callable[[], float] = time.perf_counter,
                     min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS,
-                    budget_s: float = BUDGET_S, min_call_s: float = MIN_CALL_S) -> tuple[dict, int]:
+                    budget_s: float = BUDGET_S, min_call_s: float = MIN_CALL_S,
+                    settle_s: float = SETTLE_S) -> tuple[dict, int]:
     """Median milliseconds per call of each of ``calls`` ({name: callable}), timed side by
     side: one warm-up call each (a candidate whose call raises is left out), then rounds
     calling each once, the order rotated every round. From ``min_rounds`` rounds on it stops when one is clearly ahead (its slowest call
@@ -243,7 +248,8 @@ def time_candidates(calls: dict[str, Callable[[], object]], *, clock: Callable[[
     ``max_rounds`` in any case. After each round, a candidate far behind
     (:func:`_far_behind`) is no longer called (the best two always are). A call shorter
     than ``min_call_s`` seconds is repeated within its round and the mean taken (a tiny
-    net's per-call overhead is then measured over many calls). ``clock``: seconds
+    net's per-call overhead is then measured over many calls). Before each timed call the
+    probe sleeps ``settle_s`` seconds (:data:`SETTLE_S`; not counted). ``clock``: seconds
     (injected by tests).
 
     Returns:
@@ -257,6 +263,8 @@ def time_candidates(calls: dict[str, Callable[[], object]], *, clock: Callable[[
     spent, rounds = 0.0, 0
     while rounds < max_rounds:
         for name in active[rounds % len(active):] + active[:rounds % len(active)]:
+            if settle_s > 0:
+                time.sleep(settle_s)
             ms, seconds = _timed(calls[name], clock, min_call_s)
             times[name].append(ms)
             spent += seconds
