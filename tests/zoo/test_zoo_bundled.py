@@ -94,13 +94,12 @@ def test_zoo_name_uses_the_bundled_weights_and_stretch():
     assert bundled.default_weights(str(PROTOTXT / f"{NAME}.deploy.prototxt"), None) is None
 
 
-def test_predict_reproduces_the_documented_heldout_iou(tmp_path, capsys, monkeypatch):
+def test_predict_reproduces_the_documented_heldout_iou(tmp_path, capsys):
     import rasterio
 
-    # backend auto without its timed probe (~20 s at 512x512 here; any backend gives the
-    # same labels, and the probe has its own tests in tests/deploy/test_deploy_auto_probe.py)
-    monkeypatch.setenv("FCNKIT_AUTO_PROBE", "0")
-
+    # the torch backend: no ONNX export and no timed probe (~40 s at 512x512 here); any
+    # backend gives the same labels (ONNX parity: tests/deploy; auto's probe:
+    # tests/deploy/test_deploy_auto_probe.py)
     from fcnkit.geo.synth import make_scene
 
     recipe, row = RECORD["recipe"], RECORD["heldout"]["per_scene"][0]
@@ -111,7 +110,7 @@ def test_predict_reproduces_the_documented_heldout_iou(tmp_path, capsys, monkeyp
                path_label=label)
     out = tmp_path / "out"
     assert main(["predict", NAME, str(scene), "-o", str(out), "--stretch", "model",
-                 "--tile", str(recipe["predict_tile"]), "--halo", "0"]) == 0
+                 "--tile", str(recipe["predict_tile"]), "--halo", "0", "--backend", "torch"]) == 0
     with rasterio.open(label) as t, rasterio.open(out / "SYN_PS-MS_img1_labels.tif") as p:
         truth, pred = t.read(1) > 0, p.read(1) == 1
     iou = np.logical_and(truth, pred).sum() / np.logical_or(truth, pred).sum()
