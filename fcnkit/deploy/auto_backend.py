@@ -84,7 +84,7 @@ class AutoCpuBackend:
         log.debug("backend auto: %s ONNX export %s (%s)", "made" if entry.exported else "cached",
                   entry.path, self.source)
         if not auto_probe.probe_enabled():
-            be = _OrtBackend(entry.data, "cpu", None)
+            be = _OrtBackend(entry.path, "cpu", None)
             return be.info.tile, be, ("onnxruntime", f"{_WORDS['onnxruntime']}; {auto_probe.PROBE_ENV}=0: no probe")
         with auto_probe.probe_lock(entry.path.with_suffix(".lock")):
             result = auto_probe.ProbeResult.from_record(read_record(entry).get("auto_probe"), auto_probe.this_machine())
@@ -92,15 +92,16 @@ class AutoCpuBackend:
                 hw, be, result = self._probe(entry)
         if result.recorded:
             log.debug("backend auto: %s", result.describe())
-            be = self._make(result.winner, entry.data)
+            be = self._make(result.winner, entry.path)
             hw = be.info.tile or tuple(result.tile)
         return hw, be, (result.winner, f"{_WORDS[result.winner]}; chosen by auto: {result.describe()}")
 
-    def _make(self, candidate: str, onnx_bytes: bytes):
-        """The backend of one probe candidate."""
+    def _make(self, candidate: str, onnx_path):
+        """The backend of one probe candidate (ONNX Runtime opens the checked cache file
+        ``onnx_path`` itself)."""
         if candidate == "torch":
             return self._torch_backend()
-        return _OrtBackend(onnx_bytes, "cpu", None, intra_op_threads=1 if candidate == "onnxruntime-1thread" else None,
+        return _OrtBackend(onnx_path, "cpu", None, intra_op_threads=1 if candidate == "onnxruntime-1thread" else None,
                            spinning=candidate == "onnxruntime-spin")
 
     def _probe(self, entry):
@@ -117,12 +118,12 @@ class AutoCpuBackend:
         from fcnkit.runtime import tune_for_inference
 
         tune_for_inference()  # torch is timed with the threads and heap it will run with
-        ort_default = self._make("onnxruntime", entry.data)
+        ort_default = self._make("onnxruntime", entry.path)
         hw = ort_default.info.tile
         built = {"onnxruntime": ort_default}
         for candidate in auto_probe.candidates()[1:]:
             try:
-                built[candidate] = self._make(candidate, entry.data)
+                built[candidate] = self._make(candidate, entry.path)
             except Exception as e:  # noqa: BLE001 - the others can still run
                 log.debug("backend auto: candidate %s not available for %s (%s)", candidate, self.source, e)
         x = np.zeros((1, ort_default.info.channels, *hw), np.float32)
