@@ -139,7 +139,7 @@ def _prepack(gm, graph: torch.fx.Graph, owners: dict[str, Any], leaders: dict[st
         layer = leaders.get(node.target) if node.op == "call_module" else None
         if layer is None:
             continue
-        module = owners.get(node.target) or gm.get_submodule(node.target)
+        module = owners[node.target] if node.target in owners else gm.get_submodule(node.target)
         packed = layer.inference_packed(module)
         if packed is not None:
             owners[node.target] = packed
