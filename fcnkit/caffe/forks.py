@@ -33,7 +33,7 @@ from typing import Any
 from google.protobuf import text_format
 
 from fcnkit.caffe import caffe_forks_pb2, caffe_pb2
-from fcnkit.caffe.linescan import _skip_string
+from fcnkit.caffe.linescan import tokens
 from fcnkit.caffe.wire import read_key, read_length, skip_value
 
 _WORD = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -124,50 +124,29 @@ def _strip_comments(body: str) -> str:
 def _layer_param_blocks(text: str):
     """Yield (start, end, name, body_start, body_end, line) for every ``name { ... }`` block
     at depth 1 of a top-level ``layer`` block; ``end`` is after the closing brace."""
-    depth, i, n, line = 0, 0, len(text), 1
-    top_word, in_layer = "", False
+    depth, top_word, in_layer = 0, "", False
     word, word_start, word_line = "", -1, 0
     opened: list[tuple[str, int, int, int]] = []  # (name, start, body_start, line) per depth
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c == "#":
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-        elif c in "\"'":
-            i = _skip_string(text, i)
-            word = ""
-        elif c in "{<":
+    for t in tokens(text, _WORD):
+        if t.kind == "open":
             if depth == 0:
                 in_layer = top_word == "layer"
-            opened.append((word, word_start, i + 1, word_line))
+            opened.append((word, word_start, t.start + 1, word_line))
             depth += 1
             word = ""
-            i += 1
-        elif c in "}>":
+        elif t.kind == "close":
             if opened:
                 name, start, body_start, wline = opened.pop()
                 if depth == 2 and in_layer and name and start >= 0:
-                    yield start, i + 1, name, body_start, i, wline
+                    yield start, t.start + 1, name, body_start, t.start, wline
             depth = max(depth - 1, 0)
             word = ""
-            i += 1
-        elif c in _WORD:
-            j = i
-            while j < n and text[j] in _WORD:
-                j += 1
-            word, word_start, word_line = text[i:j], i, line
+        elif t.kind == "word":
+            word, word_start, word_line = t.text, t.start, t.line
             if depth == 0:
                 top_word = word
-            i = j
-        elif c == ":":
-            i += 1  # `name: {` keeps the name
-        else:
-            if not c.isspace():
-                word = ""
-            i += 1
+        elif t.kind != "colon":  # `name: {` keeps the name
+            word = ""
 
 
 # ----------------------------------------------------------------------------------- text out

@@ -9,6 +9,7 @@ followed by ``:`` (``layer: {``) and by newlines or comments before the opening 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 _OPEN = "{<"
 _CLOSE = "}>"
@@ -30,6 +31,58 @@ class Block:
     end_line: int | None
 
 
+@dataclass(frozen=True)
+class Token:
+    """One token of prototxt text for the scanners (comments and whitespace dropped).
+
+    Attributes:
+        kind: "word" (a run of the word characters), "open" (``{`` or ``<``), "close"
+            (``}`` or ``>``), "string" (a quoted literal), "colon", or "other" (any other
+            single character).
+        text: the token's characters.
+        start: index of its first character in the text.
+        line: 1-based line it starts on.
+    """
+
+    kind: str
+    text: str
+    start: int
+    line: int
+
+
+def tokens(text: str, word_chars: set[str] = _WORD) -> Iterator[Token]:
+    """The tokens of ``text`` in order: what the block scanners need to see braces and
+    names, with quoted strings (backslash escapes) and ``#`` comments kept from hiding or
+    faking them. ``word_chars``: the characters of a word (default: identifiers, digits
+    and ``.``)."""
+    i, n, line = 0, len(text), 1
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+            i += 1
+        elif c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif c.isspace():
+            i += 1
+        elif c in "\"'":
+            # Protobuf strings cannot span lines, so skipping never loses a newline.
+            j = _skip_string(text, i)
+            yield Token("string", text[i:j], i, line)
+            i = j
+        elif c in word_chars:
+            j = i
+            while j < n and text[j] in word_chars:
+                j += 1
+            yield Token("word", text[i:j], i, line)
+            i = j
+        else:
+            kind = "open" if c in _OPEN else "close" if c in _CLOSE else "colon" if c == ":" else "other"
+            yield Token(kind, c, i, line)
+            i += 1
+
+
 def scan_blocks(text: str) -> list[Block]:
     """Return every top-level message block of ``text`` in order.
 
@@ -42,51 +95,26 @@ def scan_blocks(text: str) -> list[Block]:
     """
     blocks: list[Block] = []
     depth = 0
-    line = 1
-    i = 0
-    n = len(text)
     last_word = ""       # last identifier seen at depth 0
     last_word_line = 0
     open_block: tuple[str, int] | None = None
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c == "#":
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-        elif c in "\"'":
-            # Protobuf strings cannot span lines, so skipping never loses a newline.
-            i = _skip_string(text, i)
-            last_word = ""
-        elif c in _OPEN:
+    for t in tokens(text):
+        if t.kind == "open":
             if depth == 0:
                 open_block = (last_word, last_word_line)
             depth += 1
             last_word = ""
-            i += 1
-        elif c in _CLOSE:
+        elif t.kind == "close":
             depth = max(depth - 1, 0)
             if depth == 0 and open_block is not None:
-                blocks.append(Block(open_block[0], open_block[1], line))
+                blocks.append(Block(open_block[0], open_block[1], t.line))
                 open_block = None
             last_word = ""
-            i += 1
-        elif c in _WORD:
-            j = i
-            while j < n and text[j] in _WORD:
-                j += 1
+        elif t.kind == "word":
             if depth == 0:
-                last_word = text[i:j]
-                last_word_line = line
-            i = j
-        elif c == ":":
-            i += 1  # `layer: {` keeps the word before the colon
-        else:
-            if not c.isspace() and c not in "-+[],;":
-                last_word = ""
-            i += 1
+                last_word, last_word_line = t.text, t.line
+        elif t.kind == "string" or (t.kind == "other" and t.text not in "-+[],;"):
+            last_word = ""  # `layer: {` keeps the word before the colon
     if open_block is not None:
         blocks.append(Block(open_block[0], open_block[1], None))
     return blocks
