@@ -45,6 +45,16 @@ class CaffeFormatError(FcnkitError):
         self.reason = message
         super().__init__(_where(path, line, column) + message)
 
+    @classmethod
+    def unreadable(cls, exc: OSError, path: str | Path, kind: str) -> "CaffeFormatError":
+        """The error for a ``kind`` file (``"caffemodel"``, ``"prototxt"``) at ``path`` that
+        could not be opened or read: not found, a directory, or the system's reason."""
+        if isinstance(exc, FileNotFoundError):
+            return cls("file not found", path)
+        if isinstance(exc, IsADirectoryError):
+            return cls(f"is a directory, not a {kind} file", path)
+        return cls(f"cannot read the file: {exc.strerror}", path)
+
 
 class UpgradeError(CaffeFormatError):
     """A legacy (V0/V1) net cannot be upgraded to V2, or mixes `layer` and `layers`."""

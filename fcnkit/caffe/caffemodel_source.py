@@ -121,12 +121,8 @@ def open_source(path: str) -> ModelSource:
     """
     try:
         file = open(path, "rb", buffering=0)
-    except FileNotFoundError:
-        raise CaffeFormatError("file not found", path) from None
-    except IsADirectoryError:
-        raise CaffeFormatError("is a directory, not a caffemodel file", path) from None
     except OSError as exc:
-        raise CaffeFormatError(f"cannot read the file: {exc.strerror}", path) from None
+        raise CaffeFormatError.unreadable(exc, path, "caffemodel") from None
     try:
         info = os.fstat(file.fileno())
         sized = stat.S_ISREG(info.st_mode) and info.st_size > 0
@@ -139,7 +135,7 @@ def open_source(path: str) -> ModelSource:
         buf = _read_all(file, info.st_size if sized else None, path)
     except OSError as exc:
         file.close()
-        raise CaffeFormatError(f"cannot read the file: {exc.strerror}", path) from None
+        raise CaffeFormatError.unreadable(exc, path, "caffemodel") from None
     except BaseException:
         file.close()
         raise

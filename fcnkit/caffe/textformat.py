@@ -43,12 +43,8 @@ def read_text_file(path: str | Path) -> str:
     """
     try:
         data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CaffeFormatError("file not found", path) from None
-    except IsADirectoryError:
-        raise CaffeFormatError("is a directory, not a prototxt file", path) from None
     except OSError as exc:
-        raise CaffeFormatError(f"cannot read the file: {exc.strerror}", path) from None
+        raise CaffeFormatError.unreadable(exc, path, "prototxt") from None
     if b"\x00" in data[:65536]:
         raise CaffeFormatError(
             "this is a binary file, not a text prototxt (a .caffemodel? read it with "
