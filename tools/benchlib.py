@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import platform
 
-from fcnkit.runtime import cpu_model  # noqa: F401 - the benchmarks import it from here
+from fcnkit.runtime import available_cpus, cpu_model  # noqa: F401 - the benchmarks import them from here
 
 
 def machine_line() -> str:
@@ -23,14 +23,6 @@ def machine_line() -> str:
 # Fair timing: interleaved rounds in random order, with gaps; medians and spreads
 # --------------------------------------------------------------------------------------
 
-def available_cores() -> int:
-    """Cores this process may run on (``os.sched_getaffinity``), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def load_line() -> str:
     """One line: load averages (1, 5, 15 min) against the cores this process may use; a
     load above the core count means other processes competed for the CPU during the run."""
@@ -38,7 +30,7 @@ def load_line() -> str:
         one, five, fifteen = os.getloadavg()
     except OSError:
         return "load average n/a"
-    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {available_cores()} usable cores"
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {available_cpus()} usable cores"
 
 
 class Stats:

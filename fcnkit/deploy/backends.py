@@ -222,24 +222,14 @@ def _output_kind(compiled, blob_name: str) -> str:
     return node.layer.output_kind if node is not None else "scores"
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (``os.sched_getaffinity``: a container's or
-    ``taskset``'s limit, not the machine's count), at least 1."""
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def session_options(ort, providers: Sequence[str], intra_op_threads: int | None = None,
                     spinning: bool = False):
     """ONNX Runtime ``SessionOptions`` for inference: every graph optimisation
     (``ORT_ENABLE_ALL``: constant folding, Conv+BatchNorm/Add/activation fusions, layout
     transforms), the CPU memory arena on (activations reuse one pool instead of a ``malloc``
     per tensor), and, on the CPU provider alone, one intra-op thread per core this process
-    may use (:func:`available_cores`; ORT's own default counts the machine's cores, which
+    may use (:func:`fcnkit.runtime.available_cpus`: affinity and cgroup quota, as for
+    torch's pool and the auto probe's record; ORT's own default counts the machine's cores, which
     oversubscribes a process confined to fewer), and idle intra-op threads that sleep
     instead of spinning (``session.intra_op.allow_spinning=0``: when another process holds a
     core, spinning threads steal its time; measured on a shared 2-core machine, CIFAR-10
@@ -254,7 +244,9 @@ def session_options(ort, providers: Sequence[str], intra_op_threads: int | None 
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.enable_cpu_mem_arena = True
     if list(providers) == ["CPUExecutionProvider"]:
-        so.intra_op_num_threads = intra_op_threads or available_cores()
+        from fcnkit.runtime import available_cpus
+
+        so.intra_op_num_threads = intra_op_threads or available_cpus()
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return so
 

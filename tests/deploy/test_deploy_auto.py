@@ -137,13 +137,18 @@ def test_auto_falls_back_to_torch_when_export_fails(monkeypatch, tmp_path, caplo
     assert Predictor.from_path(proto, device="cpu", compile=False, dtype="bf16").backend == "torch"
 
 
-def test_session_options_use_the_cores_this_process_may_run_on():
+def test_session_options_use_the_cores_this_process_may_run_on(monkeypatch):
     import onnxruntime as ort
 
-    from fcnkit.deploy.backends import available_cores, session_options
+    import fcnkit.runtime
+    from fcnkit.deploy.backends import session_options
+    from fcnkit.runtime import available_cpus
 
     so = session_options(ort, ["CPUExecutionProvider"])
-    assert so.intra_op_num_threads == available_cores() >= 1
+    assert so.intra_op_num_threads == available_cpus() >= 1
+    # a cgroup CPU quota of one core caps the pool, as it caps torch's
+    monkeypatch.setattr(fcnkit.runtime, "_cgroup_quota", lambda: 1.0)
+    assert session_options(ort, ["CPUExecutionProvider"]).intra_op_num_threads == 1
     assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL and so.enable_cpu_mem_arena
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 

@@ -14,7 +14,7 @@ import pytest
 from fcnkit.deploy import auto_probe
 from fcnkit.deploy.onnx import cache as onnx_cache
 from fcnkit.deploy.predictor import Predictor
-from fcnkit.runtime import cpu_model
+from fcnkit.runtime import available_cpus, cpu_model
 from tests.deploy.deploy_helpers import rand
 from tests.deploy.test_deploy_auto import write_small_fcn
 
@@ -191,13 +191,11 @@ def test_each_tile_size_has_its_own_choice_and_outputs_match(probes, tmp_path):
 
 
 def test_the_probe_can_be_turned_off(probes, tmp_path, monkeypatch):
-    from fcnkit.deploy.backends import available_cores
-
     monkeypatch.setenv(auto_probe.PROBE_ENV, "0")
     proto = write_small_fcn(tmp_path)
     p = Predictor.from_path(proto, device="cpu")
     assert probes.runs == [] and p.backend == "onnxruntime" and "FCNKIT_AUTO_PROBE=0" in p.backend_detail
-    assert p._impl.sessions[(16, 16)].session.get_session_options().intra_op_num_threads == available_cores()
+    assert p._impl.sessions[(16, 16)].session.get_session_options().intra_op_num_threads == available_cpus()
     assert "auto_probe" not in _record(tmp_path / "cache")
     monkeypatch.setenv(auto_probe.PROBE_ENV, "1")  # back on: the same entry gets its probe
     probes.ms[(16, 16)] = {"torch": 1.0, "onnxruntime": 2.0, "onnxruntime-1thread": 3.0}
