@@ -334,20 +334,15 @@ def _bench_cpu(compiled, shape, x, name, out_name, onnx_files, stem: Path, args,
 
             from fcnkit.deploy.backends import session_options
 
-            so = session_options(ort, ["CPUExecutionProvider"])
-            if args.threads:
-                so.intra_op_num_threads = args.threads
-            sess = ort.InferenceSession(str(onnx_files["fp32"]), so, providers=["CPUExecutionProvider"])
-            fns["onnxruntime-cpu"] = lambda: sess.run([out_name], {name: x})
-            # the auto probe's third candidate: one intra-op thread (no hand-off per node)
-            so1 = session_options(ort, ["CPUExecutionProvider"], intra_op_threads=1)
-            sess1 = ort.InferenceSession(str(onnx_files["fp32"]), so1, providers=["CPUExecutionProvider"])
-            fns["onnxruntime-1t-cpu"] = lambda: sess1.run([out_name], {name: x})
-            # and its fourth: idle intra-op threads spin instead of sleeping
-            so_spin = session_options(ort, ["CPUExecutionProvider"], intra_op_threads=args.threads or None,
-                                      spinning=True)
-            sess_spin = ort.InferenceSession(str(onnx_files["fp32"]), so_spin, providers=["CPUExecutionProvider"])
-            fns["onnxruntime-spin-cpu"] = lambda: sess_spin.run([out_name], {name: x})
+            # fcnkit's default session, then the auto probe's other ONNX Runtime paths: one
+            # intra-op thread (no hand-off per node), and idle threads that spin
+            for row, options in (("onnxruntime-cpu", {"intra_op_threads": args.threads or None}),
+                                 ("onnxruntime-1t-cpu", {"intra_op_threads": 1}),
+                                 ("onnxruntime-spin-cpu", {"intra_op_threads": args.threads or None,
+                                                           "spinning": True})):
+                so = session_options(ort, ["CPUExecutionProvider"], **options)
+                sess = ort.InferenceSession(str(onnx_files["fp32"]), so, providers=["CPUExecutionProvider"])
+                fns[row] = lambda sess=sess: sess.run([out_name], {name: x})
         else:
             notes["onnxruntime-cpu"] = "not evaluated (the fp32 export failed)"
     if "opencv" in args.backends:
